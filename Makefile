@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both install what they need.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.c2s-installed
+# Integration tests start one local Ray with 2 CPUs; keep every test bounded.
+PYTEST_ARGS ?= -q --timeout=600
+
+.PHONY: setup test demo lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Re-install only when pyproject.toml changes (the stamp records it): fast when already done.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/c2s demo
+
+lint: setup
+	$(BIN)/ruff check c2s jobs tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,55 @@
+"""The ``c2s`` command: a routing table to each tool's own ``main(argv) -> int``.
+
+Each command's module parses its own arguments, so ``c2s <command> --help`` shows them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command words -> (module, help). The module's ``main(argv: list[str]) -> int`` does the work.
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("demo",): ("c2s.demo", "the embedded default: toy world, toy CLIP, baseline vs C2S, table + JSON line"),
+    ("train",): ("c2s.train.trainer", "train a student (local Ray, or the cluster's when connected)"),
+    ("eval",): ("c2s.evaluate", "evaluate a checkpoint: sIoU / uIoU / hIoU, per-class IoU, panels"),
+    ("sweep",): ("c2s.sweep.run", "run a Ray Tune sweep from a spec under sweeps/"),
+    ("report",): ("c2s.sweep.report", "paper-shaped tables and plots from a sweep directory"),
+    ("tokens",): ("c2s.teacher.cache", "materialise the teacher's tokens to a Parquet cache"),
+    ("data", "check"): ("c2s.data.check", "validate a dataset folder against the catalog"),
+    ("world", "generate"): ("c2s.data.toyworld", "generate the toy world in mmseg layout"),
+    ("world", "pretrain-teacher"): ("c2s.teacher.pretrain", "pretrain the toy CLIP on the toy world"),
+    ("bench", "objective"): ("c2s.bench.objective", "time the student alone vs with the C2S objective"),
+    ("bench", "teacher"): ("c2s.bench.teacher", "time the teacher's stages and local-token batching"),
+    ("bench", "sweep-cache"): ("c2s.bench.sweep_cache", "a 4-trial toy sweep with and without the token cache"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: c2s <command> [args...]", "", "commands:"]
+    for words, (_, text) in COMMANDS.items():
+        lines.append(f"  {' '.join(words):<26} {text}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    for words, (module_name, _) in sorted(COMMANDS.items(), key=lambda kv: -len(kv[0])):
+        if tuple(argv[: len(words)]) == words:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as err:
+                if err.name != module_name:
+                    raise
+                print(f"c2s {' '.join(words)}: not built yet ({module_name} does not exist)", file=sys.stderr)
+                return 2
+            return int(module.main(argv[len(words):]) or 0)
+    print(f"c2s: unknown command {' '.join(argv[:2])!r}\n\n{_usage()}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+# voc12: inductive zero-shot split from c2s/data/catalog.py (seen classes only reach training).
+data = dict(
+    dataset="voc12",
+    root=None,  # local folder in mmseg layout; checked with `c2s data check ROOT --dataset voc12`
+    crop_size=(512, 512),
+    scale=(2048, 512),  # mmseg RandomResize base scale (long, short)
+    ratio_range=(0.5, 2.0),
+    cat_max_ratio=0.75,
+    flip_prob=0.5,
+    photometric=True,
+    eval_scale=(2048, 512),
+    on_bad_sample="error",  # error | skip (skipped samples are counted in the job metrics)
+    seed=0,
+    num_cpus=0.25,  # per Ray Data read/transform task
+)

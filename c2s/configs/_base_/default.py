@@ -1,0 +1,1 @@
+_base_ = ["./method.py", "./teacher.py", "./schedules/default.py"]

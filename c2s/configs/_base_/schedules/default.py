@@ -1,0 +1,29 @@
+# mmseg's default AdamW schedule (SegFormer recipe): linear warm-up, then poly decay.
+optim = dict(
+    lr=6e-5,
+    head_lr_mult=10.0,  # decode head + projection + latent generator
+    weight_decay=0.01,
+    betas=(0.9, 0.999),
+    warmup_iters=1500,
+    warmup_ratio=1e-6,
+    poly_power=1.0,
+    min_lr=0.0,
+    grad_clip=1.0,  # max gradient norm; 0 disables
+)
+train = dict(
+    iters=20000,
+    batch_size=16,  # global batch, split over the workers
+    workers=1,
+    cpus_per_worker=1.0,
+    gpus_per_worker=0.0,
+    amp=True,  # bf16 autocast on GPU; ignored on CPU
+    seed=0,
+    log_interval=50,
+    checkpoint_interval=2000,
+    eval_interval=4000,
+    max_failures=1,
+    num_to_keep=2,
+)
+evaluation = dict(mode="slide", crop_size=(512, 512), stride=(426, 426), num_panels=4, max_images=None)
+cache_root = None  # resolved from $C2S_CACHE (default ~/.cache/c2s) at the entrypoint
+work_dir = "runs"
