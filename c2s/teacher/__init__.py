@@ -1,0 +1,1 @@
+"""The frozen CLIP teacher: loading, text embeddings, dense/global/local tokens, latent class mining."""

@@ -1,0 +1,39 @@
+"""Small open_clip architectures registered in code, for tests and the toy world (no hub, no files).
+
+``register()`` adds them to open_clip's model-config table so ``open_clip.create_model(name)`` builds
+them like any shipped architecture. Sizes are chosen for 2-core CPU machines.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import open_clip
+from open_clip import factory
+
+SMALL_ARCHS: dict[str, dict] = {
+    # The toy world's CLIP: 64-px input, patch 8 -> 8x8 grid; pretrained by c2s/teacher/pretrain.py.
+    "c2s-toy-vit": {
+        "embed_dim": 256,
+        "vision_cfg": {"image_size": 64, "layers": 4, "width": 192, "patch_size": 8, "head_width": 48},
+        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 3},
+    },
+    # Unit tests: random weights, as small as a ViT gets while keeping patch 8.
+    "c2s-test-vit": {
+        "embed_dim": 64,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+    },
+}
+
+
+def register() -> None:
+    """Make the small architectures known to open_clip (idempotent)."""
+    for name, cfg in SMALL_ARCHS.items():
+        if name not in factory._MODEL_CONFIGS:
+            factory._MODEL_CONFIGS[name] = copy.deepcopy(cfg)
+
+
+def is_known(name: str) -> bool:
+    register()
+    return name in open_clip.list_models()
