@@ -23,6 +23,7 @@ train = dict(
     eval_interval=4000,
     max_failures=1,
     num_to_keep=2,
+    crash_at_step=0,  # fault-injection for tests: the last worker exits once at this step (0 = off)
 )
 evaluation = dict(mode="slide", crop_size=(512, 512), stride=(426, 426), num_panels=4, max_images=None)
 cache_root = None  # resolved from $C2S_CACHE (default ~/.cache/c2s) at the entrypoint

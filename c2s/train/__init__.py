@@ -1,0 +1,1 @@
+"""The training job: Ray Data teacher pool -> Ray Train student workers (thin over c2s.method/student)."""

@@ -1,0 +1,225 @@
+"""The per-worker training loop (runs inside a Ray Train worker; CLIP is never loaded here).
+
+The batch stream arrives from the dataset shard with the teacher's tokens already attached. The loop
+owns the step: forward (student + C2S objective), backward, clip, AdamW + schedule, report, checkpoint,
+evaluate. Rank 0 also writes ``metrics.jsonl`` under the run directory: ``Result.metrics`` only keeps
+metrics reported with a checkpoint (architecture.md), so curves need their own sink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from c2s.config import from_dict
+from c2s.train.checkpoint import load_state, save_state, set_rng_state
+from c2s.train.schedule import build_optimizer
+
+NONFINITE_MARKER = "NONFINITE_LOSS.json"
+CRASH_MARKER = ".crash_injected"
+TENSOR_KEYS = ("label", "global", "local", "local_ids", "local_valid", "pseudo_mask")
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A loss component became NaN/inf; the run stops and keeps the last good checkpoint."""
+
+
+class TrainModule(torch.nn.Module):
+    """Student + objective as one module, so DDP syncs the student and the latent generator together."""
+
+    def __init__(self, student: torch.nn.Module, objective: torch.nn.Module):
+        super().__init__()
+        self.student = student
+        self.objective = objective
+
+    def forward(self, images: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """images: (B,3,H,W) normalised -> loss dict of the C2S objective."""
+        features = self.student(images)
+        return self.objective(features.float(), batch)
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop rows after ``last_step`` (a resumed run repeats those steps; no duplicate rows)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line).get("step", 0) <= last_step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _batches(shard, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless stream over the shard, epoch after epoch (the pipeline re-runs per epoch)."""
+    while True:
+        produced = 0
+        for batch in shard.iter_torch_batches(batch_size=batch_size, drop_last=True):
+            produced += 1
+            yield batch
+        if produced == 0:
+            raise RuntimeError(
+                f"the training dataset shard yielded no batch of {batch_size}: fewer training images than "
+                "train.batch_size / train.workers, or every sample was skipped (data.on_bad_sample=skip)"
+            )
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry: ``config`` holds the resolved config dict, the run dir and text embeddings."""
+    import ray.train
+    import ray.train.torch
+
+    from c2s.method.objective import C2SObjective
+    from c2s.student import build_student
+
+    cfg = from_dict(config["cfg"])
+    run_dir = Path(config["run_dir"])
+    train_cfg, optim_cfg = cfg.train, cfg.optim
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if (run_dir / NONFINITE_MARKER).exists():
+        raise NonFiniteLoss(f"run {run_dir} stopped on a non-finite loss: {(run_dir / NONFINITE_MARKER).read_text()}")
+
+    torch.manual_seed(int(train_cfg.seed) + rank)
+    np.random.seed(int(train_cfg.seed) + rank)
+    seen_text = torch.tensor(np.asarray(config["seen_text"], dtype=np.float32))
+    student = build_student(cfg.model)
+    objective = C2SObjective(cfg, seen_text)
+    module = TrainModule(student, objective).to(device)
+    lr, mult, wd = float(optim_cfg.lr), float(optim_cfg.head_lr_mult), float(optim_cfg.weight_decay)
+    groups = student.param_groups(lr, mult, wd)
+    extra = [p for p in objective.parameters() if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "lr": lr * mult, "weight_decay": wd})
+    total = int(train_cfg.iters)
+    optimizer, scheduler = build_optimizer(groups, optim_cfg, total)
+
+    step = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_state(directory, map_location="cpu")
+        student.load_state_dict(state["student"])
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
+        module.to(device)
+        if rank == 0:
+            truncate_jsonl(run_dir / "metrics.jsonl", step)
+            print(f"[c2s] resumed from checkpoint at step {step}/{total}", flush=True)
+
+    model = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
+    per_worker = max(1, int(train_cfg.batch_size) // world)
+    stream = _batches(ray.train.get_dataset_shard("train"), per_worker)
+    crash_at = int(train_cfg.get("crash_at_step", 0))
+    log_every, ckpt_every = int(train_cfg.log_interval), int(train_cfg.checkpoint_interval)
+    eval_every = int(train_cfg.eval_interval)
+    sums: dict[str, float] = {}
+    wait_s = busy_s = 0.0
+    interval_steps = 0
+    interval_start = time.perf_counter()
+
+    while step < total:
+        t0 = time.perf_counter()
+        batch = next(stream)
+        t1 = time.perf_counter()
+        images = student.normalize(batch["image"].to(device))
+        tensors = {k: batch[k].to(device) for k in TENSOR_KEYS if k in batch}
+        with _autocast(device, bool(train_cfg.amp)):
+            out = model(images, tensors)
+        for name, value in out.items():
+            if not torch.isfinite(value).all():
+                message = {"step": step + 1, "component": name, "value": float(value.detach().float().mean())}
+                if rank == 0:
+                    (run_dir / NONFINITE_MARKER).write_text(json.dumps(message))
+                raise NonFiniteLoss(
+                    f"non-finite {name} = {message['value']} at step {step + 1}; the run stops and keeps "
+                    f"its last good checkpoint (every {ckpt_every} steps) under {run_dir}"
+                )
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if float(optim_cfg.grad_clip) > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(optim_cfg.grad_clip))
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        wait_s += t1 - t0
+        busy_s += time.perf_counter() - t1
+        interval_steps += 1
+        for name, value in out.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach())
+
+        if crash_at and step == crash_at and rank == world - 1 and not (run_dir / CRASH_MARKER).exists():
+            (run_dir / CRASH_MARKER).write_text(str(step))
+            print(f"[c2s] fault injection: worker rank {rank} exits at step {step}", flush=True)
+            os._exit(1)
+
+        is_ckpt = step % ckpt_every == 0 or step == total
+        is_log = step % log_every == 0 or is_ckpt
+        if not is_log:
+            continue
+        elapsed = time.perf_counter() - interval_start
+        row = {"step": step, "kind": "train", **{k: v / interval_steps for k, v in sums.items()},
+               "lr": scheduler.get_last_lr()[0],
+               "images_per_s": interval_steps * per_worker * world / max(elapsed, 1e-9),
+               "teacher_wait_frac": wait_s / max(wait_s + busy_s, 1e-9)}
+        sums, wait_s, busy_s, interval_steps = {}, 0.0, 0.0, 0
+        interval_start = time.perf_counter()
+        if rank == 0:
+            append_jsonl(run_dir / "metrics.jsonl", row)
+            print(f"[c2s] step {step}/{total} loss {row['loss']:.4f} lr {row['lr']:.2e} "
+                  f"{row['images_per_s']:.1f} img/s teacher-wait {100 * row['teacher_wait_frac']:.0f}%", flush=True)
+        if rank == 0 and (step % eval_every == 0 or step == total) and config.get("eval_text") is not None:
+            row.update(_evaluate(student, config, cfg, run_dir, step, final=step == total, device=device))
+        if is_ckpt:
+            with tempfile.TemporaryDirectory() as tmp:
+                ckpt = None
+                if rank == 0:
+                    save_state(tmp, student=student, objective=objective, optimizer=optimizer,
+                               scheduler=scheduler, step=step, config=config["cfg"], seen_text=seen_text)
+                    ckpt = ray.train.Checkpoint.from_directory(tmp)
+                ray.train.report(_scalars(row), checkpoint=ckpt)
+        else:
+            ray.train.report(_scalars(row))
+
+
+def _scalars(row: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in row.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def _evaluate(student, config, cfg, run_dir: Path, step: int, *, final: bool, device) -> dict[str, float]:
+    """Rank-0 evaluation of the student alone (no CLIP) with text embeddings of all classes."""
+    from c2s.evaluate import evaluate_student
+
+    out_dir = run_dir / ("final" if final else f"eval/step_{step:07d}")
+    eval_text = torch.tensor(np.asarray(config["eval_text"], dtype=np.float32))
+    was_training = student.training
+    student.eval()
+    metrics = evaluate_student(student, eval_text, cfg, Path(config["data_root"]), out_dir, device=device,
+                               step=step, panels=final)
+    student.train(was_training)
+    append_jsonl(run_dir / "metrics.jsonl", {"step": step, "kind": "eval", **metrics})
+    print(f"[c2s] eval at step {step}: sIoU {metrics['sIoU']:.1f} uIoU {metrics['uIoU']:.1f} "
+          f"hIoU {metrics['hIoU']:.1f} -> {out_dir}", flush=True)
+    return {f"eval_{k}": v for k, v in metrics.items()}

@@ -1,0 +1,100 @@
+"""Everything a job checks and resolves on the driver BEFORE any actor or worker starts.
+
+Dataset root and teacher checkpoint exist (the toy world and toy CLIP are made on demand), the text
+embeddings (seen for training, all for evaluation) and the Ray resources the job will ask for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from c2s.paths import cache_root
+
+
+class PreflightError(RuntimeError):
+    """A job cannot start: names the key/path/resource and what was expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInputs:
+    data_root: Path
+    teacher_checkpoint: str | None
+    cache_root: Path
+
+
+def resolve_inputs(cfg) -> JobInputs:
+    """Check ``data.root`` and ``teacher.checkpoint``; for the toy world make them on demand (cached).
+
+    Mutates ``cfg.teacher.checkpoint`` / ``cfg.data.root`` to the resolved paths so workers and actors
+    receive concrete files.
+    """
+    root_dir = cache_root(cfg)
+    data = cfg.data
+    if data.root is None:
+        if data.dataset != "toy":
+            raise PreflightError(f"data.root is not set; point it at your {data.dataset} folder "
+                                 f"(check it first with `c2s data check ROOT --dataset {data.dataset}`)")
+        from c2s.data.toyworld import ensure_world
+
+        data.root = str(ensure_world(data.world, root_dir))
+    if not Path(data.root).is_dir():
+        raise PreflightError(f"data.root = {data.root!r} does not exist or is not a directory")
+    teacher = cfg.teacher
+    if teacher.checkpoint is None and not teacher.allow_random:
+        if teacher.arch != "c2s-toy-vit" or data.dataset != "toy":
+            raise PreflightError("teacher.checkpoint is not set: pass a local open_clip weights file "
+                                 "(teacher.checkpoint=/path/to/ViT-B-16.pt); the hub is never used")
+        from c2s.teacher.pretrain import ensure_toy_teacher
+
+        teacher.checkpoint = str(ensure_toy_teacher(cfg, root_dir))
+    if teacher.checkpoint is not None and not Path(teacher.checkpoint).is_file():
+        raise PreflightError(f"teacher.checkpoint = {teacher.checkpoint!r} does not exist (expected a local "
+                             "open_clip weights file)")
+    return JobInputs(Path(data.root), teacher.checkpoint, root_dir)
+
+
+def text_embeddings_for(cfg, inputs: JobInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(seen (Ns,D), all (N,D)) text embeddings. The seen ones are what training receives."""
+    from c2s.data.catalog import get_dataset_info
+    from c2s.teacher.clip import load_teacher
+    from c2s.teacher.text import text_embeddings
+
+    info = get_dataset_info(cfg.data.dataset)
+    teacher = load_teacher(cfg.teacher, device="cpu")
+    templates = cfg.teacher.templates
+    seen = text_embeddings(teacher, info.seen_classes, templates, inputs.cache_root)
+    every = text_embeddings(teacher, info.classes, templates, inputs.cache_root)
+    if seen.shape[1] != int(cfg.model.embed_dim):
+        raise PreflightError(f"model.embed_dim = {cfg.model.embed_dim} but the teacher {cfg.teacher.arch} "
+                             f"embeds in {seen.shape[1]} dims; set model.embed_dim={seen.shape[1]}")
+    del teacher
+    return seen, every
+
+
+def resources_needed(cfg: Mapping[str, Any], with_teacher: bool) -> dict[str, float]:
+    """CPU/GPU the job asks for at once: training workers + teacher actors (max) + two data tasks."""
+    train, teacher = cfg["train"], cfg["teacher"]
+    cpu = int(train["workers"]) * float(train["cpus_per_worker"]) + 2 * float(cfg["data"]["num_cpus"])
+    gpu = int(train["workers"]) * float(train["gpus_per_worker"])
+    if with_teacher:
+        actors = int(teacher["actors"][1])
+        cpu += actors * float(teacher["num_cpus"])
+        gpu += actors * float(teacher["num_gpus"])
+    return {"CPU": cpu, "GPU": gpu}
+
+
+def check_resources(needed: Mapping[str, float], available: Mapping[str, float]) -> None:
+    """Fail with both sides printed instead of letting Ray wait forever for resources it will never get."""
+    short = {k: (v, float(available.get(k, 0.0))) for k, v in needed.items() if v > float(available.get(k, 0.0)) + 1e-9}
+    if short:
+        detail = ", ".join(f"{k}: needs {need:g}, cluster has {have:g}" for k, (need, have) in short.items())
+        raise PreflightError(
+            f"the job asks for more than the cluster has ({detail}). Asked: {dict(needed)}; cluster: "
+            f"{ {k: available.get(k, 0.0) for k in needed} }. Lower train.workers / train.cpus_per_worker / "
+            "teacher.actors / teacher.num_cpus / data.num_cpus, or add nodes."
+        )

@@ -1,0 +1,137 @@
+"""Driver side of the training job: resolve inputs, check resources, build the pipeline, fit.
+
+``c2s train CONFIG key=value ...`` and ``jobs/train.py`` (for ``ray job submit``) both call :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from c2s.config import dump_config, from_dict, load_config, to_dict
+from c2s.train.pipeline import build_train_dataset, needs_teacher
+from c2s.train.resolve import check_resources, resolve_inputs, resources_needed, text_embeddings_for
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Connect to the cluster's Ray (``ray job submit`` sets RAY_ADDRESS) or start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+    # One readable line per log interval from the job itself instead of per-operator progress bars.
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+
+
+def run_training(cfg, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir`` (= storage_path/name for Ray Train); returns the final metrics.
+
+    With ``resume=True`` Ray Train restores the latest checkpoint found under ``run_dir``.
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from c2s.data.catalog import get_dataset_info
+    from c2s.train.loop import train_loop_per_worker
+
+    run_dir = Path(run_dir).resolve()
+    if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and not resume:
+        raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume {run_dir} to continue it, "
+                              "or choose another run name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    info = get_dataset_info(cfg.data.dataset)
+    inputs = resolve_inputs(cfg)  # errors about paths come before any Ray resource is asked for
+    seen_text, all_text = text_embeddings_for(cfg, inputs)
+    dump_config(cfg, run_dir / "config.json")
+    with_teacher = needs_teacher(cfg)
+    init_ray()
+    check_resources(resources_needed(cfg, with_teacher), ray.cluster_resources())
+    train_cfg = cfg.train
+    print(f"[c2s] run {run_dir.name}: {cfg.model.name} on {info.name} ({len(info.seen_classes)} seen classes), "
+          f"{train_cfg.iters} steps x {train_cfg.batch_size} images, {train_cfg.workers} worker(s), "
+          f"teacher {'pool of ' + str(tuple(cfg.teacher.actors)) if with_teacher else 'not needed (baseline)'}",
+          flush=True)
+    dataset = build_train_dataset(cfg, info, inputs.data_root)
+    use_gpu = float(train_cfg.gpus_per_worker) > 0
+    resources = {"CPU": float(train_cfg.cpus_per_worker)}
+    if use_gpu:
+        resources["GPU"] = float(train_cfg.gpus_per_worker)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "cfg": to_dict(cfg),
+            "run_dir": str(run_dir),
+            "data_root": str(inputs.data_root),
+            "seen_text": seen_text.numpy().tolist(),
+            # Only the rank-0 evaluator reads this; the objective and the teacher never see unseen names.
+            "eval_text": all_text.numpy().tolist(),
+        },
+        scaling_config=ScalingConfig(num_workers=int(train_cfg.workers), use_gpu=use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name=run_dir.name,
+            storage_path=str(run_dir.parent),
+            failure_config=FailureConfig(max_failures=int(train_cfg.max_failures)),
+            checkpoint_config=CheckpointConfig(num_to_keep=int(train_cfg.num_to_keep)),
+        ),
+        datasets={"train": dataset},
+    )
+    result = trainer.fit()
+    final_file = run_dir / "final" / "metrics.json"
+    final = json.loads(final_file.read_text()) if final_file.exists() else {}
+    summary = {"run_dir": str(run_dir), "wall_s": time.perf_counter() - started,
+               "checkpoint": result.checkpoint.path if result.checkpoint else None, **final}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="c2s train", description="Train a student with C2S distillation.")
+    parser.add_argument("config", nargs="?", help="config name under c2s/configs or a .py path")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. loss.tau=0.05 bank.size=48")
+    parser.add_argument("--run-dir", type=Path, default=None, help="where checkpoints and metrics go "
+                        "(default: <work_dir>/<config>-<time>)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="continue a run from its latest checkpoint (config read from RUN_DIR/config.json)")
+    args = parser.parse_args(argv)
+    if args.config is None and args.resume is None:
+        parser.error("give a CONFIG, or --resume RUN_DIR")
+    if args.config is not None and "=" in args.config:
+        parser.error(f"the first argument must be a config name, got the override {args.config!r}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.resume is not None:
+        config_file = args.resume / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"--resume {args.resume}: no config.json there (not a c2s run directory)")
+        from c2s.config import apply_overrides
+
+        cfg = apply_overrides(from_dict(json.loads(config_file.read_text())), args.overrides)
+        run_dir = args.resume
+    else:
+        cfg = load_config(args.config, args.overrides)
+        run_dir = args.run_dir or Path(cfg.work_dir) / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = run_training(cfg, run_dir, resume=args.resume is not None)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
