@@ -1,24 +1,44 @@
 # The C2S objective (paper Sec. 3.2-3.4). Every knob here is reachable by its dotted name.
 loss = dict(
-    tau=0.07,  # InfoNCE temperature of the global and local distillation (Eqs. 2 and 4)
-    alpha=1.0,  # scale of the seen logits X_s = alpha * F^T A_s
-    beta=10.0,  # scale of the latent logits X_u = beta * cos(F, A'_u)
+    tau=0.07,  # InfoNCE temperature of the global and local distillation (Eqs. 2 and 4), on cosine similarities
+    # Scale of the seen logits X_s = alpha * F^T A_s (paper: plain dot product with unnormalised F). The
+    # student's last 1x1 projection learns the feature norm, i.e. the effective logit scale, so 1 suffices;
+    # evaluation (c2s.method.objective.classify) uses the same alpha for seen and unseen text.
+    alpha=1.0,
+    # Scale of the latent logits X_u = beta * cos(F, A'_u). Cosines live in [-1, 1]; beta=10 lets a latent
+    # class reach a softmax margin comparable to the learned seen logits without CLIP's sharp 100x scale,
+    # which would over-trust the imperfect pseudo masks the paper warns about (Sec. 3.3).
+    beta=10.0,
     w_global=1.0,  # weight of L_g in L = w_g L_g + w_l L_l + w_p L_p (Eq. 6: all 1)
-    w_local=1.0,
-    w_pixel=1.0,
+    w_local=1.0,  # weight of L_l
+    w_pixel=1.0,  # weight of L_p
     use_nel=True,  # L_p = NEL + CE (Eq. 5); False leaves CE only
-    nel_focal_weight=100.0,  # ZegCLIP's mask_weight
-    nel_dice_weight=1.0,
-    focal_alpha=0.25,
-    focal_gamma=2.0,
-    ce_weight=1.0,
+    nel_focal_weight=100.0,  # ZegCLIP's mask_weight (focal term of NEL)
+    nel_dice_weight=1.0,  # ZegCLIP's dice_weight
+    focal_alpha=0.25,  # sigmoid focal loss alpha (ZegCLIP)
+    focal_gamma=2.0,  # sigmoid focal loss gamma (ZegCLIP)
+    ce_weight=1.0,  # weight of the cross-entropy term of L_p
 )
-# CLS token bank: FIFO of the last `size` global CLS tokens (paper: 24).
+# CLS token bank: FIFO of the last `size` global CLS tokens (paper: 24), the extra negatives of L_g.
+# Under DDP each step enqueues the tokens of all workers. 0 disables it (batch negatives only).
 bank = dict(size=24)
-# Distillation (Table 3 "+ distillation", Table 4 alternatives): infonce | cosine | l2 | froster.
-distill = dict(enabled=True, kind="infonce", froster_hidden=512)
+distill = dict(
+    enabled=True,  # Table 3 "+ distillation": L_g and L_l on/off
+    kind="infonce",  # Table 4: infonce (the paper's) | cosine | l2 | froster
+    froster_hidden=512,  # hidden width of FROSTER's residual MLP projector (kind=froster only)
+    froster_alpha=0.1,  # residual scale a in z' = z + a * MLP(z) (kind=froster only)
+    # Negatives of the local InfoNCE: batch (all regions of the batch; the same seen class in another image
+    # is dropped from the denominator as a false negative) | image (only the regions of the same image).
+    local_candidates="batch",
+)
 # Latent embedding generator (Sec. 3.3, Tables 5-6).
-#   kind: none (A'_u = the input itself) | mlp | transformer
-#   inputs: prototypes | cls_tokens | both ; cls_tokens: global | local | both (Table 5)
-latent = dict(enabled=True, kind="transformer", inputs="both", cls_tokens="both", num_layers=1, num_heads=8,
-              ffn_ratio=4, dropout=0.0)
+latent = dict(
+    enabled=True,  # Table 3 "+ latent embedding": latent logits X_u and pseudo-mask supervision on/off
+    kind="transformer",  # none (A'_u = the input itself) | mlp (residual MLP) | transformer (decoder)
+    inputs="both",  # prototypes | cls_tokens (the region's own local token) | both (queries=prototypes, K/V=tokens)
+    cls_tokens="both",  # keys/values of the decoder: global | local | both (Table 5)
+    num_layers=1,  # transformer decoder layers
+    num_heads=8,  # attention heads; must divide the embedding dim
+    ffn_ratio=4,  # FFN width (decoder and MLP calibrator) = ffn_ratio * D
+    dropout=0.0,  # dropout inside the decoder
+)

@@ -1,0 +1,233 @@
+"""Losses and prototypes of C2S distillation (paper Sec. 3.2-3.3), pure PyTorch.
+
+Shapes: ``B`` images, ``D`` embedding dim, ``h x w`` feature grid, ``H x W`` label grid, ``L`` local slots,
+``C`` classes. Nothing here knows about Ray or configs; :mod:`c2s.method.objective` wires it together.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IGNORE_INDEX = 255
+# Logit given to padded latent classes: exp(-1e4 - max) underflows to exactly 0 in fp32/bf16 softmax, so
+# a padded class never wins an argmax and never receives probability mass. Not -inf: -inf - -inf = NaN
+# inside log_softmax when a whole row were padded, and finite values keep the backward pass finite.
+PAD_LOGIT = -1.0e4
+
+DISTILL_KINDS = ("infonce", "cosine", "l2", "froster")
+
+
+# --------------------------------------------------------------------------------------------- prototypes
+def global_prototype(feats: Tensor, cls_token: Tensor) -> Tensor:
+    """Global feature prototype ``F_g = softmax(C_gᵀ F / √D) Fᵀ`` (Sec. 3.2).
+
+    Args:
+        feats: ``(B, D, h, w)`` student features (unnormalised).
+        cls_token: ``(B, D)`` teacher global CLS token (treated as a constant: detach it before calling
+            if it may carry a graph).
+    Returns:
+        ``(B, D)``: the attention-weighted mean of the dense features, weights softmaxed over the ``h*w``
+        positions.
+    """
+    b, d = feats.shape[:2]
+    flat = feats.reshape(b, d, -1)  # (B, D, L)
+    weights = torch.softmax(torch.einsum("bd,bdl->bl", cls_token.to(flat.dtype), flat) / d**0.5, dim=-1)
+    return torch.einsum("bl,bdl->bd", weights, flat)
+
+
+def region_weights(mask: Tensor, ids: Tensor, size: tuple[int, int]) -> Tensor:
+    """Fraction of each feature cell covered by each region (area downsampling of binary region masks).
+
+    The masked mean of Eq. 3 needs the pseudo mask at feature resolution. Nearest downsampling drops
+    regions thinner than the stride (their local CLS token would then have no prototype); area weights
+    keep every region and equal Eq. 3 evaluated at label resolution on nearest-upsampled features.
+
+    Args:
+        mask: ``(B, H, W)`` int64 region ids (pseudo mask), any id space.
+        ids: ``(B, L)`` int64 id of each region slot (padding slots may hold any id; weight them out later).
+        size: ``(h, w)`` of the feature grid.
+    Returns:
+        ``(B, L, h, w)`` float weights in ``[0, 1]``.
+    """
+    onehot = (mask.unsqueeze(1) == ids[:, :, None, None]).float()  # (B, L, H, W)
+    if tuple(onehot.shape[-2:]) == tuple(size):
+        return onehot
+    return F.adaptive_avg_pool2d(onehot, size)
+
+
+def masked_mean_prototypes(feats: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Local prototypes (Eq. 3): the weighted mean of ``F`` over each region.
+
+    Args:
+        feats: ``(B, D, h, w)``.
+        weights: ``(B, L, h, w)`` non-negative region weights (binary masks or :func:`region_weights`).
+    Returns:
+        ``(protos (B, L, D), area (B, L))``; a slot with zero area gets a zero prototype (never NaN), so
+        callers mark it invalid via ``area > 0``.
+    """
+    weights = weights.to(feats.dtype)
+    area = weights.flatten(2).sum(-1)  # (B, L)
+    summed = torch.einsum("blhw,bdhw->bld", weights, feats)
+    return summed / area.clamp_min(1e-6).unsqueeze(-1), area
+
+
+# ------------------------------------------------------------------------------------------- distillation
+def info_nce(query: Tensor, keys: Tensor, positive: Tensor, tau: float, key_mask: Tensor | None = None) -> Tensor:
+    """Standard InfoNCE: mean cross-entropy of the positive key among the candidates.
+
+    The paper writes Eqs. 2 and 4 as the softmax probability of the positive *without* the ``-log``;
+    minimising that literally would push the positive away. We implement the standard InfoNCE of
+    Oord et al. (2018), ``-log softmax(sim / τ)[positive]``. Query and keys are L2-normalised first, so the
+    similarity is a cosine (the student's features are unnormalised; raw dot products over τ = 0.07 would
+    explode).
+
+    Args:
+        query: ``(N, D)`` student prototypes.
+        keys: ``(M, D)`` candidate teacher tokens.
+        positive: ``(N,)`` int64 index into ``keys`` of each query's positive.
+        tau: temperature.
+        key_mask: optional ``(N, M)`` bool, False = candidate removed from that query's denominator
+            (the positive itself must stay True).
+    Returns:
+        scalar; 0 (with a graph) when ``N == 0``.
+    """
+    if query.shape[0] == 0:
+        return query.sum() * 0.0
+    logits = F.normalize(query, dim=-1) @ F.normalize(keys.to(query.dtype), dim=-1).t() / tau
+    if key_mask is not None:
+        logits = logits.masked_fill(~key_mask, float("-inf"))
+    return F.cross_entropy(logits, positive)
+
+
+def cosine_distill(student: Tensor, teacher: Tensor) -> Tensor:
+    """``mean(1 - cos(student_i, teacher_i))`` over pairs (Table 4, "cosine similarity"). ``(N, D)`` each."""
+    if student.shape[0] == 0:
+        return student.sum() * 0.0
+    return (1.0 - F.cosine_similarity(student, teacher.to(student.dtype), dim=-1)).mean()
+
+
+def l2_distill(student: Tensor, teacher: Tensor) -> Tensor:
+    """Plain mean squared error between raw prototypes and tokens (Table 4, "L2 loss"). ``(N, D)`` each.
+
+    Deliberately unnormalised: this is the naive feature-matching baseline the paper reports as poor.
+    """
+    if student.shape[0] == 0:
+        return student.sum() * 0.0
+    return F.mse_loss(student, teacher.to(student.dtype))
+
+
+class FrosterProjector(nn.Module):
+    """FROSTER-style residual projector (Huang et al., ICLR 2024): ``z' = z + a · W2 GELU(W1 z)``.
+
+    FROSTER distils a frozen CLIP into a fine-tuned model through a residual sub-network (two-layer MLP
+    plus identity), so the distillation target constrains the student only through a learned residual
+    and the identity path keeps the student features free to serve the task loss. ``W2`` starts at zero,
+    so ``z' = z`` at initialisation. ``(..., D) -> (..., D)``.
+    """
+
+    def __init__(self, dim: int, hidden: int, alpha: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+        self.alpha = alpha
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z + self.alpha * self.fc2(F.gelu(self.fc1(z)))
+
+
+def froster_distill(student: Tensor, teacher: Tensor, projector: FrosterProjector) -> Tensor:
+    """Residual feature distillation: MSE between L2-normalised ``projector(student)`` and teacher tokens.
+
+    ``(N, D)`` each; on unit vectors the squared distance is ``2 - 2 cos``, summed over D, averaged over N.
+    """
+    if student.shape[0] == 0:
+        return student.sum() * 0.0
+    diff = F.normalize(projector(student), dim=-1) - F.normalize(teacher.to(student.dtype), dim=-1)
+    return diff.pow(2).sum(-1).mean()
+
+
+# ------------------------------------------------------------------------------------------- pixel losses
+def _world_sum(value: Tensor) -> Tensor:
+    """Sum a tensor over DDP workers when torch.distributed is initialised (else return it unchanged)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+    return value
+
+
+def _world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+def sigmoid_focal(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Element-wise binary sigmoid focal loss (Lin et al. 2017), same shapes in and out."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # stable log-sigmoid
+    p_t = p * targets + (1 - p) * (1 - targets)
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return alpha_t * ce * (1 - p_t).pow(gamma)
+
+
+def nel_loss(
+    logits: Tensor,
+    target: Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+) -> tuple[Tensor, Tensor]:
+    """ZegCLIP's non-mutually-exclusive loss, unweighted terms ``(focal, dice)``.
+
+    For every (image, class) pair whose class is present in the image's target, a binary mask
+    ``t = (target == c)`` against the sigmoid of that class's logit map, over non-ignored pixels:
+    focal averaged over pixels, dice ``1 - (2Σσt + 1) / (Σσ + Σt + 1)``; both summed over pairs and divided
+    by the number of target masks (all-reduced over DDP workers, averaged per worker, at least 1).
+    Classes absent from an image (including padded latent slots) contribute nothing.
+
+    Args:
+        logits: ``(B, C, h, w)`` at feature or label resolution. When ``(h, w) != (H, W)``, only the present
+            classes' maps are upsampled bilinearly to label resolution (the same values as upsampling all
+            and selecting, without materialising and backpropagating through all C maps at ``H x W``).
+        target: ``(B, H, W)`` int64 in ``[0, C)`` or ``ignore_index``.
+    Returns:
+        ``(focal, dice)`` scalars.
+    """
+    b, c = logits.shape[:2]
+    valid = target != ignore_index  # (B, H, W)
+    safe = torch.where(valid, target, torch.full_like(target, c))
+    # presence of each class per image via one bincount over (image, class) keys: no per-image loop
+    keys = (torch.arange(b, device=target.device).view(b, 1, 1) * (c + 1) + safe).flatten()
+    present = torch.bincount(keys, minlength=b * (c + 1)).view(b, c + 1)[:, :c] > 0
+    img_idx, cls_idx = present.nonzero(as_tuple=True)  # the P target masks
+    num_masks = _world_sum(torch.tensor(float(img_idx.numel()), device=logits.device))
+    num_masks = (num_masks / _world_size()).clamp_min(1.0)
+    if img_idx.numel() == 0:
+        zero = logits.sum() * 0.0
+        return zero, zero
+    sel = logits[img_idx, cls_idx]  # (P, h, w)
+    if sel.shape[-2:] != target.shape[-2:]:
+        sel = F.interpolate(sel.unsqueeze(0), size=target.shape[-2:], mode="bilinear", align_corners=False)[0]
+    t = (target[img_idx] == cls_idx.view(-1, 1, 1)).to(sel.dtype)
+    v = valid[img_idx].to(sel.dtype)
+    n_valid = v.flatten(1).sum(-1).clamp_min(1.0)
+    focal = (sigmoid_focal(sel, t, focal_alpha, focal_gamma) * v).flatten(1).sum(-1) / n_valid
+    prob = torch.sigmoid(sel) * v
+    num = 2 * (prob * t).flatten(1).sum(-1) + 1
+    den = prob.flatten(1).sum(-1) + t.flatten(1).sum(-1) + 1
+    dice = 1 - num / den
+    return focal.sum() / num_masks, dice.sum() / num_masks
+
+
+def masked_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """Pixel cross-entropy averaged over non-ignored pixels; 0 (not NaN) when every pixel is ignored.
+
+    ``logits (B, C, H, W)``, ``target (B, H, W)``.
+    """
+    total = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+    count = (target != ignore_index).sum().clamp_min(1)
+    return total / count

@@ -1,0 +1,143 @@
+"""Losses and prototypes of c2s.method.losses against hand-computed values on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from c2s.method.losses import (
+    FrosterProjector,
+    cosine_distill,
+    froster_distill,
+    global_prototype,
+    info_nce,
+    l2_distill,
+    masked_cross_entropy,
+    masked_mean_prototypes,
+    nel_loss,
+    region_weights,
+    sigmoid_focal,
+)
+
+
+def test_global_prototype_hand_value():
+    # positions: (1, 0) and (0, 1); token (1, 0): scores [1, 0] / sqrt(2)
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 2, 1, 2)
+    proto = global_prototype(feats, torch.tensor([[1.0, 0.0]]))
+    w0 = math.exp(1 / math.sqrt(2)) / (math.exp(1 / math.sqrt(2)) + 1)
+    assert torch.allclose(proto, torch.tensor([[w0, 1 - w0]]), atol=1e-6)
+
+
+def test_prototypes_are_masked_means_at_same_resolution():
+    feats = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
+    mask = torch.tensor([[5, 5], [7, 5]]).view(1, 2, 2)
+    ids = torch.tensor([[5, 7, 9]])  # 9 is absent -> zero area, zero prototype
+    protos, area = masked_mean_prototypes(feats, region_weights(mask, ids, (2, 2)))
+    assert torch.allclose(protos[0, :, 0], torch.tensor([7 / 3, 3.0, 0.0]))
+    assert area[0].tolist() == [3.0, 1.0, 0.0]
+
+
+def test_prototypes_area_weighted_when_mask_is_finer():
+    # label grid 4x4, feature grid 2x2: region 7 covers half of the bottom-left cell and all of bottom-right
+    feats = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
+    mask = torch.zeros(1, 4, 4, dtype=torch.long)
+    mask[0, 2:, 1] = 7
+    mask[0, 2:, 2:] = 7
+    weights = region_weights(mask, torch.tensor([[7]]), (2, 2))
+    assert torch.allclose(weights[0, 0], torch.tensor([[0.0, 0.0], [0.5, 1.0]]))
+    protos, _ = masked_mean_prototypes(feats, weights)
+    assert math.isclose(float(protos[0, 0, 0]), (0.5 * 3 + 4) / 1.5, rel_tol=1e-6)
+    # equals the masked mean at label resolution of nearest-upsampled features
+    up = F.interpolate(feats, size=(4, 4), mode="nearest")[0, 0]
+    assert math.isclose(float(protos[0, 0, 0]), float(up[mask[0] == 7].mean()), rel_tol=1e-6)
+
+
+def test_info_nce_hand_value_and_cross_entropy_equivalence():
+    q = torch.tensor([[2.0, 0.0]])  # normalised inside: scale does not matter
+    keys = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    loss = info_nce(q, keys, torch.tensor([0]), tau=1.0)
+    assert math.isclose(float(loss), math.log(1 + math.exp(-1)), rel_tol=1e-6)  # 0.31326
+
+    torch.manual_seed(0)
+    q, keys = torch.randn(5, 8), torch.randn(7, 8)
+    pos = torch.tensor([0, 3, 6, 2, 2])
+    sims = F.normalize(q, dim=-1) @ F.normalize(keys, dim=-1).t()
+    expected = F.cross_entropy(sims / 0.07, pos)
+    assert torch.allclose(info_nce(q, keys, pos, tau=0.07), expected, atol=1e-5)
+
+
+def test_info_nce_key_mask_drops_candidates():
+    q = torch.tensor([[1.0, 0.0]])
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    mask = torch.tensor([[True, True, False]])
+    loss = info_nce(q, keys, torch.tensor([0]), tau=1.0, key_mask=mask)
+    assert math.isclose(float(loss), math.log(1 + math.exp(-1)), rel_tol=1e-6)
+    assert float(info_nce(torch.zeros(0, 2), keys, torch.zeros(0, dtype=torch.long), 1.0)) == 0.0
+
+
+def test_pairwise_distillations_hand_values():
+    s = torch.tensor([[1.0, 0.0]])
+    t = torch.tensor([[1.0, 1.0]]) / math.sqrt(2)
+    assert math.isclose(float(cosine_distill(s, t)), 1 - 1 / math.sqrt(2), rel_tol=1e-6)
+    assert math.isclose(float(l2_distill(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2))), 2.5, rel_tol=1e-6)
+    proj = FrosterProjector(2, 4, alpha=0.1)  # zero-initialised residual: identity at start
+    assert torch.equal(proj(s), s)
+    assert math.isclose(float(froster_distill(s, torch.tensor([[0.0, 5.0]]), proj).detach()), 2.0, rel_tol=1e-6)
+
+
+def test_froster_projector_receives_gradient():
+    proj = FrosterProjector(3, 5, alpha=0.1)
+    s = torch.randn(4, 3, requires_grad=True)
+    froster_distill(s, torch.randn(4, 3), proj).backward()
+    assert proj.fc2.weight.grad is not None and proj.fc2.weight.grad.abs().sum() > 0
+    assert s.grad is not None
+
+
+def test_sigmoid_focal_hand_value():
+    # p = 0.5, positive: alpha * (1 - p)^2 * log 2 = 0.25 * 0.25 * 0.6931
+    v = sigmoid_focal(torch.tensor([0.0]), torch.tensor([1.0]), alpha=0.25, gamma=2.0)
+    assert math.isclose(float(v), 0.25 * 0.25 * math.log(2), rel_tol=1e-6)
+    v = sigmoid_focal(torch.tensor([0.0]), torch.tensor([0.0]), alpha=0.25, gamma=2.0)
+    assert math.isclose(float(v), 0.75 * 0.25 * math.log(2), rel_tol=1e-6)
+
+
+def test_nel_loss_hand_value_ignore_excluded():
+    logits = torch.zeros(1, 2, 1, 2)
+    target = torch.tensor([[[0, 255]]])
+    focal, dice = nel_loss(logits, target)
+    assert math.isclose(float(focal), 0.25 * 0.25 * math.log(2), rel_tol=1e-6)  # one valid pixel, one mask
+    assert math.isclose(float(dice), 1 - (2 * 0.5 + 1) / (0.5 + 1 + 1), rel_tol=1e-6)  # 0.2
+
+
+def test_nel_loss_normalised_by_number_of_masks():
+    # image 0: class 0 everywhere; image 1: classes 0 and 1 -> 3 masks; class 2 absent everywhere
+    logits = torch.zeros(2, 3, 1, 2)
+    target = torch.tensor([[[0, 0]], [[0, 1]]])
+    focal, dice = nel_loss(logits, target)
+    pos, neg = 0.25 * 0.25 * math.log(2), 0.75 * 0.25 * math.log(2)
+    # masks: (0,0): 2 pos; (1,0): pos+neg; (1,1): neg+pos -> per-mask pixel means
+    expected_focal = (pos + (pos + neg) / 2 + (pos + neg) / 2) / 3
+    assert math.isclose(float(focal), expected_focal, rel_tol=1e-6)
+    d_full = 1 - (2 * 1.0 + 1) / (1.0 + 2 + 1)  # sum sigma = 1, sum t = 2, intersection 1
+    d_half = 1 - (2 * 0.5 + 1) / (1.0 + 1 + 1)
+    assert math.isclose(float(dice), (d_full + 2 * d_half) / 3, rel_tol=1e-6)
+
+
+def test_nel_upsamples_only_selected_classes_consistently():
+    torch.manual_seed(0)
+    low = torch.randn(2, 4, 3, 3)
+    target = torch.randint(0, 4, (2, 6, 6))
+    target[0, 0] = 255
+    up = F.interpolate(low, size=(6, 6), mode="bilinear", align_corners=False)
+    a, b = nel_loss(low, target), nel_loss(up, target)
+    assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[1], atol=1e-6)
+
+
+def test_masked_cross_entropy():
+    logits = torch.zeros(1, 2, 1, 3)
+    target = torch.tensor([[[0, 1, 255]]])
+    assert math.isclose(float(masked_cross_entropy(logits, target)), math.log(2), rel_tol=1e-6)
+    all_ignored = torch.full((1, 1, 3), 255)
+    assert float(masked_cross_entropy(logits, all_ignored)) == 0.0
