@@ -9,7 +9,8 @@ data = dict(
     flip_prob=0.5,
     photometric=True,
     eval_scale=(2048, 512),
-    on_bad_sample="error",  # error | skip (skipped samples are counted in the job metrics)
+    eval_resize_label=False,  # mmseg evaluates at the label's original size (logits are up-sampled)
+    on_bad_sample="error",  # error | skip (counted: c2s.data.readers.bad_sample_counts())
     seed=0,
     num_cpus=0.25,  # per Ray Data read/transform task
 )

@@ -1,7 +1,8 @@
 # The toy world (c2s/data/toyworld.py): generated on demand under the cache root when root is null.
+# Classes, seen/unseen split: c2s/data/catalog.py ("toy": 5 colours x 4 shapes, 15 seen / 5 unseen).
 data = dict(
     dataset="toy",
-    root=None,
+    root=None,  # null: c2s.data.toyworld.ensure_world(data.world, cache_root) generates it once
     crop_size=(96, 96),
     scale=(96, 96),
     ratio_range=(0.75, 1.5),
@@ -9,8 +10,44 @@ data = dict(
     flip_prob=0.5,
     photometric=False,
     eval_scale=(96, 96),
-    on_bad_sample="error",
+    eval_resize_label=False,
+    on_bad_sample="error",  # error | skip (counted: c2s.data.readers.bad_sample_counts())
     seed=0,
-    num_cpus=0.25,
-    world=dict(images_train=2000, images_val=200, size=96, seed=0),
+    num_cpus=0.25,  # per Ray Data read/transform task
+    # Every knob of the generator; the world's cache key hashes all of them.
+    world=dict(
+        images_train=2000,
+        images_val=200,
+        size=96,
+        seed=0,
+        min_objects=2,
+        max_objects=4,
+        min_radius=14,  # object half-size in px at size 96 (scaled with size): 28-44 px objects
+        max_radius=22,
+        overlap=1.05,  # object centres at least overlap * (r1 + r2) apart: no object is hidden
+        rotation_deg=20.0,
+        colour_jitter=0.03,  # per-object RGB jitter, fraction of 255
+        shade=0.12,  # per-object brightness factor in 1 +- shade
+        pixel_noise=0.03,
+        texture=0.12,  # background texture amplitude
+    ),
+)
+# The toy CLIP's pretraining (c2s/teacher/pretrain.py, `c2s world pretrain-teacher`); cache key hashes it.
+toy_clip = dict(
+    steps=700,
+    batch_size=128,
+    lr=1e-3,
+    weight_decay=0.1,
+    warmup_steps=50,
+    pool_images=3000,  # images rendered once from the world's "pretrain" stream
+    full_frac=0.4,  # batch fractions: full images with multi-object captions,
+    masked_frac=0.3,  # masked single-object crops (the rest: plain single-object crops)
+    crop_margin=(0.05, 0.35),
+    prompt_frac=0.5,  # single-object captions use "a photo of a {}." this often
+    eval_images=300,  # val images whose objects are the held-out zero-shot crops
+    eval_margin=0.15,
+    max_train_s=480.0,  # wall-clock cap: the lr schedule follows max(step, time) progress; 0 = none
+    seed=0,
+    threads=2,
+    log_every=50,
 )

@@ -1,0 +1,81 @@
+"""The catalog: class counts, the inductive unseen lists, label-id mapping (unit, no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from c2s.data.catalog import DATASETS, TOY_CLASSES, get_dataset_info
+
+
+@pytest.mark.parametrize("name, n_classes, n_unseen", [
+    ("voc12", 20, 5), ("coco_stuff164k", 171, 15), ("context59", 59, 10), ("toy", 20, 5)])
+def test_counts(name, n_classes, n_unseen):
+    info = get_dataset_info(name)
+    assert len(info.classes) == n_classes
+    assert len(info.unseen) == n_unseen
+    assert len(info.seen_classes) == n_classes - n_unseen
+    assert len(set(info.seen_ids) | set(info.unseen_ids)) == n_classes
+    assert info.ignore_index == 255
+
+
+def test_unseen_lists():
+    assert get_dataset_info("voc12").unseen == ("pottedplant", "sheep", "sofa", "train", "tvmonitor")
+    assert get_dataset_info("voc12").unseen_ids == (15, 16, 17, 18, 19)
+    coco = get_dataset_info("coco_stuff164k")
+    assert coco.unseen_ids == (19, 23, 28, 29, 36, 51, 76, 88, 94, 112, 133, 136, 137, 157, 160)
+    assert coco.unseen == ("cow", "giraffe", "suitcase", "frisbee", "skateboard", "carrot", "scissors",
+                           "cardboard", "clouds", "grass", "playingfield", "river", "road", "tree", "wall-concrete")
+    assert set(get_dataset_info("context59").unseen) == {
+        "cow", "motorbike", "sofa", "cat", "boat", "fence", "bird", "tvmonitor", "aeroplane", "keyboard"}
+
+
+def test_voc_background_maps_to_ignore():
+    voc = get_dataset_info("voc12")
+    raw = np.array([[0, 1, 20, 255]], dtype=np.uint8)
+    assert voc.map_raw(raw).tolist() == [[255, 0, 19, 255]]
+
+
+def test_context_background_to_ignore_coco_identity():
+    assert get_dataset_info("context59").map_raw(np.array([0, 1, 59])).tolist() == [255, 0, 58]
+    assert get_dataset_info("coco_stuff164k").map_raw(np.array([0, 170, 255])).tolist() == [0, 170, 255]
+
+
+def test_bad_raw_ids_are_an_error_naming_them():
+    with pytest.raises(ValueError, match=r"\[21, 40\]"):
+        get_dataset_info("voc12").map_raw(np.array([3, 21, 40]))
+    assert get_dataset_info("coco_stuff164k").invalid_raw_ids(np.array([171, 3, 200])).tolist() == [171, 200]
+
+
+def test_to_train_labels_drops_unseen():
+    voc = get_dataset_info("voc12")
+    label = np.array([0, 14, 15, 19, 255], dtype=np.int64)
+    out = voc.to_train_labels(label)
+    assert out.tolist() == [0, 14, 255, 255, 255]
+    assert out.dtype == np.int64
+    coco = get_dataset_info("coco_stuff164k")
+    # class 20 (elephant) comes after unseen 19 (cow): its seen index is 19.
+    assert coco.to_train_labels(np.array([18, 19, 20])).tolist() == [18, 255, 19]
+    assert coco.seen_classes[19] == "elephant"
+
+
+def test_toy_split_is_compositional():
+    toy = get_dataset_info("toy")
+    assert toy.classes == TOY_CLASSES
+    seen = [c.split() for c in toy.seen_classes]
+    for name in toy.unseen:
+        colour, shape = name.split()
+        assert sum(c == colour for c, _ in seen) >= 2, name
+        assert sum(s == shape for _, s in seen) >= 2, name
+    assert toy.map_raw(np.array([0, 1, 20])).tolist() == [255, 0, 19]
+
+
+def test_unknown_dataset_lists_names():
+    with pytest.raises(ValueError, match="voc12, coco_stuff164k, context59, toy"):
+        get_dataset_info("cityscapes")
+    assert list(DATASETS) == ["voc12", "coco_stuff164k", "context59", "toy"]
+
+
+def test_layout_describes_variants():
+    text = get_dataset_info("voc12").layout.describe()
+    assert "img_dir/train" in text and "ImageSets/Segmentation/aug.txt" in text
