@@ -1,0 +1,164 @@
+"""The open_clip teacher: loading errors, token shapes, dense variants, batched local tokens, text cache."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from c2s.teacher.clip import load_teacher
+from c2s.teacher.text import text_embeddings
+
+CFG = dict(arch="c2s-test-vit", checkpoint=None, allow_random=True, image_size=32, dense_size=48,
+           dense_variant="maskclip", local_margin=0.1, precision="auto", seed=0)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_teacher(CFG, device="cpu")
+
+
+def _images(b=2, h=40, w=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, h, w, 3), dtype=torch.uint8, generator=g)
+
+
+def test_loaded_frozen_and_deterministic(teacher):
+    assert teacher.embed_dim == 64 and teacher.patch == 8 and teacher.image_size == 32
+    assert not teacher.model.training
+    assert all(not p.requires_grad for p in teacher.model.parameters())
+    assert teacher.dtype == torch.float32  # fp32 on CPU
+    again = load_teacher(CFG, device="cpu")  # teacher.seed: every actor builds the same random teacher
+    assert again.weights_hash == teacher.weights_hash
+
+
+def test_global_matches_open_clip_at_trained_size(teacher):
+    images = _images()
+    g = teacher.encode_global(images)
+    assert g.shape == (2, 64) and g.dtype == torch.float32
+    assert torch.allclose(g.norm(dim=1), torch.ones(2), atol=1e-5)
+    with torch.inference_mode():
+        ref = torch.nn.functional.normalize(teacher.visual(teacher._resize(teacher._normalise(images), 32)), dim=-1)
+    assert (g - ref).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("variant", ["maskclip", "clearclip", "sclip"])
+@pytest.mark.parametrize("dense_size", [32, 48, 64])
+def test_dense_grid_shape_and_norm(variant, dense_size):
+    t = load_teacher({**CFG, "dense_variant": variant, "dense_size": dense_size}, device="cpu")
+    d = t.encode_dense(_images(h=37, w=51))
+    side = dense_size // 8  # patch 8: grid = dense_size / 8, positional embedding interpolated from 4x4
+    assert t.grid() == (side, side)
+    assert d.shape == (2, 64, side, side)
+    assert torch.allclose(d.norm(dim=1), torch.ones(2, side, side), atol=1e-5)
+
+
+def test_maskclip_is_the_value_path(teacher):
+    """MaskCLIP: dense token = proj(ln_post(out_proj(v(ln_1 x)))) of the last block's patch input."""
+    images = _images(b=1)
+    x = teacher._resize(teacher._normalise(images), 48)
+    with torch.inference_mode():
+        tokens, h, w = teacher._tokens_before_last(x)
+        blk = teacher.visual.transformer.resblocks[-1]
+        v = torch.nn.functional.linear(blk.ln_1(tokens), blk.attn.in_proj_weight, blk.attn.in_proj_bias)[..., 128:]
+        ref = teacher.visual.ln_post(blk.attn.out_proj(v))[:, 1:] @ teacher.visual.proj
+        ref = torch.nn.functional.normalize(ref, dim=-1).transpose(1, 2).reshape(1, 64, h, w)
+    assert (teacher.encode_dense(images) - ref).abs().max() < 1e-5
+
+
+def _regions():
+    masks = torch.zeros(4, 40, 40, dtype=torch.bool)
+    masks[0, 5:10, 5:20] = True
+    masks[1, 20:, :] = True
+    masks[2, 0:3, 30:39] = True
+    masks[3, ::2, ::3] = True  # scattered pixels
+    return masks, torch.tensor([0, 1, 1, 0])
+
+
+def test_region_boxes_are_square_with_margin(teacher):
+    masks, _ = _regions()
+    boxes = teacher.region_boxes(masks)
+    # region 0: rows 5..9, cols 5..19 -> 15 px wide; side 15 * (1 + 2 * 0.1) = 18 around centre (12.5, 7.5)
+    assert torch.allclose(boxes[0], torch.tensor([3.5, -1.5, 21.5, 16.5]))
+    assert torch.allclose(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+
+
+def test_local_batched_equals_per_region(teacher):
+    images = _images()
+    masks, index = _regions()
+    batched = teacher.encode_regions(images, masks, index)
+    single = torch.cat([teacher.encode_regions(images, masks[i:i + 1], index[i:i + 1]) for i in range(4)])
+    assert batched.shape == (4, 64)
+    assert torch.allclose(batched.norm(dim=1), torch.ones(4), atol=1e-5)
+    assert (batched - single).abs().max() < 1e-5
+    # Pixels outside a region do not reach its token (they become the CLIP mean).
+    other = images.clone()
+    other[0, 30:, :] = 0
+    assert (teacher.encode_regions(other, masks[:1], index[:1]) - batched[:1]).abs().max() < 1e-6
+    assert teacher.encode_regions(images, masks[:0], index[:0]).shape == (0, 64)
+    with pytest.raises(ValueError, match="region 0 has an empty mask"):
+        teacher.encode_regions(images, torch.zeros(1, 40, 40, dtype=torch.bool), index[:1])
+
+
+def test_checkpoint_file_round_trip(teacher, tmp_path):
+    path = tmp_path / "teacher.pt"
+    torch.save(teacher.model.state_dict(), path)
+    loaded = load_teacher({**CFG, "checkpoint": str(path), "allow_random": False, "seed": 123}, device="cpu")
+    assert loaded.weights_hash == teacher.weights_hash
+    images = _images()
+    assert (loaded.encode_global(images) - teacher.encode_global(images)).abs().max() < 1e-6
+
+
+def test_missing_checkpoint_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"teacher\.checkpoint is null.*allow_random"):
+        load_teacher({**CFG, "allow_random": False})
+    missing = tmp_path / "nope" / "clip.pt"
+    with pytest.raises(FileNotFoundError, match=r"teacher\.checkpoint.*nope/clip\.pt"):
+        load_teacher({**CFG, "checkpoint": str(missing), "allow_random": False})
+
+
+@pytest.mark.parametrize("tag", ["openai", "laion2b_s34b_b88k"])
+def test_hub_tag_fails_at_once(tag):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"pretrained tag.*download the weights elsewhere.*teacher\.checkpoint=/path"):
+        load_teacher({**CFG, "arch": "ViT-B-16", "checkpoint": tag, "allow_random": False})
+    assert time.perf_counter() - start < 2.0  # no network attempt, no hanging
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="dense_variant"):
+        load_teacher({**CFG, "dense_variant": "nope"}, device="cpu")
+    with pytest.raises(ValueError, match="multiples of the patch size 8"):
+        load_teacher({**CFG, "dense_size": 44}, device="cpu")
+    with pytest.raises(ValueError, match="needs a GPU"):
+        load_teacher({**CFG, "precision": "fp16"}, device="cpu")
+
+
+def test_text_embeddings_cache_hit(teacher, tmp_path, monkeypatch):
+    names = ["cat", "potted_plant", "wall-concrete"]
+    first = text_embeddings(teacher, names, "single", tmp_path)
+    assert first.shape == (3, 64) and first.dtype == torch.float32
+    assert torch.allclose(first.norm(dim=1), torch.ones(3), atol=1e-5)
+    files = list((tmp_path / "text").glob("*.npy"))
+    assert len(files) == 1
+
+    def boom(*args, **kwargs):
+        raise AssertionError("cache miss: CLIP text tower called again")
+
+    monkeypatch.setattr(teacher, "encode_text", boom)
+    second = text_embeddings(teacher, names, "single", tmp_path)
+    assert torch.equal(first, second)
+    with pytest.raises(AssertionError, match="cache miss"):  # other names -> another key
+        text_embeddings(teacher, names[:2], "single", tmp_path)
+
+
+def test_text_ensemble_and_name_cleaning(teacher):
+    single = text_embeddings(teacher, ["potted_plant"], "single", None)
+    direct = teacher.encode_text(["a photo of a potted plant."])
+    assert (single - direct).abs().max() < 1e-6
+    ens = text_embeddings(teacher, ["cat", "dog"], "ensemble", None)
+    assert ens.shape == (2, 64)
+    assert torch.allclose(ens.norm(dim=1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError, match="teacher.templates"):
+        text_embeddings(teacher, ["cat"], "many", None)
