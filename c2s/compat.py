@@ -136,9 +136,14 @@ def install() -> None:
     module.__c2s_compat__ = True
     for name in _MISSING_OPS:
         setattr(module, name, _missing(name))
+    # mmcv.cnn imports this submodule at import time and warns when it is missing; give it the stand-in.
+    deform_attn = types.ModuleType("mmcv.ops.multi_scale_deform_attn")
+    deform_attn.MultiScaleDeformableAttention = module.MultiScaleDeformableAttention
+    module.multi_scale_deform_attn = deform_attn
     import mmcv
 
     sys.modules["mmcv.ops"] = module
+    sys.modules["mmcv.ops.multi_scale_deform_attn"] = deform_attn
     mmcv.ops = module
 
 

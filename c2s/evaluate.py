@@ -30,7 +30,7 @@ def predict(student: torch.nn.Module, image: np.ndarray, text: torch.Tensor, alp
     """
     from c2s.method.objective import classify
 
-    x = student.normalize(torch.from_numpy(np.ascontiguousarray(image))[None].to(device))
+    x = student.normalize(torch.from_numpy(np.array(image, copy=True))[None].to(device))
     _, _, height, width = x.shape
     text = text.to(device)
 

@@ -188,8 +188,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         interval_start = time.perf_counter()
         if rank == 0:
             append_jsonl(run_dir / "metrics.jsonl", row)
-            print(f"[c2s] step {step}/{total} loss {row['loss']:.4f} lr {row['lr']:.2e} "
-                  f"{row['images_per_s']:.1f} img/s teacher-wait {100 * row['teacher_wait_frac']:.0f}%", flush=True)
         if rank == 0 and (step % eval_every == 0 or step == total) and config.get("eval_text") is not None:
             row.update(_evaluate(student, config, cfg, run_dir, step, final=step == total, device=device))
         if is_ckpt:
@@ -220,6 +218,4 @@ def _evaluate(student, config, cfg, run_dir: Path, step: int, *, final: bool, de
                                step=step, panels=final)
     student.train(was_training)
     append_jsonl(run_dir / "metrics.jsonl", {"step": step, "kind": "eval", **metrics})
-    print(f"[c2s] eval at step {step}: sIoU {metrics['sIoU']:.1f} uIoU {metrics['uIoU']:.1f} "
-          f"hIoU {metrics['hIoU']:.1f} -> {out_dir}", flush=True)
     return {f"eval_{k}": v for k, v in metrics.items()}

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from c2s.config import to_dict
 from c2s.data.catalog import DatasetInfo
 
 
@@ -20,27 +19,13 @@ def needs_teacher(cfg: Mapping[str, Any]) -> bool:
     return bool(cfg["distill"]["enabled"] or cfg["latent"]["enabled"])
 
 
-class SeenLabels:
+def seen_labels(batch: dict[str, np.ndarray], info: DatasetInfo) -> dict[str, np.ndarray]:
     """``map_batches`` function: class-id labels -> seen-index labels (unseen and background -> ignore).
 
     This is the inductive rule on the data side: after this operator no unseen annotation exists.
     """
-
-    def __init__(self, lut: np.ndarray):
-        self.lut = lut
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        label = batch["label"]
-        batch["label"] = self.lut[np.clip(label, 0, 255).astype(np.int64)].astype(np.int64)
-        return batch
-
-
-def seen_label_lut(info: DatasetInfo) -> np.ndarray:
-    """A 256-entry table: class id -> seen index, everything else (unseen, ignore) -> ignore index."""
-    lut = np.full(256, info.ignore_index, dtype=np.int64)
-    for seen_index, class_id in enumerate(info.seen_ids):
-        lut[class_id] = seen_index
-    return lut
+    batch["label"] = info.to_train_labels(batch["label"]).astype(np.int64)
+    return batch
 
 
 def build_train_dataset(cfg: Mapping[str, Any], info: DatasetInfo, root: Path):
@@ -51,20 +36,10 @@ def build_train_dataset(cfg: Mapping[str, Any], info: DatasetInfo, root: Path):
 
     data_cfg = cfg["data"]
     ds = build_dataset(data_cfg, root, "train", seed=int(cfg["train"]["seed"]))
-    ds = ds.map_batches(SeenLabels, fn_constructor_kwargs={"lut": seen_label_lut(info)}, batch_format="numpy",
-                        num_cpus=float(data_cfg["num_cpus"]), concurrency=1)
+    ds = ds.map_batches(seen_labels, fn_kwargs={"info": info}, batch_format="numpy",
+                        num_cpus=float(data_cfg["num_cpus"]))
     if not needs_teacher(cfg):
         return ds
-    from c2s.teacher.tokens import TeacherActor
+    from c2s.teacher.tokens import TeacherActor, map_batches_kwargs
 
-    teacher = cfg["teacher"]
-    lo, hi = (int(x) for x in teacher["actors"])
-    return ds.map_batches(
-        TeacherActor,
-        fn_constructor_kwargs={"cfg_dict": to_dict(cfg), "num_seen": len(info.seen_ids)},
-        batch_size=int(teacher["batch_size"]),
-        batch_format="numpy",
-        concurrency=(lo, hi) if lo != hi else lo,
-        num_cpus=float(teacher["num_cpus"]),
-        num_gpus=float(teacher["num_gpus"]),
-    )
+    return ds.map_batches(TeacherActor, **map_batches_kwargs(cfg, len(info.seen_ids)))

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,11 @@ from c2s.train.resolve import check_resources, resolve_inputs, resources_needed,
 
 
 def init_ray(num_cpus: int | None = None) -> None:
-    """Connect to the cluster's Ray (``ray job submit`` sets RAY_ADDRESS) or start a local one."""
+    """Connect to the cluster's Ray (``ray job submit`` sets RAY_ADDRESS) or start a local one.
+
+    A local Ray keeps worker logs in its session folder: the job prints one progress line per log
+    interval itself (:class:`ProgressTail`), instead of Ray's per-actor log stream.
+    """
     import ray
 
     if ray.is_initialized():
@@ -28,11 +33,48 @@ def init_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
+        ray.init(num_cpus=num_cpus, log_to_driver=False)
     # One readable line per log interval from the job itself instead of per-operator progress bars.
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
+
+
+class ProgressTail(threading.Thread):
+    """Prints the rows rank 0 appends to ``metrics.jsonl`` as one readable line each, while fit() runs."""
+
+    def __init__(self, path: Path, total: int, label: str, interval_s: float = 2.0):
+        super().__init__(daemon=True)
+        self.path, self.total, self.label, self.interval_s = path, total, label, interval_s
+        self.stop = threading.Event()
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.flush()
+            self.stop.wait(self.interval_s)
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open() as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind("\n") + 1]
+        self.offset += len(complete.encode())
+        for line in complete.splitlines():
+            print(format_progress(json.loads(line), self.total, self.label), flush=True)
+
+
+def format_progress(row: dict[str, Any], total: int, label: str) -> str:
+    if row.get("kind") == "eval":
+        return (f"[{label}] eval  step {row['step']}/{total}: sIoU {row['sIoU']:.1f}  uIoU {row['uIoU']:.1f}  "
+                f"hIoU {row['hIoU']:.1f}")
+    parts = " ".join(f"{k.removeprefix('loss_')} {row[k]:.3f}" for k in
+                     ("loss_global", "loss_local", "loss_pixel") if row.get(k))
+    return (f"[{label}] step {row['step']}/{total}  loss {row['loss']:.3f} ({parts})  lr {row['lr']:.1e}  "
+            f"{row['images_per_s']:.1f} img/s  teacher-wait {100 * row['teacher_wait_frac']:.0f}%")
 
 
 def run_training(cfg, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
@@ -90,7 +132,13 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
         ),
         datasets={"train": dataset},
     )
-    result = trainer.fit()
+    tail = ProgressTail(run_dir / "metrics.jsonl", int(train_cfg.iters), run_dir.name)
+    tail.start()
+    try:
+        result = trainer.fit()
+    finally:
+        tail.stop.set()
+        tail.join()
     final_file = run_dir / "final" / "metrics.json"
     final = json.loads(final_file.read_text()) if final_file.exists() else {}
     summary = {"run_dir": str(run_dir), "wall_s": time.perf_counter() - started,
@@ -110,6 +158,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.config is None and args.resume is None:
         parser.error("give a CONFIG, or --resume RUN_DIR")
+    if args.config is not None and "=" in args.config and args.resume is not None:
+        args.overrides, args.config = [args.config, *args.overrides], None  # only overrides after --resume
     if args.config is not None and "=" in args.config:
         parser.error(f"the first argument must be a config name, got the override {args.config!r}")
     return args
@@ -118,6 +168,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.resume is not None:
+        if args.config is not None:
+            raise SystemExit("c2s train --resume RUN_DIR takes the config from RUN_DIR/config.json; "
+                             f"drop {args.config!r} (overrides such as train.iters=... are allowed)")
         config_file = args.resume / "config.json"
         if not config_file.is_file():
             raise FileNotFoundError(f"--resume {args.resume}: no config.json there (not a c2s run directory)")
