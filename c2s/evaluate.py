@@ -133,12 +133,9 @@ def load_student_from_checkpoint(checkpoint_dir: Path, device: str = "cpu"):
 
 def find_checkpoint(path: Path) -> Path:
     """Accept a checkpoint directory, or a run directory (its newest ``checkpoint_*``)."""
-    if (path / "state.pt").is_file():
-        return path
-    candidates = sorted(path.glob("checkpoint_*/state.pt"))
-    if not candidates:
-        raise FileNotFoundError(f"{path} is neither a c2s checkpoint (state.pt) nor a run directory with checkpoints")
-    return max(candidates, key=lambda p: p.stat().st_mtime).parent
+    from c2s.train.checkpoint import STATE_FILE, latest_checkpoint
+
+    return path if (path / STATE_FILE).is_file() else latest_checkpoint(path)
 
 
 def main(argv: list[str]) -> int:

@@ -56,3 +56,12 @@ def load_state(directory: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} not found (expected a c2s checkpoint directory)")
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The newest ``checkpoint_*`` directory (holding ``state.pt``) that Ray Train wrote under a run."""
+    found = [p.parent for p in Path(run_dir).glob("checkpoint_*/" + STATE_FILE)]
+    if not found:
+        raise FileNotFoundError(f"no checkpoint_*/{STATE_FILE} under {run_dir} (not a c2s run directory, "
+                                "or no checkpoint was reported yet)")
+    return max(found, key=lambda p: (p.stat().st_mtime, p.name))

@@ -125,9 +125,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         set_rng_state(state["rng"])
         step = int(state["step"])
         module.to(device)
-        if rank == 0:
-            truncate_jsonl(run_dir / "metrics.jsonl", step)
-            print(f"[c2s] resumed from checkpoint at step {step}/{total}", flush=True)
+        print(f"[c2s] resumed from checkpoint at step {step}/{total}", flush=True)
+    if rank == 0:
+        truncate_jsonl(run_dir / "metrics.jsonl", step)  # a restart repeats the steps after `step`
 
     model = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
     per_worker = max(1, int(train_cfg.batch_size) // world)
@@ -172,6 +172,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         if crash_at and step == crash_at and rank == world - 1 and not (run_dir / CRASH_MARKER).exists():
             (run_dir / CRASH_MARKER).write_text(str(step))
+            # Give the controller time to register the checkpoint reported just before; a crash inside
+            # that window restarts from the previous checkpoint, which would make the test ambiguous.
+            time.sleep(5.0)
             print(f"[c2s] fault injection: worker rank {rank} exits at step {step}", flush=True)
             os._exit(1)
 

@@ -90,7 +90,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
     from c2s.train.loop import train_loop_per_worker
 
     run_dir = Path(run_dir).resolve()
-    if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and not resume:
+    if run_dir.exists() and any(run_dir.glob("checkpoint_*/state.pt")) and not resume:
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume {run_dir} to continue it, "
                               "or choose another run name")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -34,14 +34,14 @@ data = dict(
 )
 # The toy CLIP's pretraining (c2s/teacher/pretrain.py, `c2s world pretrain-teacher`); cache key hashes it.
 toy_clip = dict(
-    steps=700,
-    batch_size=128,
+    steps=1000,
+    batch_size=64,
     lr=1e-3,
     weight_decay=0.1,
     warmup_steps=50,
     pool_images=3000,  # images rendered once from the world's "pretrain" stream
-    full_frac=0.4,  # batch fractions: full images with multi-object captions,
-    masked_frac=0.3,  # masked single-object crops (the rest: plain single-object crops)
+    full_frac=0.25,  # batch fractions: full images with multi-object captions,
+    masked_frac=0.35,  # masked single-object crops (the rest: plain single-object crops)
     crop_margin=(0.05, 0.35),
     prompt_frac=0.5,  # single-object captions use "a photo of a {}." this often
     eval_images=300,  # val images whose objects are the held-out zero-shot crops
@@ -49,5 +49,5 @@ toy_clip = dict(
     max_train_s=480.0,  # wall-clock cap: the lr schedule follows max(step, time) progress; 0 = none
     seed=0,
     threads=2,
-    log_every=50,
+    log_every=100,
 )
