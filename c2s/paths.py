@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,7 +27,10 @@ def cache_root(cfg: Mapping[str, Any] | None = None, env: Mapping[str, str] | No
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    A crash mid-write leaves no half-written file under the final name (works for files and folders).
+    A crash mid-write leaves no half-written file under the final name. Works for files and for folders
+    (create the folder at the yielded path and fill it). A folder replaces an existing folder of the same
+    name: the old one is renamed aside, the new one renamed in, then the old one removed (``os.replace``
+    alone cannot rename onto a non-empty folder); readers see the old or the new folder, each complete.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -34,13 +38,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
+    old: Path | None = None
     try:
         yield tmp
+        if tmp.is_dir() and final.is_dir() and not final.is_symlink():
+            old = tmp.with_name(tmp.name + ".old")
+            os.replace(final, old)
         os.replace(tmp, final)
     finally:
-        if tmp.is_dir():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        for leftover in (tmp, old):
+            if leftover is None:
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.exists() or leftover.is_symlink():
+                leftover.unlink()

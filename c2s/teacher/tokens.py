@@ -18,7 +18,12 @@ an image has more than L regions the L largest are kept. The teacher never sees 
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,14 +133,48 @@ def _actor_has_gpu() -> bool:
     return ray.is_initialized() and len(ray.get_gpu_ids()) > 0
 
 
+CALLS_SUFFIX = ".calls.json"
+
+
+def write_call_count(calls_dir: str | os.PathLike, name: str, batches: int, images: int) -> None:
+    """Write one counter's totals to ``calls_dir/<name>.calls.json`` (atomic rename; overwritten each call)."""
+    folder = Path(calls_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp"
+    tmp.write_text(json.dumps({"batches": int(batches), "images": int(images)}))
+    os.replace(tmp, folder / f"{name}{CALLS_SUFFIX}")
+
+
+def read_call_counts(calls_dir: str | os.PathLike) -> dict[str, int]:
+    """``{"batches", "images"}`` the teacher processed, summed over every actor that wrote to ``calls_dir``
+    (zeros when the folder does not exist: CLIP was never called there)."""
+    total = {"batches": 0, "images": 0}
+    folder = Path(calls_dir)
+    if not folder.is_dir():
+        return total
+    for path in sorted(folder.glob(f"*{CALLS_SUFFIX}")):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: teacher call counter is not valid JSON ({err}); expected "
+                             '{"batches": int, "images": int}') from err
+        for key in total:
+            total[key] += int(data.get(key, 0))
+    return total
+
+
 class TeacherActor:
     """Callable class for ``Dataset.map_batches(batch_format="numpy")``: CLIP loaded once per actor.
 
     cfg_dict: the full config as a plain dict (``c2s.config.to_dict``); num_seen: number of seen classes.
     Runs on cuda when torch sees a GPU and Ray gave this actor one, else on CPU.
+
+    calls_dir: when given, the actor counts the batches and images it ran CLIP on and keeps the totals in
+    ``calls_dir/<actor id>.calls.json`` (:func:`read_call_counts` sums them), so a job or benchmark can
+    say how often CLIP ran.
     """
 
-    def __init__(self, cfg_dict: dict, num_seen: int) -> None:
+    def __init__(self, cfg_dict: dict, num_seen: int, calls_dir: str | None = None) -> None:
         from c2s.config import from_dict
 
         self.cfg = from_dict(cfg_dict)
@@ -146,13 +185,25 @@ class TeacherActor:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() and _actor_has_gpu() else "cpu"
         self.teacher = load_teacher(self.cfg.teacher, device)
+        self.calls_dir = calls_dir
+        self.counter_name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.batches = self.images = 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return teacher_tokens(self.teacher, batch, self.num_seen, self.cfg)
+        out = teacher_tokens(self.teacher, batch, self.num_seen, self.cfg)
+        self.batches += 1
+        self.images += len(out["global"])
+        if self.calls_dir is not None:
+            write_call_count(self.calls_dir, self.counter_name, self.batches, self.images)
+        return out
 
 
-def map_batches_kwargs(cfg: Mapping[str, Any], num_seen: int) -> dict[str, Any]:
-    """Keyword arguments for ``ds.map_batches(TeacherActor, **kwargs)`` from teacher.* (pool size, resources)."""
+def map_batches_kwargs(cfg: Mapping[str, Any], num_seen: int,
+                       calls_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``ds.map_batches(TeacherActor, **kwargs)`` from teacher.* (pool size, resources).
+
+    ``calls_dir``: where the actors count their CLIP calls (see :class:`TeacherActor`); None counts nothing.
+    """
     import ray.data
 
     from c2s.config import to_dict
@@ -160,7 +211,7 @@ def map_batches_kwargs(cfg: Mapping[str, Any], num_seen: int) -> dict[str, Any]:
     tcfg = cfg["teacher"]
     lo, hi = (int(v) for v in tcfg["actors"])
     return {
-        "fn_constructor_args": (to_dict(cfg), int(num_seen)),
+        "fn_constructor_args": (to_dict(cfg), int(num_seen), str(calls_dir) if calls_dir is not None else None),
         "batch_size": int(tcfg["batch_size"]),
         "batch_format": "numpy",
         "compute": ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),

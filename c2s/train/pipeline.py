@@ -28,10 +28,22 @@ def seen_labels(batch: dict[str, np.ndarray], info: DatasetInfo) -> dict[str, np
     return batch
 
 
-def build_train_dataset(cfg: Mapping[str, Any], info: DatasetInfo, root: Path):
+def build_train_dataset(cfg: Mapping[str, Any], info: DatasetInfo, root: Path, *,
+                        calls_dir: Path | None = None, cache_root: Path | None = None):
     """Ray Dataset of training rows: ``image`` uint8 (H,W,3), ``label`` int64 (H,W) in seen-index space,
     plus, when the method needs the teacher, ``global``, ``local``, ``local_ids``, ``local_valid`` and
-    ``pseudo_mask`` from the CLIP actor pool (see c2s.teacher.tokens.TeacherActor)."""
+    ``pseudo_mask`` from the CLIP actor pool (see c2s.teacher.tokens.TeacherActor).
+
+    With ``teacher.cache = true`` those rows are read from the token cache under ``cache_root`` (default:
+    :func:`c2s.paths.cache_root`) instead; no CLIP actor starts (c2s.teacher.cache; a missing cache is a
+    :class:`~c2s.teacher.cache.TokenCacheError` that says how to build it). ``calls_dir``: where the
+    teacher actors count their CLIP calls (None: not counted).
+    """
+    if needs_teacher(cfg) and cfg["teacher"].get("cache"):
+        from c2s.paths import cache_root as default_cache_root
+        from c2s.teacher.cache import read_token_cache
+
+        return read_token_cache(cfg, root, cache_root if cache_root is not None else default_cache_root(cfg))
     from c2s.data.readers import build_dataset
 
     data_cfg = cfg["data"]
@@ -42,4 +54,4 @@ def build_train_dataset(cfg: Mapping[str, Any], info: DatasetInfo, root: Path):
         return ds
     from c2s.teacher.tokens import TeacherActor, map_batches_kwargs
 
-    return ds.map_batches(TeacherActor, **map_batches_kwargs(cfg, len(info.seen_ids)))
+    return ds.map_batches(TeacherActor, **map_batches_kwargs(cfg, len(info.seen_ids), calls_dir))

@@ -77,16 +77,20 @@ def format_progress(row: dict[str, Any], total: int, label: str) -> str:
             f"{row['images_per_s']:.1f} img/s  teacher-wait {100 * row['teacher_wait_frac']:.0f}%")
 
 
-def run_training(cfg, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
+def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` (= storage_path/name for Ray Train); returns the final metrics.
 
-    With ``resume=True`` Ray Train restores the latest checkpoint found under ``run_dir``.
+    With ``resume=True`` Ray Train restores the latest checkpoint found under ``run_dir``. ``callbacks`` go
+    into the Train ``RunConfig`` (a sweep trial passes a ``TuneReportCallback``). With ``teacher.cache =
+    true`` the token cache is built first when missing (c2s.teacher.cache). CLIP calls made by this run's
+    teacher actors are counted under ``run_dir/teacher_calls/`` (``summary["teacher_calls"]``).
     """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from c2s.data.catalog import get_dataset_info
+    from c2s.teacher.tokens import read_call_counts
     from c2s.train.loop import train_loop_per_worker
 
     run_dir = Path(run_dir).resolve()
@@ -100,14 +104,22 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
     seen_text, all_text = text_embeddings_for(cfg, inputs)
     dump_config(cfg, run_dir / "config.json")
     with_teacher = needs_teacher(cfg)
+    cached = with_teacher and bool(cfg.teacher.get("cache"))
     init_ray()
-    check_resources(resources_needed(cfg, with_teacher), ray.cluster_resources())
+    if cached:
+        from c2s.teacher.cache import ensure_token_cache
+
+        ensure_token_cache(cfg, inputs.data_root, inputs.cache_root)
+    check_resources(resources_needed(cfg, with_teacher and not cached), ray.cluster_resources())
     train_cfg = cfg.train
+    teacher_desc = ('token cache (no CLIP actor)' if cached else 'pool of ' + str(tuple(cfg.teacher.actors))) \
+        if with_teacher else 'not needed (baseline)'
     print(f"[c2s] run {run_dir.name}: {cfg.model.name} on {info.name} ({len(info.seen_classes)} seen classes), "
           f"{train_cfg.iters} steps x {train_cfg.batch_size} images, {train_cfg.workers} worker(s), "
-          f"teacher {'pool of ' + str(tuple(cfg.teacher.actors)) if with_teacher else 'not needed (baseline)'}",
+          f"teacher {teacher_desc}",
           flush=True)
-    dataset = build_train_dataset(cfg, info, inputs.data_root)
+    dataset = build_train_dataset(cfg, info, inputs.data_root, calls_dir=run_dir / "teacher_calls",
+                                  cache_root=inputs.cache_root)
     use_gpu = float(train_cfg.gpus_per_worker) > 0
     resources = {"CPU": float(train_cfg.cpus_per_worker)}
     if use_gpu:
@@ -129,6 +141,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
             storage_path=str(run_dir.parent),
             failure_config=FailureConfig(max_failures=int(train_cfg.max_failures)),
             checkpoint_config=CheckpointConfig(num_to_keep=int(train_cfg.num_to_keep)),
+            callbacks=list(callbacks or []),
         ),
         datasets={"train": dataset},
     )
@@ -142,7 +155,8 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
     final_file = run_dir / "final" / "metrics.json"
     final = json.loads(final_file.read_text()) if final_file.exists() else {}
     summary = {"run_dir": str(run_dir), "wall_s": time.perf_counter() - started,
-               "checkpoint": result.checkpoint.path if result.checkpoint else None, **final}
+               "checkpoint": result.checkpoint.path if result.checkpoint else None,
+               "teacher_calls": read_call_counts(run_dir / "teacher_calls"), **final}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -23,7 +23,11 @@ teacher = dict(
     num_gpus=0.0,
     num_cpus=0.5,
     batch_size=8,
-    cache=False,  # read materialised tokens (c2s tokens) instead of running the pool
+    # Token cache (c2s/teacher/cache.py, `c2s tokens`): the teacher's outputs for `cache_epochs` augmented
+    # epochs (epoch e uses reader seed train.seed + e), under <cache_root>/tokens/<key>/, shared by every run
+    # with the same dataset, data pipeline, teacher, mining and seed (loss/bank/student keys do not matter).
+    cache=False,  # read materialised tokens instead of running the pool (built on first use if missing)
+    cache_epochs=1,  # augmented epochs in the cache; training cycles over them
 )
 # Latent class mining (Eq. 1 and the text after it).
 mining = dict(

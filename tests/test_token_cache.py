@@ -1,0 +1,138 @@
+"""The shared teacher token cache: key invariance, atomic folders, and (integration) build + train from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from c2s.config import load_config
+from c2s.paths import atomic_path
+from c2s.teacher.cache import TOKEN_COLUMNS, TokenCacheError, cache_key, cache_key_inputs
+from c2s.teacher.tokens import read_call_counts, write_call_count
+
+TINY = [
+    "teacher.arch=c2s-test-vit", "teacher.allow_random=true", "teacher.image_size=32", "teacher.dense_size=48",
+    "teacher.batch_size=4", "teacher.num_cpus=0.5", "model.embed_dim=64",
+    "data.world.images_train=24", "data.world.images_val=4", "data.num_cpus=0.25",
+    "train.workers=1", "train.cpus_per_worker=0.5", "train.batch_size=4", "bank.size=12",
+    "train.log_interval=1", "train.checkpoint_interval=100", "train.eval_interval=100", "optim.warmup_iters=1",
+]
+
+
+def _key(root: Path, *overrides: str) -> str:
+    return cache_key(load_config("toy_c2s", [*TINY, *overrides]), root)
+
+
+def test_key_ignores_method_student_and_pool_keys(tmp_path):
+    base = _key(tmp_path)
+    assert len(base) == 20 and base == _key(tmp_path)  # deterministic
+    for same in ("loss.tau=0.2", "loss.alpha=0.5", "loss.beta=3.0", "bank.size=48", "model.name=segformer_b4",
+                 "distill.kind=cosine", "latent.kind=mlp", "train.iters=999", "optim.lr=0.1",
+                 "teacher.actors=[2,4]", "teacher.num_cpus=1.0", "teacher.batch_size=16", "teacher.cache=true",
+                 "teacher.torch_threads=2", "data.num_cpus=1.0", "train.workers=4"):
+        assert _key(tmp_path, same) == base, same
+
+
+def test_key_changes_with_what_clip_computes(tmp_path):
+    base = _key(tmp_path)
+    changed = {_key(tmp_path, o) for o in (
+        "mining.k_max=4", "mining.merge_threshold=0.8", "teacher.dense_variant=sclip", "teacher.dense_size=64",
+        "teacher.seed=1", "teacher.max_regions=8", "train.seed=1", "teacher.cache_epochs=2",
+        "data.crop_size=[64,64]", "data.world.seed=3")}
+    assert base not in changed and len(changed) == 10  # every one gives its own key
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    assert _key(other_root) != base  # the data root is part of the key
+    # precision auto is resolved by the pool's device: a GPU pool computes fp16 tokens
+    assert _key(tmp_path, "teacher.num_gpus=0.5") != base
+    assert _key(tmp_path, "teacher.precision=fp32") == base
+    inputs = cache_key_inputs(load_config("toy_c2s", TINY), tmp_path)
+    assert inputs["teacher"]["precision"] == "fp32" and "actors" not in inputs["teacher"]
+    assert "num_cpus" not in inputs["data"] and inputs["cache_epochs"] == 1 and len(inputs["seen_classes"]) == 15
+
+
+def test_key_fingerprints_the_checkpoint_file(tmp_path):
+    ckpt = tmp_path / "clip.pt"
+    ckpt.write_bytes(b"x" * 10)
+    a = _key(tmp_path, f"teacher.checkpoint={ckpt}")
+    ckpt.write_bytes(b"y" * 11)
+    assert _key(tmp_path, f"teacher.checkpoint={ckpt}") != a
+    with pytest.raises(TokenCacheError, match="teacher.checkpoint = .*nope.pt.* does not exist"):
+        _key(tmp_path, f"teacher.checkpoint={tmp_path / 'nope.pt'}")
+
+
+def test_atomic_folder_write(tmp_path):
+    final = tmp_path / "tokens" / "abc"
+    with pytest.raises(RuntimeError):
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
+            (tmp / "part.parquet").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert not final.exists() and list((tmp_path / "tokens").iterdir()) == []  # nothing half-written left
+    for content in ("v1", "v2"):
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
+            (tmp / "manifest.json").write_text(content)
+    assert (final / "manifest.json").read_text() == "v2"  # a folder replaces a folder
+    assert [p.name for p in (tmp_path / "tokens").iterdir()] == ["abc"]
+
+
+def test_call_counter_files(tmp_path):
+    assert read_call_counts(tmp_path / "none") == {"batches": 0, "images": 0}
+    write_call_count(tmp_path, "a", 2, 8)
+    write_call_count(tmp_path, "a", 3, 12)  # an actor rewrites its own totals
+    write_call_count(tmp_path, "b", 1, 4)
+    assert read_call_counts(tmp_path) == {"batches": 4, "images": 16}
+
+
+def test_missing_cache_is_a_clear_error(tmp_path):
+    from c2s.data.catalog import get_dataset_info
+    from c2s.train.pipeline import build_train_dataset
+
+    cfg = load_config("toy_c2s", [*TINY, "teacher.cache=true"])
+    with pytest.raises(TokenCacheError, match=r"no token cache .* `c2s tokens CONFIG"):
+        build_train_dataset(cfg, get_dataset_info("toy"), tmp_path, cache_root=tmp_path / "cache")
+
+
+@pytest.mark.integration
+def test_build_then_train_from_cache_without_clip(ray_local, cache_root, tmp_path):
+    import pyarrow.parquet as pq
+
+    from c2s.teacher.cache import build_token_cache, cache_dir
+    from c2s.train.resolve import resolve_inputs
+    from c2s.train.trainer import run_training
+
+    cfg = load_config("toy_c2s", [*TINY, "teacher.cache_epochs=2"])
+    inputs = resolve_inputs(cfg)
+    folder, manifest = build_token_cache(cfg, inputs.data_root, inputs.cache_root)
+    assert folder == cache_dir(cfg, inputs.data_root, cache_root) and folder.parent == cache_root / "tokens"
+    assert manifest["built"] and manifest["epochs"] == 2
+    assert manifest["rows"] == 48 and manifest["rows_per_epoch"] == {"0": 24, "1": 24}
+    assert manifest["teacher_calls"] == {"batches": 6 * 2, "images": 48}  # 24 images x 2 epochs, batches of 4
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+    table = pq.read_table(folder / "data")
+    assert set(TOKEN_COLUMNS) | {"epoch"} == set(table.column_names)
+    epochs = table["epoch"].to_numpy()
+    images = table["image"].to_numpy()
+    digests = [{images[i].tobytes() for i in np.flatnonzero(epochs == e)} for e in (0, 1)]
+    assert len(digests[0]) == 24 and len(digests[1]) == 24
+    assert len(digests[0] & digests[1]) < 12  # epoch 1 holds other crops than epoch 0 (reader seed + 1)
+
+    again, manifest2 = build_token_cache(cfg, inputs.data_root, inputs.cache_root)
+    assert again == folder and not manifest2["built"]  # reused, CLIP not run again
+
+    # Training with teacher.cache=true reads the cache: no teacher actor, no CLIP call during training.
+    run_dir = tmp_path / "cached"
+    summary = run_training(load_config("toy_c2s", [*TINY, "teacher.cache_epochs=2", "teacher.cache=true",
+                                                   "loss.tau=0.05", "train.iters=3"]), run_dir)
+    assert summary["step"] == 3 and summary["teacher_calls"] == {"batches": 0, "images": 0}
+    assert not (run_dir / "teacher_calls").exists()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r.get("kind") == "train"]
+    assert [r["step"] for r in train_rows] == [1, 2, 3]
+    assert all(r["loss_global"] > 0 and r["loss_local"] > 0 for r in train_rows)  # cached tokens arrived
+    assert json.loads((folder / "manifest.json").read_text())["teacher_calls"]["images"] == 48  # unchanged
