@@ -44,9 +44,9 @@ PROMPT = "a photo of a {}."
 
 # Every knob of the pretraining; `toy_clip` in c2s/configs/_base_/datasets/toy.py overrides them.
 DEFAULT_PRETRAIN: dict[str, Any] = dict(
-    steps=1000,
+    steps=1500,
     batch_size=64,
-    lr=1e-3,
+    lr=1.5e-3,
     weight_decay=0.1,
     warmup_steps=50,
     pool_images=3000,  # images rendered once from the world's "pretrain" stream; batches sample them

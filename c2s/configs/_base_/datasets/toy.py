@@ -34,9 +34,9 @@ data = dict(
 )
 # The toy CLIP's pretraining (c2s/teacher/pretrain.py, `c2s world pretrain-teacher`); cache key hashes it.
 toy_clip = dict(
-    steps=1000,
+    steps=1500,
     batch_size=64,
-    lr=1e-3,
+    lr=1.5e-3,
     weight_decay=0.1,
     warmup_steps=50,
     pool_images=3000,  # images rendered once from the world's "pretrain" stream

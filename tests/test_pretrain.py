@@ -1,0 +1,84 @@
+"""The toy CLIP: a seconds-long pretraining beats chance; the cache is keyed, atomic and loadable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from c2s.config import load_config
+from c2s.teacher.pretrain import (
+    DEFAULT_PRETRAIN,
+    ensure_toy_teacher,
+    load_metrics,
+    main,
+    pretrain,
+    teacher_dir,
+)
+
+TINY_WORLD = dict(images_train=10, images_val=10, max_objects=3)
+TINY = dict(steps=60, batch_size=64, lr=2e-3, warmup_steps=5, pool_images=150, eval_images=60, log_every=1000,
+            threads=1, max_train_s=0.0)
+
+
+def tiny_cfg(**pretrain_overrides):
+    return {"data": {"world": TINY_WORLD}, "toy_clip": dict(TINY, **pretrain_overrides),
+            "teacher": {"arch": "c2s-test-vit"}}
+
+
+def test_short_pretraining_beats_chance():
+    torch.manual_seed(0)
+    _, metrics = pretrain(TINY_WORLD, TINY, "c2s-test-vit", log=lambda msg: None)
+    chance = 1 / 20
+    assert metrics["eval_crops"] > 100
+    assert metrics["zero_shot_acc"] > 3 * chance, metrics
+    assert set(metrics) >= {"zero_shot_acc", "zero_shot_acc_unseen", "wall_s"}
+    assert 0.0 <= metrics["zero_shot_acc_unseen"] <= 1.0
+
+
+def test_cache_is_keyed_and_loadable(tmp_path, capsys):
+    import open_clip
+
+    from c2s.teacher.archs import register
+
+    cfg = tiny_cfg(steps=3, pool_images=20, eval_images=5)
+    path = ensure_toy_teacher(cfg, tmp_path, log=lambda msg: None)
+    stamp = path.stat().st_mtime_ns
+    assert ensure_toy_teacher(cfg, tmp_path) == path and path.stat().st_mtime_ns == stamp  # cached
+    assert path.parent == teacher_dir(cfg, tmp_path)
+    other = tiny_cfg(steps=3, pool_images=20, eval_images=5, lr=1e-3)
+    assert teacher_dir(other, tmp_path) != path.parent
+    assert teacher_dir({**cfg, "data": {"world": dict(TINY_WORLD, seed=1)}}, tmp_path) != path.parent
+    assert load_metrics(path)["steps"] == 3
+    register()
+    model = open_clip.create_model("c2s-test-vit", pretrained=str(path))
+    state = torch.load(path, weights_only=True)
+    assert torch.equal(model.state_dict()["logit_scale"], state["logit_scale"])
+    assert not [p for p in (tmp_path / "toy_clip").iterdir() if p.name.startswith(".")]
+
+
+def test_cli_prints_json_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("C2S_CACHE", str(tmp_path))
+    overrides = [f"data.world.{k}={v}" for k, v in TINY_WORLD.items()] + [
+        "teacher.arch=c2s-test-vit", "toy_clip.steps=2", "toy_clip.pool_images=20", "toy_clip.eval_images=5",
+        "toy_clip.threads=1"]
+    assert main(overrides) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(line)
+    assert set(result) >= {"zero_shot_acc", "zero_shot_acc_unseen", "wall_s"}
+    assert result["cached"] is False
+    assert main(overrides) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cached"] is True
+
+
+def test_config_lists_every_pretrain_knob():
+    cfg = load_config("toy_c2s")
+    assert set(cfg.toy_clip) == set(DEFAULT_PRETRAIN)
+    assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.toy_clip.items()} == {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in DEFAULT_PRETRAIN.items()}
+
+
+def test_unknown_pretrain_key_is_an_error():
+    with pytest.raises(ValueError, match="toy_clip.epochs"):
+        pretrain(TINY_WORLD, dict(epochs=3), "c2s-test-vit")
