@@ -38,7 +38,7 @@ SCHEMA_VERSION = 1
 METADATA_KEY = b"c2s.schema_version"
 TABLE_KEY = b"c2s.table"
 METRICS = ("sIoU", "uIoU", "hIoU", "mIoU")
-STATUSES = ("completed", "failed", "running")
+STATUSES = ("completed", "failed", "running", "stopped")  # stopped: early-stopped by ASHA
 CFG_PREFIX = "cfg."
 KEY = ("trial_id", "seed")
 

@@ -1,0 +1,15 @@
+"""Entrypoint for `ray job submit --working-dir . -- python jobs/sweep.py SPEC [--set key=value ...] [--out DIR] [--resume]`.
+
+Connects to the cluster's Ray (RAY_ADDRESS, set by `ray job submit`) or starts a local one.
+"""
+
+import sys
+from pathlib import Path
+
+# `ray job submit --working-dir .` runs this file from the repo root; make `c2s` importable either way.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from c2s.sweep.run import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
