@@ -129,3 +129,24 @@ def test_cluster_too_small_fails_before_any_trial(ray_local, tmp_path):
     with pytest.raises(ClusterFitError, match=r"needs CPU=2\.5.*per trial CPU=1\.25.*teacher actors: 0 CPU.*cluster has CPU=2"):
         run_sweep(load_spec(spec_file), tmp_path / "sweep")
     assert not (tmp_path / "sweep" / "trials.parquet").exists()
+
+
+def test_eval_report_callback_forwards_only_evaluations():
+    """Tune gets {step, sIoU, uIoU, hIoU, mIoU} from evaluation reports only (what ASHA decides on)."""
+    from c2s.sweep.run import EvalReportCallback
+
+    class Queue:
+        def __init__(self):
+            self.items = []
+
+        def put(self, item):
+            self.items.append(item)
+
+    cb = EvalReportCallback.__new__(EvalReportCallback)  # __init__ needs a Tune session
+    cb._training_actor_item_queue = Queue()
+    cb.after_report(None, [{"step": 1, "loss": 2.0, "lr": 1e-3}], None)
+    cb.after_report(None, [], None)
+    cb.after_report(None, [{"step": 4, "loss": 1.0, "eval_sIoU": 50.0, "eval_uIoU": 20.0, "eval_hIoU": 28.6,
+                            "eval_mIoU": 40.0}, {"step": 4}], object())
+    assert cb._training_actor_item_queue.items == [
+        {"step": 4, "sIoU": 50.0, "uIoU": 20.0, "hIoU": 28.6, "mIoU": 40.0}]
