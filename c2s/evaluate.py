@@ -23,7 +23,7 @@ from c2s.metrics import ConfusionMatrix, summarize
 
 @torch.no_grad()
 def predict(student: torch.nn.Module, image: np.ndarray, text: torch.Tensor, alpha: float,
-            eval_cfg: Mapping[str, Any], device: torch.device | str = "cpu") -> np.ndarray:
+            eval_cfg: Mapping[str, Any], device: torch.device | str = "cpu", form: str = "dot") -> np.ndarray:
     """Class map (H,W) int64 for one uint8 image (H,W,3): whole-image or sliding-window inference.
 
     Sliding windows (``evaluation.mode = slide``) average the logits of overlapping crops, as mmseg does.
@@ -35,7 +35,7 @@ def predict(student: torch.nn.Module, image: np.ndarray, text: torch.Tensor, alp
     text = text.to(device)
 
     def logits_of(crop: torch.Tensor) -> torch.Tensor:
-        scores = classify(student(crop).float(), text, alpha)
+        scores = classify(student(crop).float(), text, alpha, form)
         return F.interpolate(scores, size=crop.shape[-2:], mode="bilinear", align_corners=False)
 
     if eval_cfg["mode"] == "whole":
@@ -93,7 +93,8 @@ def evaluate_student(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[
     count = 0
     for image, label, _, _ in iter_samples(info, data_root, "val"):
         image, label = eval_transform(image, label, cfg["data"], rng)
-        pred = predict(student, image, text, float(cfg["loss"]["alpha"]), eval_cfg, device)
+        pred = predict(student, image, text, float(cfg["loss"]["alpha"]), eval_cfg, device,
+                       str(cfg["loss"]["seen_logits"]))
         confusion.update(torch.from_numpy(pred).to(device), torch.from_numpy(label.astype(np.int64)).to(device))
         if len(shown) < int(eval_cfg["num_panels"]):
             shown.append((image, label, pred))

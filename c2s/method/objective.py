@@ -52,15 +52,20 @@ COMPONENTS = ("loss_global", "loss_local", "loss_pixel", "loss_nel", "loss_ce")
 LOCAL_CANDIDATES = ("batch", "image")
 
 
-def classify(feats: Tensor, text: Tensor, alpha: float) -> Tensor:
-    """Evaluation classifier: ``α · Fᵀ A`` over the text embeddings of all classes (seen + unseen).
+def classify(feats: Tensor, text: Tensor, alpha: float, form: str = "dot") -> Tensor:
+    """Evaluation classifier: ``α · Fᵀ A`` (``form="dot"``) or ``α · cos(F, A)`` (``form="cos"``) over the
+    text embeddings of all classes (seen + unseen).
 
-    The same form as the training's seen logits ``X_s``, so a class's score is comparable whether it
-    was seen or not. ``feats (B, D, h, w)``, ``text (N, D)`` -> logits ``(B, N, h, w)``.
+    The same form as the training's seen logits ``X_s`` (``loss.seen_logits``), so a class's score is
+    comparable whether it was seen or not. ``feats (B, D, h, w)``, ``text (N, D)`` -> ``(B, N, h, w)``.
     """
     if feats.dim() != 4 or text.dim() != 2 or feats.shape[1] != text.shape[1]:
         raise ValueError(f"classify expects feats (B, D, h, w) and text (N, D) with the same D; "
                          f"got {tuple(feats.shape)} and {tuple(text.shape)}")
+    if form == "cos":
+        feats = F.normalize(feats, dim=1)
+    elif form != "dot":
+        raise ValueError(f"loss.seen_logits must be 'dot' or 'cos', got {form!r}")
     return alpha * torch.einsum("bdhw,nd->bnhw", feats, text.to(feats.dtype))
 
 
@@ -98,6 +103,7 @@ class C2SObjective(nn.Module):
 
         self.tau = float(_key(loss, "loss", "tau"))
         self.alpha = float(_key(loss, "loss", "alpha"))
+        self.seen_form = str(_key(loss, "loss", "seen_logits"))
         self.beta = float(_key(loss, "loss", "beta"))
         self.w_global = float(_key(loss, "loss", "w_global"))
         self.w_local = float(_key(loss, "loss", "w_local"))
@@ -233,7 +239,7 @@ class C2SObjective(nn.Module):
 
     def _logits(self, feats: Tensor, batch: Mapping[str, Tensor], reg: dict[str, Tensor] | None) -> tuple[Tensor, Tensor]:
         """Feature-resolution logits ``(B, Ns [+ K], h, w)`` and the pixel target ``(B, H, W)``."""
-        seen_logits = classify(feats, self.seen_text, self.alpha)  # X_s: (B, Ns, h, w)
+        seen_logits = classify(feats, self.seen_text, self.alpha, self.seen_form)  # X_s: (B, Ns, h, w)
         if not self.latent_enabled:
             label = self._get(batch, "label", (feats.shape[0], None, None))
             self._check_ids("label", label, self.num_seen)

@@ -5,6 +5,10 @@ loss = dict(
     # student's last 1x1 projection learns the feature norm, i.e. the effective logit scale, so 1 suffices;
     # evaluation (c2s.method.objective.classify) uses the same alpha for seen and unseen text.
     alpha=1.0,
+    # Form of X_s and of the evaluation classifier: "dot" (the paper's F^T A_s) or "cos" (alpha * cos(F, A)).
+    # With "dot" the student can separate seen classes with features nearly orthogonal to every text
+    # embedding (measured on the toy world: cos <= 0.05), which leaves unseen text free to win at test time.
+    seen_logits="dot",
     # Scale of the latent logits X_u = beta * cos(F, A'_u). Cosines live in [-1, 1]; beta=10 lets a latent
     # class reach a softmax margin comparable to the learned seen logits without CLIP's sharp 100x scale,
     # which would over-trust the imperfect pseudo masks the paper warns about (Sec. 3.3).
