@@ -195,11 +195,19 @@ class SweepRecorder(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         t = self._trial(trial)
         final = read_final_metrics(self.sweep_dir / RUNS_DIR / t.trial_id)
-        status = "completed" if final is not None else "stopped"
+        error = None
+        if final is not None:
+            status = "completed"
+        elif self.spec.scheduler.kind == "asha":
+            status = "stopped"
+        else:
+            status, error = "failed", (f"the trial ended without {RUNS_DIR}/{t.trial_id}/final/metrics.json "
+                                       "(its final evaluation did not run)")
         wall = self._wall(t)
-        self.outcomes[t.trial_id] = {"status": status, "error": None, "wall_s": wall}
-        self._write(t, status=status, wall_s=wall)
-        what = _fmt_metrics(final) if final else f"stopped early by ASHA at step {trial.last_result.get('step')}"
+        self.outcomes[t.trial_id] = {"status": status, "error": error, "wall_s": wall}
+        self._write(t, status=status, error=error, wall_s=wall)
+        what = _fmt_metrics(final) if final else error or \
+            f"stopped early by ASHA at step {(trial.last_result or {}).get('step')}"
         self.log(f"[sweep {self.spec.name}] {status:<9} {t.trial_id} ({t.label}): {what}  "
                  f"{wall or 0:.0f}s  [{len(self.outcomes)}/{self.total} finished]")
 
@@ -392,6 +400,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
+    from c2s.train.resolve import PreflightError
+
     args = parse_args(argv)
     spec = load_spec(args.spec, args.updates)
     sweep_dir = args.out if args.out is not None else default_sweep_dir(spec)
@@ -405,7 +415,7 @@ def main(argv: list[str]) -> int:
     try:
         summary = run_sweep(spec, sweep_dir, resume=args.resume, updates=updates,
                             log=lambda line: print(line, flush=True))
-    except (SweepError, SpecError, ClusterFitError) as err:
+    except (SweepError, SpecError, ClusterFitError, PreflightError) as err:
         print(f"c2s sweep: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
