@@ -525,15 +525,9 @@ def trial_resources(spec: SweepSpec, cfg: Mapping[str, Any]) -> dict[str, dict[s
     maximum (none with ``teacher.cache = true``), two Ray Data tasks of ``data.num_cpus``; plus the Tune
     trial's driver function (``resources.driver_cpus``).
     """
-    train, teacher = cfg["train"], cfg["teacher"]
-    workers = int(train["workers"])
-    parts = {
-        "train workers": {"CPU": workers * _num(train["cpus_per_worker"]),
-                          "GPU": workers * _num(train["gpus_per_worker"])},
-    }
-    actors = 0 if teacher.get("cache") else int(list(teacher["actors"])[1])
-    parts["teacher actors"] = {"CPU": actors * _num(teacher["num_cpus"]), "GPU": actors * _num(teacher["num_gpus"])}
-    parts["data tasks"] = {"CPU": 2 * _num(cfg.get("data", {}).get("num_cpus")), "GPU": 0.0}
+    from c2s.train.resolve import resource_parts
+
+    parts = resource_parts(cfg, with_teacher=not cfg["teacher"].get("cache"))
     parts["trial driver"] = {"CPU": _num(spec.resources.get("driver_cpus", 0.0)), "GPU": 0.0}
     return parts
 

@@ -76,16 +76,24 @@ def text_embeddings_for(cfg, inputs: JobInputs) -> tuple[torch.Tensor, torch.Ten
     return seen, every
 
 
-def resources_needed(cfg: Mapping[str, Any], with_teacher: bool) -> dict[str, float]:
-    """CPU/GPU the job asks for at once: training workers + teacher actors (max) + two data tasks."""
+def resource_parts(cfg: Mapping[str, Any], with_teacher: bool) -> dict[str, dict[str, float]]:
+    """What a training job asks for at once, part by part: training workers, teacher actors (at the
+    pool's maximum, none without a teacher) and two Ray Data tasks. Sweeps add their driver to this."""
     train, teacher = cfg["train"], cfg["teacher"]
-    cpu = int(train["workers"]) * float(train["cpus_per_worker"]) + 2 * float(cfg["data"]["num_cpus"])
-    gpu = int(train["workers"]) * float(train["gpus_per_worker"])
-    if with_teacher:
-        actors = int(teacher["actors"][1])
-        cpu += actors * float(teacher["num_cpus"])
-        gpu += actors * float(teacher["num_gpus"])
-    return {"CPU": cpu, "GPU": gpu}
+    workers = int(train["workers"])
+    actors = int(teacher["actors"][1]) if with_teacher else 0
+    return {
+        "train workers": {"CPU": workers * float(train["cpus_per_worker"]),
+                          "GPU": workers * float(train["gpus_per_worker"])},
+        "teacher actors": {"CPU": actors * float(teacher["num_cpus"]), "GPU": actors * float(teacher["num_gpus"])},
+        "data tasks": {"CPU": 2 * float(cfg["data"]["num_cpus"]), "GPU": 0.0},
+    }
+
+
+def resources_needed(cfg: Mapping[str, Any], with_teacher: bool) -> dict[str, float]:
+    """CPU/GPU the job asks for at once: the sum of :func:`resource_parts`."""
+    parts = resource_parts(cfg, with_teacher).values()
+    return {r: sum(part[r] for part in parts) for r in ("CPU", "GPU")}
 
 
 def check_resources(needed: Mapping[str, float], available: Mapping[str, float]) -> None:
