@@ -18,6 +18,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,32 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``2e-3`` (no dot) as a string; users write learning rates that way. Floats here follow
+    YAML 1.2: ``2e-3``, ``1E5``, ``.5``, ``-3.0e+2`` are floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (``1e-4`` is a float); used for overrides and sweep specs."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 def parse_value(text: str) -> Any:
-    """Parse an override's value as YAML scalars/lists: ``0.07``, ``true``, ``null``, ``[2, 4]``, ``foo``."""
+    """Parse an override's value as YAML scalars/lists: ``0.07``, ``2e-3``, ``true``, ``null``, ``[2, 4]``,
+    ``foo``."""
     try:
-        return yaml.safe_load(text)
+        return yaml_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"cannot parse override value {text!r}: {err}") from err
 

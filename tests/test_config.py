@@ -1,6 +1,7 @@
 import pytest
 
-from c2s.config import ConfigError, apply_overrides, config_hash, flatten, from_dict, load_config, to_dict
+from c2s.config import (ConfigError, apply_overrides, config_hash, flatten, from_dict, load_config, parse_value,
+                        to_dict, yaml_load)
 
 
 def test_base_inheritance_and_paper_defaults():
@@ -27,6 +28,15 @@ def test_dotted_overrides_and_types():
     assert tuple(cfg.mining.window_sizes) == (2, 3)
     assert cfg.teacher.checkpoint == "/x.pt" and cfg.distill.enabled is False
     assert isinstance(load_config("toy_c2s", ["loss.tau=1"]).loss.tau, float)  # int accepted for float
+
+
+def test_exponent_floats_without_a_dot_are_floats():
+    # YAML 1.1 (PyYAML) reads "2e-3" as a string; overrides and sweep specs must read it as a number
+    assert load_config("toy_c2s", ["optim.lr=2e-3"]).optim.lr == pytest.approx(0.002)
+    assert parse_value("1E5") == 100000.0 and parse_value("-3.0e+2") == -300.0 and parse_value(".5") == 0.5
+    assert parse_value("[1e-4, 2]") == [0.0001, 2] and parse_value("3") == 3 and parse_value("1e") == "1e"
+    assert yaml_load("space: {optim.lr: {loguniform: [1e-5, 1e-3]}}") == {
+        "space": {"optim.lr": {"loguniform": [1e-5, 1e-3]}}}
 
 
 def test_misspelt_key_suggests_closest():

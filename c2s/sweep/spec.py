@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from c2s.config import ConfigError, apply_overrides, config_path, flatten, load_config, parse_value
+from c2s.config import ConfigError, apply_overrides, config_path, flatten, load_config, parse_value, yaml_load
 
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"  # the repo's provided specs
 METRICS = ("sIoU", "uIoU", "hIoU", "mIoU")
@@ -398,7 +398,7 @@ def load_spec(path: str | os.PathLike, updates: Iterable[str] | Mapping[str, Any
         hint = f" Available under {SWEEPS_DIR}: {', '.join(available)}." if available else ""
         raise SpecError(f"sweep spec {str(path)!r} is not a file.{_closest(p.stem, available)}{hint}")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml_load(p.read_text())
     except yaml.YAMLError as err:
         raise SpecError(f"sweep spec {p}: not valid YAML: {err}") from err
     if raw is None:
