@@ -27,7 +27,7 @@ demo: setup
 	$(BIN)/c2s demo
 
 lint: setup
-	$(BIN)/ruff check c2s jobs tests
+	$(BIN)/ruff check c2s jobs tests tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,7 +1,16 @@
 import pytest
 
-from c2s.config import (ConfigError, apply_overrides, config_hash, flatten, from_dict, load_config, parse_value,
-                        to_dict, yaml_load)
+from c2s.config import (
+    ConfigError,
+    apply_overrides,
+    config_hash,
+    flatten,
+    from_dict,
+    load_config,
+    parse_value,
+    to_dict,
+    yaml_load,
+)
 
 
 def test_base_inheritance_and_paper_defaults():
