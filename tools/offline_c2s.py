@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--init", type=Path, default=None)
     parser.add_argument("--init-part", choices=("all", "backbone"), default="all")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after --out
 
     from c2s.config import load_config
     from c2s.data.catalog import get_dataset_info
@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
     optimizer, scheduler = build_optimizer(groups, cfg.optim, total)
     params = [p for g in groups for p in g["params"]]
 
-    order, pos, sums, started = rng.permutation(n), 0, {}, time.perf_counter()
+    order, pos, sums, count, started = rng.permutation(n), 0, {}, 0, time.perf_counter()
     for step in range(1, total + 1):
         if pos + batch_size > n:
             order, pos = rng.permutation(n), 0
@@ -125,10 +125,11 @@ def main(argv: list[str]) -> int:
         scheduler.step()
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
+        count += 1
         if step % 50 == 0 or step == total:
             print(f"[offline] step {step}/{total} {time.perf_counter() - started:.0f}s "
-                  + " ".join(f"{k}={v / 50:.3f}" for k, v in sums.items()), flush=True)
-            sums = {}
+                  + " ".join(f"{k}={v / count:.3f}" for k, v in sums.items()), flush=True)
+            sums, count = {}, 0
     train_s = time.perf_counter() - started
 
     student.eval()
