@@ -13,17 +13,11 @@ from c2s.paths import atomic_path
 from c2s.teacher.cache import TOKEN_COLUMNS, TokenCacheError, cache_key, cache_key_inputs
 from c2s.teacher.tokens import read_call_counts, write_call_count
 
-TINY = [
-    "teacher.arch=c2s-test-vit", "teacher.allow_random=true", "teacher.image_size=32", "teacher.dense_size=48",
-    "teacher.batch_size=4", "teacher.num_cpus=0.5", "model.embed_dim=64",
-    "data.world.images_train=24", "data.world.images_val=4", "data.num_cpus=0.25",
-    "train.workers=1", "train.cpus_per_worker=0.5", "train.batch_size=4", "bank.size=12",
-    "train.log_interval=1", "train.checkpoint_interval=100", "train.eval_interval=100", "optim.warmup_iters=1",
-]
+TINY = ["train.workers=1", "train.checkpoint_interval=100"]  # on top of the toy_tiny config
 
 
 def _key(root: Path, *overrides: str) -> str:
-    return cache_key(load_config("toy_c2s", [*TINY, *overrides]), root)
+    return cache_key(load_config("toy_tiny", [*TINY, *overrides]), root)
 
 
 def test_key_ignores_method_student_and_pool_keys(tmp_path):
@@ -49,7 +43,7 @@ def test_key_changes_with_what_clip_computes(tmp_path):
     # precision auto is resolved by the pool's device: a GPU pool computes fp16 tokens
     assert _key(tmp_path, "teacher.num_gpus=0.5") != base
     assert _key(tmp_path, "teacher.precision=fp32") == base
-    inputs = cache_key_inputs(load_config("toy_c2s", TINY), tmp_path)
+    inputs = cache_key_inputs(load_config("toy_tiny", TINY), tmp_path)
     assert inputs["teacher"]["precision"] == "fp32" and "actors" not in inputs["teacher"]
     assert "num_cpus" not in inputs["data"] and inputs["cache_epochs"] == 1 and len(inputs["seen_classes"]) == 15
 
@@ -92,7 +86,7 @@ def test_missing_cache_is_a_clear_error(tmp_path):
     from c2s.data.catalog import get_dataset_info
     from c2s.train.pipeline import build_train_dataset
 
-    cfg = load_config("toy_c2s", [*TINY, "teacher.cache=true"])
+    cfg = load_config("toy_tiny", [*TINY, "teacher.cache=true"])
     with pytest.raises(TokenCacheError, match=r"no token cache .* `c2s tokens CONFIG"):
         build_train_dataset(cfg, get_dataset_info("toy"), tmp_path, cache_root=tmp_path / "cache")
 
@@ -104,7 +98,7 @@ def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
     from c2s.teacher.cache import build_token_cache, cache_dir
     from c2s.train.resolve import resolve_inputs
 
-    cfg = load_config("toy_c2s", [*TINY, "teacher.cache_epochs=2"])
+    cfg = load_config("toy_tiny", [*TINY, "teacher.cache_epochs=2"])
     inputs = resolve_inputs(cfg)
     folder, manifest = build_token_cache(cfg, inputs.data_root, inputs.cache_root)
     assert folder == cache_dir(cfg, inputs.data_root, cache_root) and folder.parent == cache_root / "tokens"
@@ -129,7 +123,7 @@ def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
     from c2s.data.catalog import get_dataset_info
     from c2s.train.pipeline import build_train_dataset
 
-    cached_cfg = load_config("toy_c2s", [*TINY, "teacher.cache_epochs=2", "teacher.cache=true", "loss.tau=0.05"])
+    cached_cfg = load_config("toy_tiny", [*TINY, "teacher.cache_epochs=2", "teacher.cache=true", "loss.tau=0.05"])
     resolve_inputs(cached_cfg)
     ds = build_train_dataset(cached_cfg, get_dataset_info("toy"), inputs.data_root, cache_root=cache_root,
                              calls_dir=tmp_path / "calls")

@@ -18,14 +18,7 @@ from c2s.train.trainer import run_training
 
 pytestmark = pytest.mark.integration
 
-TINY = [
-    "teacher.arch=c2s-test-vit", "teacher.allow_random=true", "teacher.image_size=32", "teacher.dense_size=48",
-    "teacher.batch_size=4", "teacher.num_cpus=0.5", "model.embed_dim=64",
-    "data.world.images_train=24", "data.world.images_val=4", "data.num_cpus=0.25",
-    "train.workers=2", "train.cpus_per_worker=0.5", "train.batch_size=4", "bank.size=12",
-    "train.log_interval=1", "train.checkpoint_interval=2", "train.eval_interval=100", "train.max_failures=1",
-    "optim.warmup_iters=1",
-]
+TINY = ["train.workers=2", "train.checkpoint_interval=2", "train.max_failures=1"]  # on top of toy_tiny
 
 
 def _rows(run_dir, kind="train"):
@@ -43,7 +36,7 @@ def _fifo(objective_state):
 
 def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
     run_dir = tmp_path / "run"
-    summary = run_training(load_config("toy_c2s", [*TINY, "train.iters=4"]), run_dir)
+    summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=4"]), run_dir)
     rows = _rows(run_dir)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     for key in ("loss", "loss_global", "loss_local", "loss_pixel", "loss_nel", "loss_ce", "lr",
@@ -62,7 +55,7 @@ def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
     assert state["seen_text"].shape == (15, 64)  # training received the 15 seen classes only
     assert {"student", "optimizer", "scheduler", "rng", "config"} <= set(state)
 
-    resumed = run_training(load_config("toy_c2s", [*TINY, "train.iters=6"]), run_dir, resume=True)
+    resumed = run_training(load_config("toy_tiny", [*TINY, "train.iters=6"]), run_dir, resume=True)
     steps = [r["step"] for r in _rows(run_dir)]
     assert steps == [1, 2, 3, 4, 5, 6]  # continued at the saved step, no duplicate rows
     assert resumed["step"] == 6
@@ -77,7 +70,7 @@ def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
 
 def test_killed_worker_resumes_from_checkpoint(ray_local, cache_root, tmp_path):
     run_dir = tmp_path / "fault"
-    summary = run_training(load_config("toy_c2s", [*TINY, "train.iters=5", "train.crash_at_step=3"]), run_dir)
+    summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=5", "train.crash_at_step=3"]), run_dir)
     assert (run_dir / ".crash_injected").read_text() == "3"  # the last worker really exited at step 3
     steps = [r["step"] for r in _rows(run_dir)]
     assert steps == [1, 2, 3, 4, 5]  # resumed from the step-2 checkpoint; step 3 redone, no duplicates

@@ -1,0 +1,9 @@
+# Test-size toy world for integration tests: the random-weight test CLIP, 24 training images, batch 4, one
+# log row per step. Tests add their own train.* keys (workers, checkpoint interval, ...). Not for results.
+_base_ = ["./toy_c2s.py"]
+model = dict(embed_dim=64)
+teacher = dict(arch="c2s-test-vit", allow_random=True, image_size=32, dense_size=48, batch_size=4, num_cpus=0.5)
+data = dict(num_cpus=0.25, world=dict(images_train=24, images_val=4))
+train = dict(cpus_per_worker=0.5, batch_size=4, log_interval=1, eval_interval=100)
+bank = dict(size=12)
+optim = dict(warmup_iters=1)
