@@ -19,6 +19,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("data", "check"): ("c2s.data.check", "validate a dataset folder against the catalog"),
     ("world", "generate"): ("c2s.data.toyworld", "generate the toy world in mmseg layout"),
     ("world", "pretrain-teacher"): ("c2s.teacher.pretrain", "pretrain the toy CLIP on the toy world"),
+    ("world", "pretrain-student"): ("c2s.student.pretrain",
+                                    "pretrain a toy student's backbone on seen-class crops (the ImageNet analogue)"),
     ("bench", "objective"): ("c2s.bench.objective", "time the student alone vs with the C2S objective"),
     ("bench", "teacher"): ("c2s.bench.teacher", "time the teacher's stages and local-token batching"),
     ("bench", "sweep-cache"): ("c2s.bench.sweep_cache", "a 4-trial toy sweep with and without the token cache"),

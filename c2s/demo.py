@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     from c2s.train.resolve import resolve_inputs
     from c2s.train.trainer import init_ray, run_training
 
-    print("[demo] 1/4 toy world and toy CLIP (generated once, then cached)", flush=True)
+    print("[demo] 1/4 toy world, toy CLIP and toy student backbone (generated once, then cached)", flush=True)
     configs = {name: load_config(config, args.overrides) for name, config in ROWS}
     for cfg in configs.values():
         resolve_inputs(cfg)

@@ -127,7 +127,8 @@ def load_student_from_checkpoint(checkpoint_dir: Path, device: str = "cpu"):
 
     state = load_state(checkpoint_dir)
     cfg = from_dict(state["config"])
-    student = build_student(cfg.model)
+    # The checkpoint holds every weight: the backbone's initialisation file is not needed (nor read).
+    student = build_student({**cfg.model, "pretrained": None})
     student.load_state_dict(state["student"])
     return student.to(device).eval(), cfg, state
 

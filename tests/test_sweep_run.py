@@ -20,6 +20,7 @@ from c2s.sweep.tables import SCHEMA_VERSION, TABLES, collect_run, load_tables, w
 TINY = {
     "teacher.arch": "c2s-test-vit", "teacher.allow_random": True, "teacher.image_size": 32,
     "teacher.dense_size": 48, "teacher.batch_size": 4, "model.embed_dim": 64,
+    "model.pretrained": None,  # random init: the toy backbone's minute of pretraining is not under test
     "data.world.images_train": 24, "data.world.images_val": 4, "data.num_cpus": 0.25,
     "train.batch_size": 4, "bank.size": 12, "train.iters": 3, "train.log_interval": 1,
     "train.checkpoint_interval": 100, "train.eval_interval": 2, "optim.warmup_iters": 1,

@@ -7,3 +7,5 @@ data = dict(num_cpus=0.25, world=dict(images_train=24, images_val=4))
 train = dict(cpus_per_worker=0.5, batch_size=4, log_interval=1, eval_interval=100)
 bank = dict(size=12)
 optim = dict(warmup_iters=1)
+# Seconds-long backbone "pretraining": exercises model.pretrained="toy" (resolution, cache, loading) only.
+toy_backbone = dict(steps=3, batch_size=8, pool_images=12, heldout_images=6, crop=32)

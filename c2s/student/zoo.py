@@ -216,6 +216,9 @@ def build_student(model_cfg: Mapping[str, Any]) -> Student:
         backbone.init_weights()
         head.init_weights()
     student = Student(backbone, head, stride=spec.stride, embed_dim=head_cfg["num_classes"], name=model_cfg["name"])
+    if model_cfg.get("pretrained") == "toy":
+        raise ValueError("model.pretrained='toy' names the toy world's cached backbone; resolve it to a file "
+                         "first (c2s.train.resolve.resolve_inputs, or `c2s world pretrain-student`)")
     if model_cfg.get("pretrained"):
         load_backbone_weights(student.backbone, model_cfg["pretrained"])
     return student

@@ -55,7 +55,25 @@ def resolve_inputs(cfg) -> JobInputs:
     if teacher.checkpoint is not None and not Path(teacher.checkpoint).is_file():
         raise PreflightError(f"teacher.checkpoint = {teacher.checkpoint!r} does not exist (expected a local "
                              "open_clip weights file)")
+    _resolve_student_weights(cfg, root_dir)
     return JobInputs(Path(data.root), teacher.checkpoint, root_dir)
+
+
+def _resolve_student_weights(cfg, root_dir: Path) -> None:
+    """``model.pretrained="toy"``: the toy world's backbone (c2s/student/pretrain.py), made once and cached;
+    any other non-null value must be an existing local file."""
+    from c2s.student.pretrain import TOY_PRETRAINED, ensure_toy_backbone
+
+    pretrained = cfg.model.get("pretrained")
+    if pretrained == TOY_PRETRAINED:
+        if cfg.data.dataset != "toy":
+            raise PreflightError(f"model.pretrained = {TOY_PRETRAINED!r} is the toy world's backbone, but "
+                                 f"data.dataset = {cfg.data.dataset!r}; pass a local ImageNet backbone file "
+                                 "(model.pretrained=/path/to/mit_b4.pth) or null")
+        cfg.model.pretrained = str(ensure_toy_backbone(cfg, root_dir))
+    elif pretrained is not None and not Path(pretrained).is_file():
+        raise PreflightError(f"model.pretrained = {pretrained!r} does not exist (expected a local backbone "
+                             "state dict, or null for random initialisation)")
 
 
 def text_embeddings_for(cfg, inputs: JobInputs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,3 +51,20 @@ toy_clip = dict(
     threads=2,
     log_every=100,
 )
+# The toy students' backbone pretraining (c2s/student/pretrain.py, `c2s world pretrain-student`): the
+# ImageNet analogue, seen-class object crops of the "pretrain" stream labelled with colour and shape.
+# Used when model.pretrained="toy"; the cache key hashes this section, data.world and the model's arch keys.
+toy_backbone = dict(
+    steps=600,
+    batch_size=64,
+    lr=2e-3,
+    warmup_frac=0.1,
+    weight_decay=0.01,
+    pool_images=2200,
+    heldout_images=300,
+    crop=64,
+    flip_prob=0.5,
+    seed=0,
+    threads=2,
+    log_every=100,
+)
