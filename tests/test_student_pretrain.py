@@ -72,7 +72,7 @@ def test_pretraining_is_deterministic_and_loads_into_the_student():
         assert 0.0 <= metrics[part]["shape_acc"] <= 1.0 and metrics[part]["crops"] > 0
 
 
-def test_cache_is_keyed_atomic_and_resolved_from_the_config(tmp_path, capsys):
+def test_cache_is_keyed_atomic_and_resolved_from_the_config(tmp_path):
     cfg = tiny_cfg()
     path = ensure_toy_backbone(cfg, tmp_path, log=lambda m: None)
     assert path.parent == backbone_dir(cfg, tmp_path) and path.is_file()

@@ -40,8 +40,6 @@ from c2s.paths import atomic_path
 
 PRETRAIN_VERSION = 1
 WEIGHTS_FILE = "backbone.pt"
-# model.pretrained takes this value to ask for the toy-world backbone (resolved to a cached file).
-TOY_PRETRAINED = "toy"
 
 DEFAULT_BACKBONE_PRETRAIN: dict[str, Any] = dict(
     steps=600,
@@ -80,7 +78,7 @@ def _sections(cfg: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     data = cfg.get("data", {}) or {}
     world = dict(data.get("world", {}) or {})
     pcfg = dict(cfg.get("toy_backbone", {}) or {})
-    model = {k: v for k, v in dict(cfg.get("model", {}) or {}).items()}
+    model = dict(cfg.get("model", {}) or {})
     return world, pcfg, model
 
 

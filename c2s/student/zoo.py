@@ -35,7 +35,7 @@ from typing import Any
 from c2s.compat import import_mmseg
 
 from .model import Student
-from .weights import load_backbone_weights
+from .weights import TOY_PRETRAINED, load_backbone_weights
 
 MODEL_KEYS = ("name", "embed_dim", "pretrained", "drop_path_rate", "dropout_ratio", "head_channels", "norm",
               "img_size")
@@ -203,6 +203,9 @@ def build_student(model_cfg: Mapping[str, Any]) -> Student:
         ValueError: unknown name (with close matches), unknown key, or bad value; mismatched weights.
         FileNotFoundError: ``model.pretrained`` names a missing file.
     """
+    if model_cfg.get("pretrained") == TOY_PRETRAINED:
+        raise ValueError(f"model.pretrained={TOY_PRETRAINED!r} names the toy world's cached backbone; resolve "
+                         "it to a file first (c2s.train.resolve.resolve_inputs, or `c2s world pretrain-student`)")
     spec, backbone_cfg, head_cfg = resolve_configs(model_cfg)
     import_mmseg()
     from mmseg.registry import MODELS
@@ -216,9 +219,6 @@ def build_student(model_cfg: Mapping[str, Any]) -> Student:
         backbone.init_weights()
         head.init_weights()
     student = Student(backbone, head, stride=spec.stride, embed_dim=head_cfg["num_classes"], name=model_cfg["name"])
-    if model_cfg.get("pretrained") == "toy":
-        raise ValueError("model.pretrained='toy' names the toy world's cached backbone; resolve it to a file "
-                         "first (c2s.train.resolve.resolve_inputs, or `c2s world pretrain-student`)")
     if model_cfg.get("pretrained"):
         load_backbone_weights(student.backbone, model_cfg["pretrained"])
     return student

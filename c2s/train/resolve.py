@@ -62,7 +62,8 @@ def resolve_inputs(cfg) -> JobInputs:
 def _resolve_student_weights(cfg, root_dir: Path) -> None:
     """``model.pretrained="toy"``: the toy world's backbone (c2s/student/pretrain.py), made once and cached;
     any other non-null value must be an existing local file."""
-    from c2s.student.pretrain import TOY_PRETRAINED, ensure_toy_backbone
+    from c2s.student.pretrain import ensure_toy_backbone
+    from c2s.student.weights import TOY_PRETRAINED
 
     pretrained = cfg.model.get("pretrained")
     if pretrained == TOY_PRETRAINED:
