@@ -151,3 +151,31 @@ def test_backbone_params_fall_back_to_the_zoo(monkeypatch):
     table = R.backbone_table(bb)
     assert table["params_m"].tolist() == [1.5, 2.25]
     assert calls == [("segformer_tiny", 256), ("segnext_tiny", 256)]  # toy_c2s sets model.embed_dim=256
+
+
+@pytest.mark.parametrize(("key", "grid", "labels", "log"), [
+    ("loss.tau", (0.03, 0.04, 0.07, 0.2), ["0.03", "0.04", "0.07", "0.2"], True),  # issue 14.12's overlap
+    ("bank.size", (8, 16, 24, 48), ["8", "16", "24", "48"], False),
+])
+def test_sensitivity_plot_ticks_are_the_swept_values(key: str, grid: tuple, labels: list[str], log: bool):
+    import matplotlib.pyplot as plt
+
+    trials = pd.DataFrame([row(i, s, 30.0 + i + s, 40.0, 25.0 + i, **{key: v})
+                           for i, v in enumerate(grid) for s in (0, 1)])
+    fig = R.metric_vs_figure(trials, "cfg." + key)
+    try:
+        axes = fig.get_axes()
+        assert len(axes) == 3  # hIoU, sIoU, uIoU
+        for ax in axes:
+            assert ax.get_xscale() == ("log" if log else "linear")
+            assert ax.get_xticks().tolist() == pytest.approx(list(grid), rel=1e-12)
+            assert [t.get_text() for t in ax.get_xticklabels()] == labels
+            assert len(ax.xaxis.get_minorticklocs()) == 0  # no 3x10^-2-style minor labels
+            assert not R._tick_labels_overlap(fig, ax)
+    finally:
+        plt.close(fig)
+
+
+def test_plain_tick_labels():
+    assert [R._plain(v) for v in (0.07, 0.2, 24.0, 1e-4, 2e-3, 1024)] == ["0.07", "0.2", "24", "0.0001", "0.002",
+                                                                          "1024"]

@@ -208,10 +208,43 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
 
 
-def plot_metric_vs(trials: pd.DataFrame, key: str, path: str | os.PathLike, which: str = "final",
-                   metrics: Sequence[str] = TABLE_METRICS) -> Path:
-    """Each metric against the numeric column ``key``, mean over seeds with std error bars; one line per
-    combination of the other swept keys (and variant)."""
+def _plain(value: float) -> str:
+    """A swept value as written in a spec: ``0.07``, ``0.2``, ``24``, ``0.0001`` (no ``x10^n``)."""
+    import numpy as np
+
+    return np.format_float_positional(float(value), trim="-")
+
+
+def _label_swept_values(ax: Any, values: Sequence[float]) -> None:
+    """Ticks exactly at the swept ``values`` with plain labels, and no minor ticks.
+
+    Matplotlib's log axis puts major ticks at decades and labels minor ticks (``3x10^-2`` over ``4x10^-2``)
+    when the range is short, which labels neither the grid values nor legibly; fixed ticks label the values
+    the sweep actually ran.
+    """
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+    ax.xaxis.set_major_locator(FixedLocator(list(values)))
+    ax.xaxis.set_major_formatter(FixedFormatter([_plain(v) for v in values]))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _tick_labels_overlap(fig: Any, ax: Any) -> bool:
+    """Whether any two visible x tick labels of ``ax`` overlap once drawn."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()),
+                   key=lambda b: b.x0)
+    return any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:]))
+
+
+def metric_vs_figure(trials: pd.DataFrame, key: str, which: str = "final",
+                     metrics: Sequence[str] = TABLE_METRICS) -> Any:
+    """The figure of :func:`plot_metric_vs` (a matplotlib ``Figure``; the caller closes it).
+
+    The x axis is ticked at the swept values of ``key`` themselves (plain numbers), log-scaled for ``tau``,
+    ``lr`` or positive values spanning >= 20x; labels that would still collide are rotated.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,6 +254,7 @@ def plot_metric_vs(trials: pd.DataFrame, key: str, path: str | os.PathLike, whic
     if "variant" in trials and trials["variant"].notna().any():
         others = ["variant"] + others
     summary = summarize(trials, others + [key], metrics, which, sort_by_value=True)
+    values = sorted(set(summary[key].astype(float)))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     groups = summary.groupby(others, sort=False, dropna=False) if others else [((), summary)]
     for name, grp in groups:
@@ -232,13 +266,29 @@ def plot_metric_vs(trials: pd.DataFrame, key: str, path: str | os.PathLike, whic
     for ax, m in zip(axes[0], metrics):
         ax.set_xlabel(_header(key))
         ax.set_ylabel(f"{m} ({which})")
-        if key.endswith(("tau", "lr")) or (summary[key].astype(float) > 0).all() and \
-                summary[key].astype(float).max() / max(summary[key].astype(float).min(), 1e-12) >= 20:
+        if key.endswith(("tau", "lr")) or all(v > 0 for v in values) and \
+                max(values) / max(min(values), 1e-12) >= 20:
             ax.set_xscale("log")
+        _label_swept_values(ax, values)  # after set_xscale, which installs its own locators
         ax.grid(alpha=0.3)
     if others:
         axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
+    if any(_tick_labels_overlap(fig, ax) for ax in axes[0]):
+        for ax in axes[0]:
+            ax.tick_params(axis="x", labelrotation=45)
+        fig.tight_layout()
+    return fig
+
+
+def plot_metric_vs(trials: pd.DataFrame, key: str, path: str | os.PathLike, which: str = "final",
+                   metrics: Sequence[str] = TABLE_METRICS) -> Path:
+    """Each metric against the numeric column ``key``, mean over seeds with std error bars; one line per
+    combination of the other swept keys (and variant). The x ticks are the swept values (see
+    :func:`metric_vs_figure`)."""
+    import matplotlib.pyplot as plt
+
+    fig = metric_vs_figure(trials, key, which, metrics)
     out = Path(path)
     fig.savefig(out, dpi=100)
     plt.close(fig)
