@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -103,19 +104,19 @@ def test_sigmoid_focal_hand_value():
     assert math.isclose(float(v), 0.75 * 0.25 * math.log(2), rel_tol=1e-6)
 
 
-def test_nel_loss_hand_value_ignore_excluded():
+def test_nel_present_mode_hand_value_ignore_excluded():
     logits = torch.zeros(1, 2, 1, 2)
     target = torch.tensor([[[0, 255]]])
-    focal, dice = nel_loss(logits, target)
+    focal, dice = nel_loss(logits, target, mode="present")
     assert math.isclose(float(focal), 0.25 * 0.25 * math.log(2), rel_tol=1e-6)  # one valid pixel, one mask
     assert math.isclose(float(dice), 1 - (2 * 0.5 + 1) / (0.5 + 1 + 1), rel_tol=1e-6)  # 0.2
 
 
-def test_nel_loss_normalised_by_number_of_masks():
+def test_nel_present_mode_normalised_by_number_of_masks():
     # image 0: class 0 everywhere; image 1: classes 0 and 1 -> 3 masks; class 2 absent everywhere
     logits = torch.zeros(2, 3, 1, 2)
     target = torch.tensor([[[0, 0]], [[0, 1]]])
-    focal, dice = nel_loss(logits, target)
+    focal, dice = nel_loss(logits, target, mode="present")
     pos, neg = 0.25 * 0.25 * math.log(2), 0.75 * 0.25 * math.log(2)
     # masks: (0,0): 2 pos; (1,0): pos+neg; (1,1): neg+pos -> per-mask pixel means
     expected_focal = (pos + (pos + neg) / 2 + (pos + neg) / 2) / 3
@@ -131,8 +132,110 @@ def test_nel_upsamples_only_selected_classes_consistently():
     target = torch.randint(0, 4, (2, 6, 6))
     target[0, 0] = 255
     up = F.interpolate(low, size=(6, 6), mode="bilinear", align_corners=False)
-    a, b = nel_loss(low, target), nel_loss(up, target)
-    assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[1], atol=1e-6)
+    for mode in ("zegclip", "present"):
+        a, b = nel_loss(low, target, mode=mode), nel_loss(up, target, mode=mode)
+        assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[1], atol=1e-6)
+
+
+# ---- NEL as ZegCLIP defines it (ZiqinZhou66/ZegCLIP models/losses/criterion.py + atm_loss.py) ----------
+POS = 0.25 * 0.25 * math.log(2)  # focal of a zero logit, target 1 (alpha 0.25, gamma 2)
+NEG = 0.75 * 0.25 * math.log(2)  # focal of a zero logit, target 0
+
+
+def zegclip_reference(logits, target, ignore=255, alpha=0.25, gamma=2.0):
+    """ZegCLIP's loss_masks written literally, one image at a time: prepare_targets -> the binary
+    (B, C, H*W) target scattered from non-ignore pixels only -> focal ``.mean(1).sum() / num_masks`` over
+    every map; dice over the present classes' maps on all pixels; num_masks = number of present labels."""
+    b, c, h, w = logits.shape
+    up = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    hw = target.shape[-2] * target.shape[-1]
+    onehot = torch.zeros(b, c, hw)
+    labels = []
+    for i in range(b):
+        mask = target[i].reshape(-1)
+        idx = torch.arange(hw)[mask != ignore]
+        onehot[i, mask[mask != ignore], idx] = 1
+        present = target[i].unique()
+        labels.append(present[present != ignore])
+    num_masks = max(sum(len(lab) for lab in labels), 1)
+    x, t = up.reshape(b * c, hw), onehot.reshape(b * c, hw)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p = x.sigmoid()
+    p_t = p * t + (1 - p) * (1 - t)
+    focal = ((alpha * t + (1 - alpha) * (1 - t)) * ce * (1 - p_t) ** gamma).mean(1).sum() / num_masks
+    dice = torch.zeros(())
+    for i in range(b):
+        for cls in labels[i].tolist():
+            q = up[i, cls].sigmoid().flatten()
+            m = (target[i] == cls).float().flatten()
+            dice = dice + 1 - (2 * (q * m).sum() + 1) / (q.sum() + m.sum() + 1)
+    return focal, dice / num_masks
+
+
+def test_nel_zegclip_absent_class_is_a_negative_everywhere():
+    # one image, 3 classes, only class 0 present on both pixels: the absent classes 1 and 2 count as two
+    # all-negative maps (the "present" reading drops them)
+    logits = torch.zeros(1, 3, 1, 2)
+    target = torch.tensor([[[0, 0]]])
+    focal, dice = nel_loss(logits, target)
+    assert math.isclose(float(focal), (POS + 2 * NEG) / 1, rel_tol=1e-6)
+    assert math.isclose(float(dice), 1 - (2 * 1.0 + 1) / (1.0 + 2 + 1), rel_tol=1e-6)
+    focal_present, _ = nel_loss(logits, target, mode="present")
+    assert math.isclose(float(focal_present), POS, rel_tol=1e-6)
+
+
+def test_nel_zegclip_ignore_pixels_are_negatives_for_every_class():
+    # pixel 0 class 0, pixel 1 ignore. Focal: map 0 = (POS + NEG)/2 (the ignore pixel is a negative and
+    # counts in the mean), map 1 = NEG; one mask. Dice runs over both pixels: sum sigma = 1, t = 1.
+    logits = torch.zeros(1, 2, 1, 2)
+    target = torch.tensor([[[0, 255]]])
+    focal, dice = nel_loss(logits, target)
+    assert math.isclose(float(focal), (POS + NEG) / 2 + NEG, rel_tol=1e-6)
+    assert math.isclose(float(dice), 1 - (2 * 0.5 + 1) / (1.0 + 1 + 1), rel_tol=1e-6)
+
+
+def test_nel_zegclip_image_without_valid_pixel():
+    # image 1 is all ignore: it adds no target mask and no dice term, but its 2 maps are negatives in focal
+    logits = torch.zeros(2, 2, 1, 2)
+    target = torch.tensor([[[0, 1]], [[255, 255]]])
+    focal, dice = nel_loss(logits, target)
+    per_map_img0 = (POS + NEG) / 2
+    assert math.isclose(float(focal), (2 * per_map_img0 + 2 * NEG) / 2, rel_tol=1e-6)
+    d_half = 1 - (2 * 0.5 + 1) / (1.0 + 1 + 1)
+    assert math.isclose(float(dice), 2 * d_half / 2, rel_tol=1e-6)
+    # every pixel ignored everywhere: no mask; the count clamps at 1 and dice is 0
+    focal, dice = nel_loss(torch.zeros(1, 2, 1, 2), torch.full((1, 1, 2), 255))
+    assert math.isclose(float(focal), 2 * NEG, rel_tol=1e-6) and float(dice) == 0.0
+
+
+def test_nel_zegclip_matches_the_reference_on_random_inputs():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 4, 4) * 3
+    target = torch.randint(0, 4, (3, 8, 8))  # classes 4 and 5 absent everywhere
+    target[0, :3] = 255
+    target[2] = 255  # an image with no valid pixel
+    focal, dice = nel_loss(logits, target)
+    ref_focal, ref_dice = zegclip_reference(logits, target)
+    assert torch.allclose(focal, ref_focal, rtol=1e-5) and torch.allclose(dice, ref_dice, rtol=1e-5)
+    # the two readings agree only when every class is present and nothing is ignored
+    full = torch.arange(6).repeat(11)[:64].view(1, 8, 8)
+    a, b = nel_loss(logits[:1], full), nel_loss(logits[:1], full, mode="present")
+    assert torch.allclose(a[0], b[0], rtol=1e-5) and torch.allclose(a[1], b[1], rtol=1e-5)
+    assert not torch.allclose(nel_loss(logits, target)[0], nel_loss(logits, target, mode="present")[0], rtol=0.1)
+
+
+def test_nel_zegclip_padded_latent_class_adds_nothing():
+    torch.manual_seed(1)
+    logits = torch.randn(1, 3, 2, 2, requires_grad=True)
+    padded = torch.cat([logits, torch.full((1, 1, 2, 2), -1.0e4)], dim=1)
+    target = torch.tensor([[[0, 1], [1, 255]]])
+    with_pad, without = nel_loss(padded, target), nel_loss(logits, target)
+    assert torch.allclose(with_pad[0], without[0]) and torch.allclose(with_pad[1], without[1])
+
+
+def test_nel_mode_is_checked():
+    with pytest.raises(ValueError, match="loss.nel_mode"):
+        nel_loss(torch.zeros(1, 2, 1, 1), torch.zeros(1, 1, 1, dtype=torch.long), mode="all")
 
 
 def test_masked_cross_entropy():

@@ -174,52 +174,101 @@ def sigmoid_focal(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: f
     return alpha_t * ce * (1 - p_t).pow(gamma)
 
 
+NEL_MODES = ("zegclip", "present")
+
+
+def _present_pairs(target: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """``(img_idx, cls_idx)`` of every (image, class) pair whose class labels at least one pixel.
+
+    One bincount over (image, class) keys, no per-image loop. ``target (B, H, W)`` -> two ``(P,)`` int64.
+    """
+    b = target.shape[0]
+    valid = target != ignore_index
+    safe = torch.where(valid & (target < num_classes), target, torch.full_like(target, num_classes))
+    keys = (torch.arange(b, device=target.device).view(b, 1, 1) * (num_classes + 1) + safe).flatten()
+    present = torch.bincount(keys, minlength=b * (num_classes + 1)).view(b, num_classes + 1)[:, :num_classes] > 0
+    return present.nonzero(as_tuple=True)
+
+
+def _num_target_masks(count: int, device: torch.device) -> Tensor:
+    """ZegCLIP's normaliser: target masks summed over DDP workers, divided by the world size, at least 1."""
+    num = _world_sum(torch.tensor(float(count), device=device))
+    return (num / _world_size()).clamp_min(1.0)
+
+
+def _dice(prob: Tensor, t: Tensor) -> Tensor:
+    """Per-mask dice loss ``1 - (2Σpt + 1) / (Σp + Σt + 1)``; ``prob, t (P, H, W)`` -> ``(P,)``."""
+    num = 2 * (prob * t).flatten(1).sum(-1) + 1
+    den = prob.flatten(1).sum(-1) + t.flatten(1).sum(-1) + 1
+    return 1 - num / den
+
+
 def nel_loss(
     logits: Tensor,
     target: Tensor,
     ignore_index: int = IGNORE_INDEX,
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
+    mode: str = "zegclip",
 ) -> tuple[Tensor, Tensor]:
     """ZegCLIP's non-mutually-exclusive loss, unweighted terms ``(focal, dice)``.
 
-    For every (image, class) pair whose class is present in the image's target, a binary mask
-    ``t = (target == c)`` against the sigmoid of that class's logit map, over non-ignored pixels:
-    focal averaged over pixels, dice ``1 - (2Σσt + 1) / (Σσ + Σt + 1)``; both summed over pairs and divided
-    by the number of target masks (all-reduced over DDP workers, averaged per worker, at least 1).
-    Classes absent from an image (including padded latent slots) contribute nothing.
+    ``mode="zegclip"`` (the default) is ZegCLIP's definition, checked against ZiqinZhou66/ZegCLIP
+    ``models/losses/criterion.py`` (``SegPlusCriterion.loss_masks``, ``_get_target_mask_binary_cross_entropy``,
+    ``sigmoid_focal_loss``, ``dice_loss``, ``forward``'s ``num_masks``) and ``models/losses/atm_loss.py``
+    (``SegLossPlus.prepare_targets``):
+
+    * focal: a one-hot target over **all** ``C`` class maps, 1 where the pixel has that label and 0
+      elsewhere; **ignore pixels are 0 for every class** (ZegCLIP drops them from the scatter, it does not
+      mask them out of the loss), so every class absent from an image, and every ignore pixel, is a
+      negative. Every map is upsampled bilinearly to label size; the sigmoid focal loss is averaged over
+      all ``H*W`` pixels of each map, summed over the ``B*C`` maps and divided by the number of target masks.
+    * dice: over the (image, class) pairs present in the target only, ``1 - (2Σσ(x)t + 1) / (Σσ(x) + Σt + 1)``
+      over all ``H*W`` pixels (ignore pixels included, as in ZegCLIP), summed, divided by the same count.
+    * the count: present (image, class) pairs, summed over DDP workers, divided by the world size, at
+      least 1. An image with no valid pixel adds no mask and no dice term, but its focal maps still count.
+
+    Padded latent classes (logit :data:`PAD_LOGIT`) have a focal loss and gradient of exactly 0.
+
+    ``mode="present"`` is c2s's earlier reading: only the present (image, class) pairs, only non-ignored
+    pixels, for both terms (absent classes contribute nothing).
 
     Args:
-        logits: ``(B, C, h, w)`` at feature or label resolution. When ``(h, w) != (H, W)``, only the present
-            classes' maps are upsampled bilinearly to label resolution (the same values as upsampling all
-            and selecting, without materialising and backpropagating through all C maps at ``H x W``).
+        logits: ``(B, C, h, w)`` at feature or label resolution.
         target: ``(B, H, W)`` int64 in ``[0, C)`` or ``ignore_index``.
+        mode: ``"zegclip"`` or ``"present"`` (config key ``loss.nel_mode``).
     Returns:
         ``(focal, dice)`` scalars.
     """
-    b, c = logits.shape[:2]
-    valid = target != ignore_index  # (B, H, W)
-    safe = torch.where(valid, target, torch.full_like(target, c))
-    # presence of each class per image via one bincount over (image, class) keys: no per-image loop
-    keys = (torch.arange(b, device=target.device).view(b, 1, 1) * (c + 1) + safe).flatten()
-    present = torch.bincount(keys, minlength=b * (c + 1)).view(b, c + 1)[:, :c] > 0
-    img_idx, cls_idx = present.nonzero(as_tuple=True)  # the P target masks
-    num_masks = _world_sum(torch.tensor(float(img_idx.numel()), device=logits.device))
-    num_masks = (num_masks / _world_size()).clamp_min(1.0)
+    if mode not in NEL_MODES:
+        raise ValueError(f"config key 'loss.nel_mode' must be one of {', '.join(NEL_MODES)}; got {mode!r}")
+    c = logits.shape[1]
+    size = tuple(target.shape[-2:])
+    img_idx, cls_idx = _present_pairs(target, c, ignore_index)  # the P target masks
+    num_masks = _num_target_masks(img_idx.numel(), logits.device)
+    if mode == "zegclip":
+        up = logits if tuple(logits.shape[-2:]) == size else F.interpolate(
+            logits, size=size, mode="bilinear", align_corners=False)  # (B, C, H, W)
+        classes = torch.arange(c, device=target.device).view(1, c, 1, 1)
+        onehot = ((target.unsqueeze(1) == classes) & (target != ignore_index).unsqueeze(1)).to(up.dtype)
+        focal = sigmoid_focal(up, onehot, focal_alpha, focal_gamma).flatten(2).mean(-1).sum() / num_masks
+        if img_idx.numel() == 0:
+            return focal, up.sum() * 0.0
+        dice = _dice(torch.sigmoid(up[img_idx, cls_idx]), onehot[img_idx, cls_idx])
+        return focal, dice.sum() / num_masks
     if img_idx.numel() == 0:
         zero = logits.sum() * 0.0
         return zero, zero
+    # Only the present classes' maps are upsampled (the same values as upsampling all and selecting,
+    # without materialising and backpropagating through all C maps at H x W).
     sel = logits[img_idx, cls_idx]  # (P, h, w)
-    if sel.shape[-2:] != target.shape[-2:]:
-        sel = F.interpolate(sel.unsqueeze(0), size=target.shape[-2:], mode="bilinear", align_corners=False)[0]
+    if tuple(sel.shape[-2:]) != size:
+        sel = F.interpolate(sel.unsqueeze(0), size=size, mode="bilinear", align_corners=False)[0]
     t = (target[img_idx] == cls_idx.view(-1, 1, 1)).to(sel.dtype)
-    v = valid[img_idx].to(sel.dtype)
+    v = (target[img_idx] != ignore_index).to(sel.dtype)
     n_valid = v.flatten(1).sum(-1).clamp_min(1.0)
     focal = (sigmoid_focal(sel, t, focal_alpha, focal_gamma) * v).flatten(1).sum(-1) / n_valid
-    prob = torch.sigmoid(sel) * v
-    num = 2 * (prob * t).flatten(1).sum(-1) + 1
-    den = prob.flatten(1).sum(-1) + t.flatten(1).sum(-1) + 1
-    dice = 1 - num / den
+    dice = _dice(torch.sigmoid(sel) * v, t)
     return focal.sum() / num_masks, dice.sum() / num_masks
 
 

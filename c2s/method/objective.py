@@ -35,6 +35,7 @@ from c2s.method.latent import LatentGenerator
 from c2s.method.losses import (
     DISTILL_KINDS,
     IGNORE_INDEX,
+    NEL_MODES,
     PAD_LOGIT,
     FrosterProjector,
     cosine_distill,
@@ -109,6 +110,9 @@ class C2SObjective(nn.Module):
         self.w_local = float(_key(loss, "loss", "w_local"))
         self.w_pixel = float(_key(loss, "loss", "w_pixel"))
         self.use_nel = bool(_key(loss, "loss", "use_nel"))
+        self.nel_mode = str(loss.get("nel_mode", "zegclip"))
+        if self.nel_mode not in NEL_MODES:
+            raise ValueError(f"config key 'loss.nel_mode' must be one of {', '.join(NEL_MODES)}; got {self.nel_mode!r}")
         self.nel_focal_weight = float(_key(loss, "loss", "nel_focal_weight"))
         self.nel_dice_weight = float(_key(loss, "loss", "nel_dice_weight"))
         self.focal_alpha = float(_key(loss, "loss", "focal_alpha"))
@@ -287,11 +291,10 @@ class C2SObjective(nn.Module):
 
         logits, target = self._logits(feats, batch, reg)
         size = tuple(target.shape[-2:])
-        # Both pixel losses see the logits upsampled bilinearly to label resolution. NEL upsamples only the
-        # classes present in each image (a few of Ns + K): selecting from the full upsampled tensor would
-        # backpropagate a zero-filled (B, Ns + K, H, W) gradient, which profiling showed costs as much as CE.
+        # Both pixel losses see the logits upsampled bilinearly to label resolution (NEL upsamples itself:
+        # all maps in ZegCLIP's mode, only the present classes' in the "present" mode).
         if self.use_nel:
-            focal, dice = nel_loss(logits, target, IGNORE_INDEX, self.focal_alpha, self.focal_gamma)
+            focal, dice = nel_loss(logits, target, IGNORE_INDEX, self.focal_alpha, self.focal_gamma, self.nel_mode)
             out["loss_nel"] = self.nel_focal_weight * focal + self.nel_dice_weight * dice
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

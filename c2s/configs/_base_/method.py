@@ -17,6 +17,10 @@ loss = dict(
     w_local=1.0,  # weight of L_l
     w_pixel=1.0,  # weight of L_p
     use_nel=True,  # L_p = NEL + CE (Eq. 5); False leaves CE only
+    # NEL as ZegCLIP computes it (models/losses/criterion.py): "zegclip" = focal over ALL class maps and all
+    # pixels (absent classes and ignore pixels are negatives), dice over the classes present; "present" =
+    # c2s's earlier reading (present classes and non-ignored pixels only). See c2s.method.losses.nel_loss.
+    nel_mode="zegclip",
     nel_focal_weight=100.0,  # ZegCLIP's mask_weight (focal term of NEL)
     nel_dice_weight=1.0,  # ZegCLIP's dice_weight
     focal_alpha=0.25,  # sigmoid focal loss alpha (ZegCLIP)
