@@ -19,7 +19,7 @@ from c2s.teacher.pretrain import (
 
 TINY_WORLD = dict(images_train=10, images_val=10, max_objects=3)
 TINY = dict(steps=60, batch_size=64, lr=2e-3, warmup_steps=5, pool_images=150, eval_images=60, log_every=1000,
-            threads=1, max_train_s=0.0)
+            threads=1)
 
 
 def tiny_cfg(**pretrain_overrides):

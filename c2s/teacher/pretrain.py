@@ -39,7 +39,7 @@ from c2s.data.catalog import TOY_CLASSES, get_dataset_info
 from c2s.data.toyworld import ToySample, caption_for, render, world_key, world_params
 from c2s.paths import atomic_path
 
-PRETRAIN_VERSION = 1
+PRETRAIN_VERSION = 2  # 2: fixed step count (1 stopped at a wall-clock budget)
 PROMPT = "a photo of a {}."
 
 # Every knob of the pretraining; `toy_clip` in c2s/configs/_base_/datasets/toy.py overrides them.
@@ -56,7 +56,6 @@ DEFAULT_PRETRAIN: dict[str, Any] = dict(
     prompt_frac=0.5,  # single-object captions use "a photo of a {}." this often, "a {}" otherwise
     eval_images=300,  # val-split images whose objects are the held-out zero-shot crops
     eval_margin=0.15,
-    max_train_s=480.0,  # wall-clock cap on the training loop (see pretrain()); 0 = none
     seed=0,
     threads=2,
     log_every=100,
@@ -265,22 +264,14 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
     model.train()
     t_train = time.perf_counter()
     loss_avg = 0.0
-    budget = float(p["max_train_s"])
     steps_done = 0
     for step in range(steps):
-        # Progress is the larger of the step fraction and the time fraction, so on a slow or shared machine
-        # the cosine schedule still completes inside max_train_s (fewer steps; logged and recorded). On a
-        # machine fast enough for all steps, training is deterministic under toy_clip.seed.
-        elapsed = time.perf_counter() - t_train
-        progress = max(step / steps, elapsed / budget if budget > 0 else 0.0)
-        if progress >= 1.0:
-            log(f"time budget toy_clip.max_train_s={budget:.0f} s reached after {step} of {steps} steps")
-            break
+        # A fixed number of steps (never a wall-clock budget): the same command gives the same model on any
+        # machine, under toy_clip.seed. Warm-up, then cosine decay over the remaining steps.
         if step < warm:
             lr = float(p["lr"]) * (step + 1) / max(warm, 1)
         else:
-            warm_frac = warm / steps
-            lr = float(p["lr"]) * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warm_frac) / max(1 - warm_frac, 1e-9))))
+            lr = float(p["lr"]) * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(steps - warm, 1)))
         for g in opt.param_groups:
             g["lr"] = lr
         img_idx = torch.randint(len(pool.captions), (n_full,), generator=gen)
@@ -318,7 +309,7 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
         "zero_shot_acc_masked_unseen": round(masked_res["acc_unseen"], 4),
         "eval_crops": plain["crops"],
         "per_class": {k: round(v, 3) for k, v in plain["per_class"].items()},
-        "arch": arch, "steps": steps_done, "steps_planned": steps, "batch_size": bs,
+        "arch": arch, "steps": steps_done, "batch_size": bs,
         "train_s": round(time.perf_counter() - t_train, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }

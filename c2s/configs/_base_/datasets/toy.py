@@ -46,7 +46,6 @@ toy_clip = dict(
     prompt_frac=0.5,  # single-object captions use "a photo of a {}." this often
     eval_images=300,  # val images whose objects are the held-out zero-shot crops
     eval_margin=0.15,
-    max_train_s=480.0,  # wall-clock cap: the lr schedule follows max(step, time) progress; 0 = none
     seed=0,
     threads=2,
     log_every=100,
