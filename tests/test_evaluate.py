@@ -117,7 +117,8 @@ def test_slide_inference_equals_whole_for_a_pointwise_model():
 
 
 def test_slide_inference_averages_overlapping_windows():
-    """Each pixel's logits are the mean over the windows covering it (mmseg slide_inference)."""
+    """Each pixel's logits combine exactly the windows covering it (mmseg slide_inference). Mean and sum
+    give the same argmax (the count is shared by all classes of a pixel), so this pins the window layout."""
 
     class WindowCounter(torch.nn.Module):
         # class 0 scores 1 in every window; class 1 scores 1.5 only in the first window (top-left)
