@@ -146,6 +146,30 @@ def test_global_infonce_hand_value_without_bank():
     assert torch.allclose(obj(f2, b2)["loss_global"], expected, atol=1e-5)
 
 
+def test_global_infonce_hand_value_with_bank_tokens_in_the_denominator():
+    """Eq. 2: the keys are [the batch's global tokens; the bank]. With known bank tokens the loss is the
+    hand-computed cross-entropy over both; without the bank's columns it would differ."""
+    obj, batch, _ = make({"bank.size": 4, "latent.enabled": False})
+    f2 = torch.stack([torch.ones(D, 4, 4), -torch.ones(D, 4, 4)])  # constant maps: F_g = that vector
+    b2 = {**batch, "pseudo_mask": batch["pseudo_mask"][:, :8, :8], "label": batch["label"][:, :8, :8]}
+    g = b2["global"]
+    bank = torch.zeros(3, D)
+    bank[0, :] = 1.0  # the positive direction of image 0: a hard negative for it
+    bank[1, 0] = -2.0
+    bank[2, :2] = torch.tensor([3.0, -1.0])
+    obj.bank.enqueue(bank, gather=False)
+    protos = F.normalize(torch.stack([torch.ones(D), -torch.ones(D)]), dim=-1)
+    keys = torch.cat([g, F.normalize(bank, dim=-1)])
+    expected = F.cross_entropy(protos @ keys.t() / 0.07, torch.arange(2))
+    without_bank = F.cross_entropy(protos @ g.t() / 0.07, torch.arange(2))
+    assert float(expected - without_bank) > 1.0  # the hard negative matters
+    obj.eval()  # keep the bank fixed for the second call
+    assert torch.allclose(obj(f2, b2)["loss_global"], expected, atol=1e-5)
+    obj.train()
+    assert torch.allclose(obj(f2, b2)["loss_global"], expected, atol=1e-5)  # enqueued after the loss
+    assert torch.equal(obj.bank.get()[-2:], g)  # then this step's tokens join the bank
+
+
 def test_local_candidates_image_vs_batch():
     obj_b, batch, feats = make({"distill.local_candidates": "batch"})
     obj_i, _, _ = make({"distill.local_candidates": "image"})
@@ -173,10 +197,30 @@ def test_errors_name_key_and_expectation():
         obj(torch.randn(2, 8, 8, 8), batch)
 
 
-def test_autocast_does_not_change_precision():
+def test_autocast_does_not_change_precision(monkeypatch):
+    """Under an outer bf16 autocast the objective still computes in fp32 with autocast off inside: every
+    logit it builds is float32 and the loss is bit-for-bit the fp32 loss (bf16 matmuls would differ)."""
+    import c2s.method.objective as objective_module
+
     obj, batch, feats = make()
     ref = obj(feats, batch)["loss"]
+    seen: list[tuple[str, bool, torch.dtype]] = []
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            first = out[0] if isinstance(out, tuple) else out  # nel_loss: (focal, dice)
+            seen.append((name, torch.is_autocast_enabled("cpu"), first.dtype))
+            return out
+        return wrapped
+
+    for name in ("classify", "info_nce", "global_prototype", "nel_loss", "masked_cross_entropy"):
+        monkeypatch.setattr(objective_module, name, spy(name, getattr(objective_module, name)))
     obj2, _, _ = make()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = obj2(feats, batch)["loss"]
-    assert out.dtype == torch.float32 and torch.allclose(out, ref, rtol=1e-4)
+    assert {name for name, _, _ in seen} == {"classify", "info_nce", "global_prototype", "masked_cross_entropy",
+                                              "nel_loss"} - ({"nel_loss"} if not obj2.use_nel else set())
+    assert all(not enabled for _, enabled, _ in seen), seen
+    assert all(dtype == torch.float32 for _, _, dtype in seen), seen
+    assert out.dtype == torch.float32 and torch.equal(out, ref)
