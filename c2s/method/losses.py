@@ -20,20 +20,42 @@ DISTILL_KINDS = ("infonce", "cosine", "l2", "froster")
 
 
 # --------------------------------------------------------------------------------------------- prototypes
-def global_prototype(feats: Tensor, cls_token: Tensor) -> Tensor:
-    """Global feature prototype ``F_g = softmax(C_gᵀ F / √D) Fᵀ`` (Sec. 3.2).
+GLOBAL_POOLS = ("paper", "centered", "cosine")
+
+
+def global_prototype(feats: Tensor, cls_token: Tensor, pool: str = "paper", attn_tau: float = 0.07) -> Tensor:
+    """Global feature prototype ``F_g = softmax(C_gᵀ F / √D) Fᵀ`` (Sec. 3.2) and two variants.
+
+    * ``"paper"``: the paper's literal form on the raw features.
+    * ``"centered"``: the same on ``F - mean(F)``, the batch's mean feature (over images and positions,
+      detached) removed first. A component shared by every pixel of every image (the features carry one
+      when the logits have no bias, see ``loss.logit_bias``) makes the dot-product attention uniform and
+      every image's ``F_g`` the same vector; centring leaves only what differs between pixels and images.
+    * ``"cosine"``: attention ``softmax(cos(C_g, f) / attn_tau)`` over the raw features, which no feature
+      norm or offset can flatten.
 
     Args:
         feats: ``(B, D, h, w)`` student features (unnormalised).
         cls_token: ``(B, D)`` teacher global CLS token (treated as a constant: detach it before calling
             if it may carry a graph).
+        pool: ``"paper"`` | ``"centered"`` | ``"cosine"`` (config key ``distill.global_pool``).
+        attn_tau: temperature of the cosine attention (``distill.global_attn_tau``; cosine pool only).
     Returns:
         ``(B, D)``: the attention-weighted mean of the dense features, weights softmaxed over the ``h*w``
         positions.
     """
+    if pool not in GLOBAL_POOLS:
+        raise ValueError(f"config key 'distill.global_pool' must be one of {', '.join(GLOBAL_POOLS)}; got {pool!r}")
     b, d = feats.shape[:2]
     flat = feats.reshape(b, d, -1)  # (B, D, L)
-    weights = torch.softmax(torch.einsum("bd,bdl->bl", cls_token.to(flat.dtype), flat) / d**0.5, dim=-1)
+    token = cls_token.to(flat.dtype)
+    if pool == "centered":
+        flat = flat - flat.mean(dim=(0, 2), keepdim=True).detach()
+    if pool == "cosine":
+        scores = torch.einsum("bd,bdl->bl", F.normalize(token, dim=-1), F.normalize(flat, dim=1)) / attn_tau
+    else:
+        scores = torch.einsum("bd,bdl->bl", token, flat) / d**0.5
+    weights = torch.softmax(scores, dim=-1)
     return torch.einsum("bl,bdl->bd", weights, flat)
 
 

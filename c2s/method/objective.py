@@ -34,6 +34,7 @@ from c2s.method.bank import ClsTokenBank
 from c2s.method.latent import LatentGenerator
 from c2s.method.losses import (
     DISTILL_KINDS,
+    GLOBAL_POOLS,
     IGNORE_INDEX,
     NEL_MODES,
     PAD_LOGIT,
@@ -120,12 +121,23 @@ class C2SObjective(nn.Module):
         self.ce_weight = float(_key(loss, "loss", "ce_weight"))
         if self.tau <= 0:
             raise ValueError(f"config key 'loss.tau' must be > 0, got {self.tau}")
+        # A learnable logit bias shared by every class (seen and latent): NEL's sigmoid terms need absent
+        # classes below 0, which X_s = alpha F^T A_s can only reach by an offset in the features themselves
+        # (see the config comment). CE and the evaluation argmax are invariant to it.
+        self.logit_bias: nn.Parameter | None = None
+        if bool(loss.get("learn_logit_bias", False)):
+            self.logit_bias = nn.Parameter(torch.tensor(float(loss.get("logit_bias_init", 0.0))))
 
         self.distill_enabled = bool(_key(distill, "distill", "enabled"))
         self.distill_kind = _key(distill, "distill", "kind")
         if self.distill_kind not in DISTILL_KINDS:
             raise ValueError(f"config key 'distill.kind' must be one of {', '.join(DISTILL_KINDS)}; "
                              f"got {self.distill_kind!r}")
+        self.global_pool = str(distill.get("global_pool", "paper"))
+        if self.global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"config key 'distill.global_pool' must be one of {', '.join(GLOBAL_POOLS)}; "
+                             f"got {self.global_pool!r}")
+        self.global_attn_tau = float(distill.get("global_attn_tau", 0.07))
         self.local_candidates = distill.get("local_candidates", "batch")
         if self.local_candidates not in LOCAL_CANDIDATES:
             raise ValueError(f"config key 'distill.local_candidates' must be one of {', '.join(LOCAL_CANDIDATES)}; "
@@ -241,13 +253,16 @@ class C2SObjective(nn.Module):
             "slot_valid": local_valid & (area > 0),  # a slot whose region is absent has no prototype
         }
 
+    def _biased(self, logits: Tensor) -> Tensor:
+        return logits if self.logit_bias is None else logits + self.logit_bias
+
     def _logits(self, feats: Tensor, batch: Mapping[str, Tensor], reg: dict[str, Tensor] | None) -> tuple[Tensor, Tensor]:
         """Feature-resolution logits ``(B, Ns [+ K], h, w)`` and the pixel target ``(B, H, W)``."""
         seen_logits = classify(feats, self.seen_text, self.alpha, self.seen_form)  # X_s: (B, Ns, h, w)
         if not self.latent_enabled:
             label = self._get(batch, "label", (feats.shape[0], None, None))
             self._check_ids("label", label, self.num_seen)
-            return seen_logits, label
+            return self._biased(seen_logits), label
         assert self.generator is not None and reg is not None
         pseudo, local, slot_valid = reg["pseudo"], reg["local"], reg["slot_valid"]
         latent_ids = self.num_seen + torch.arange(self.k_max, device=feats.device)
@@ -266,7 +281,7 @@ class C2SObjective(nn.Module):
         j = (pseudo - self.num_seen).clamp(0, self.k_max - 1).flatten(1)
         has_embed = torch.gather(latent_valid, 1, j).view_as(pseudo)
         target = torch.where(is_latent & ~has_embed, torch.full_like(pseudo, IGNORE_INDEX), pseudo)
-        return torch.cat([seen_logits, latent_logits], dim=1), target
+        return self._biased(torch.cat([seen_logits, latent_logits], dim=1)), target
 
     @torch.no_grad()
     def pixel_logits(self, feats: Tensor, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -284,7 +299,8 @@ class C2SObjective(nn.Module):
         reg = self._regions(feats, batch) if self.distill_enabled or self.latent_enabled else None
         if self.distill_enabled:
             assert reg is not None
-            out["loss_global"] = self._global_loss(global_prototype(feats, reg["global"]), reg["global"])
+            proto = global_prototype(feats, reg["global"], self.global_pool, self.global_attn_tau)
+            out["loss_global"] = self._global_loss(proto, reg["global"])
             out["loss_local"] = self._local_loss(reg["protos"], reg["local"], reg["local_ids"], reg["slot_valid"])
             if self.training:
                 self.bank.enqueue(reg["global"])  # after the loss: the bank holds previous steps only

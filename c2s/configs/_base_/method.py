@@ -26,6 +26,10 @@ loss = dict(
     focal_alpha=0.25,  # sigmoid focal loss alpha (ZegCLIP)
     focal_gamma=2.0,  # sigmoid focal loss gamma (ZegCLIP)
     ce_weight=1.0,  # weight of the cross-entropy term of L_p
+    # A learnable logit bias shared by all pixel logits (seen + latent), initialised at logit_bias_init.
+    # Not in the paper (X_s = alpha F^T A_s has none); CE and the evaluation argmax do not depend on it.
+    learn_logit_bias=False,
+    logit_bias_init=0.0,
 )
 # CLS token bank: FIFO of the last `size` global CLS tokens (paper: 24), the extra negatives of L_g.
 # Under DDP each step enqueues the tokens of all workers. 0 disables it (batch negatives only).
@@ -38,6 +42,11 @@ distill = dict(
     # Negatives of the local InfoNCE: batch (all regions of the batch; the same seen class in another image
     # is dropped from the denominator as a false negative) | image (only the regions of the same image).
     local_candidates="batch",
+    # Attention pooling of the global prototype F_g (c2s.method.losses.global_prototype): paper (the
+    # literal softmax(C_g^T F / sqrt(D)) F^T) | centered (on F minus the batch's mean feature) | cosine
+    # (softmax(cos(C_g, f) / global_attn_tau)).
+    global_pool="paper",
+    global_attn_tau=0.07,
 )
 # Latent embedding generator (Sec. 3.3, Tables 5-6).
 latent = dict(
