@@ -7,7 +7,8 @@ on 2 CPUs, because CLIP does not compete with the student).
     C2S_CACHE=... python tools/offline_c2s.py toy_baseline --out /tmp/probe/base teacher.cache_epochs=3
 
 ``--init FILE`` starts the student from a state dict (``--init-part backbone`` keeps only backbone keys).
-Prints a progress line every 50 steps and a JSON line last: sIoU/uIoU/hIoU plus, on the toy world, for
+Prints a progress line every 50 steps (mean losses, and the global distillation's health on that step's
+batch: c2s.method.diagnostics.global_distill_stats) and a JSON line last: sIoU/uIoU/hIoU plus, on the toy world, for
 seen and unseen pixels the fraction predicted correctly, as an unseen class, with the right colour and
 with the right shape. It follows the training loop's recipe (AdamW groups, schedule, clipping) but is
 not the training job: no DDP, no checkpoints, the cached rows shuffled in memory.
@@ -74,6 +75,7 @@ def main(argv: list[str]) -> int:
     from c2s.data.readers import iter_samples
     from c2s.data.transforms import eval_transform
     from c2s.evaluate import evaluate_student, predict
+    from c2s.method.diagnostics import global_distill_stats
     from c2s.method.objective import C2SObjective
     from c2s.student import build_student
     from c2s.teacher.cache import TokenCacheError, cache_dir, read_manifest
@@ -116,7 +118,11 @@ def main(argv: list[str]) -> int:
         idx = np.sort(order[pos:pos + batch_size])
         pos += batch_size
         batch = {k: torch.from_numpy(np.ascontiguousarray(rows[k][idx])) for k in TENSOR_KEYS}
-        out = objective(student(student.normalize(torch.from_numpy(rows["image"][idx]))).float(), batch)
+        feats = student(student.normalize(torch.from_numpy(rows["image"][idx]))).float()
+        if step % 50 == 0 or step == 1:  # before the step enqueues this batch: the bank the loss sees
+            diag = global_distill_stats(feats.detach(), batch["global"], objective.bank.get(),
+                                        objective.global_pool, objective.global_attn_tau)
+        out = objective(feats, batch)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         if float(cfg.optim.grad_clip) > 0:
@@ -128,7 +134,8 @@ def main(argv: list[str]) -> int:
         count += 1
         if step % 50 == 0 or step == total:
             print(f"[offline] step {step}/{total} {time.perf_counter() - started:.0f}s "
-                  + " ".join(f"{k}={v / count:.3f}" for k, v in sums.items()), flush=True)
+                  + " ".join(f"{k}={v / count:.3f}" for k, v in sums.items())
+                  + " | " + " ".join(f"{k}={v:.3f}" for k, v in diag.items()), flush=True)
             sums, count = {}, 0
     train_s = time.perf_counter() - started
 
