@@ -29,7 +29,9 @@ loss = dict(
     # A learnable logit bias shared by all pixel logits (seen + latent), initialised at logit_bias_init.
     # Not in the paper (X_s = alpha F^T A_s has none); CE and the evaluation argmax do not depend on it.
     learn_logit_bias=False,
-    logit_bias_init=0.0,
+    # The focal loss's prior initialisation (Lin et al. 2017, Sec. 4.1): -log((1 - pi) / pi), pi = 0.01, so
+    # every class starts "absent" and the first steps are not spent pushing all maps down.
+    logit_bias_init=-4.595,
 )
 # CLS token bank: FIFO of the last `size` global CLS tokens (paper: 24), the extra negatives of L_g.
 # Under DDP each step enqueues the tokens of all workers. 0 disables it (batch negatives only).
