@@ -34,14 +34,23 @@ def test_optimizer_groups_keep_their_lr_multipliers():
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.9e-3, 0.9e-2])
 
 
-def test_checkpoint_round_trip_restores_everything_and_rng(tmp_path):
+def _trained(seed: int):
+    """A Linear + AdamW + warm-up/poly schedule after 3 steps: non-trivial Adam moments and schedule."""
+    torch.manual_seed(seed)
     model = torch.nn.Linear(3, 2)
+    optimizer, scheduler = build_optimizer([{"params": model.parameters()}], OPTIM, 50)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(4, 3)).pow(2).sum().backward()
+        optimizer.step()
+        scheduler.step()
+    return model, optimizer, scheduler
+
+
+def test_checkpoint_round_trip_restores_everything_and_rng(tmp_path):
+    model, optimizer, scheduler = _trained(0)
     objective = torch.nn.Module()
     objective.register_buffer("bank", torch.arange(6.0).view(3, 2))
-    optimizer, scheduler = build_optimizer([{"params": model.parameters()}], OPTIM, 50)
-    model(torch.randn(4, 3)).sum().backward()
-    optimizer.step()
-    scheduler.step()
     random.seed(1)
     np.random.seed(2)
     torch.manual_seed(3)
@@ -53,7 +62,34 @@ def test_checkpoint_round_trip_restores_everything_and_rng(tmp_path):
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == pytest.approx(expected)
     assert state["step"] == 7 and state["config"] == {"train": {"iters": 50}}
     assert torch.equal(state["objective"]["bank"], torch.arange(6.0).view(3, 2))
-    assert state["scheduler"]["last_epoch"] == 1
+    assert torch.equal(state["seen_text"], torch.ones(2, 2))
+
+    # Restore into a differently initialised, untrained twin: every value comes back, not just the keys.
+    twin = torch.nn.Linear(3, 2)
+    twin_opt, twin_sched = build_optimizer([{"params": twin.parameters()}], OPTIM, 50)
+    twin.load_state_dict(state["student"])
+    twin_opt.load_state_dict(state["optimizer"])
+    twin_sched.load_state_dict(state["scheduler"])
+    for name, value in model.state_dict().items():
+        assert torch.equal(twin.state_dict()[name], value), name
+    assert twin_sched.state_dict()["last_epoch"] == 3
+    assert twin_sched.get_last_lr() == scheduler.get_last_lr() == [pytest.approx(1e-3 * lr_factor(3, 50, OPTIM))]
+    saved, original = twin_opt.state_dict()["state"], optimizer.state_dict()["state"]
+    assert sorted(saved) == sorted(original) == [0, 1]
+    for index in original:
+        assert set(saved[index]) == {"step", "exp_avg", "exp_avg_sq"}
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(saved[index][key], original[index][key]), (index, key)
+        assert float(saved[index]["step"]) == 3 and float(saved[index]["exp_avg_sq"].abs().sum()) > 0
+    # ...so the next step is identical to the one the original run takes.
+    batch = torch.randn(4, 3)
+    for m, opt, sched in ((model, optimizer, scheduler), (twin, twin_opt, twin_sched)):
+        opt.zero_grad()
+        m(batch).pow(2).sum().backward()
+        opt.step()
+        sched.step()
+    for name, value in model.state_dict().items():
+        assert torch.equal(twin.state_dict()[name], value), name
     with pytest.raises(FileNotFoundError, match="state.pt"):
         load_state(tmp_path / "missing")
 
@@ -74,3 +110,33 @@ def test_resources_are_added_up_and_checked_before_fit():
     with pytest.raises(PreflightError, match=r"CPU: needs 3.5, cluster has 2"):
         check_resources(need, {"CPU": 2.0})
     check_resources({"CPU": 2.0, "GPU": 0.0}, {"CPU": 2.0})
+
+
+def test_run_training_checks_resources_before_building_anything(tmp_path, monkeypatch):
+    """run_training asks the cluster for its resources and fails with the PreflightError before it plans the
+    dataset or builds the TorchTrainer: no Ray is started here (init_ray and the cluster are stand-ins)."""
+    import ray
+    import ray.train.torch
+
+    import c2s.train.trainer as trainer_module
+    from c2s.train.resolve import JobInputs
+
+    def must_not_run(what):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"{what} was reached before the resource check failed")
+        return fail
+
+    asked = []
+    monkeypatch.setattr(trainer_module, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(trainer_module, "resolve_inputs", lambda cfg: JobInputs(tmp_path, None, tmp_path))
+    monkeypatch.setattr(trainer_module, "text_embeddings_for", lambda cfg, inputs: (torch.zeros(1), torch.zeros(1)))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: asked.append(1) or {"CPU": 2.0})
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", must_not_run("TorchTrainer"))
+    for name in ("TrainDatasetFactory", "build_train_dataset"):  # whichever the trainer plans data with
+        monkeypatch.setattr(trainer_module, name, must_not_run(name), raising=False)
+    cfg = load_config("toy_c2s", ["train.workers=2", "train.cpus_per_worker=1.0", "teacher.actors=[1, 1]",
+                                  "teacher.num_cpus=1.0", "data.num_cpus=0.25", "teacher.cache=false"])
+    with pytest.raises(PreflightError, match=r"CPU: needs 3.5, cluster has 2"):
+        trainer_module.run_training(cfg, tmp_path / "run")
+    assert asked == [1]
+    assert ray.is_initialized() is False
