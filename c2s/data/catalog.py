@@ -13,6 +13,7 @@ Splits follow ZegCLIP's inductive protocol (``../shared/design/method-notes.md``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,16 +24,38 @@ IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)
-class SplitVariant:
-    """One way a split can be laid out under a dataset root (paths relative to the root).
+class SplitPart:
+    """One listing under a dataset root (paths relative to the root), as one mmseg ``BaseSegDataset``.
 
-    ``split_file`` is ``None`` for the plain mmseg layout (every file in ``img_dir`` is a sample), or a
-    text file listing one basename (no suffix) per line (VOC's ``ImageSets/Segmentation/train.txt``).
+    ``split_file`` is ``None`` for the plain mmseg layout (every image under ``img_dir``, recursively, is a
+    sample; mmseg's ``ann_file=''``), or a text file with one sample per line (mmseg's ``ann_file``, e.g.
+    VOC's ``ImageSets/Segmentation/train.txt``): a basename without suffix, or a DeepLab-style pair line
+    ``/JPEGImages/x.jpg /SegmentationClassAug/x.png`` (the first path's basename names the sample).
     """
 
     img_dir: str
     ann_dir: str
     split_file: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.img_dir}/ + {self.ann_dir}/" + (f" listed in {self.split_file}" if self.split_file else "")
+
+
+@dataclass(frozen=True)
+class SplitVariant:
+    """One way a split can be laid out: the concatenation of its parts, in order (mmengine's
+    ``ConcatDataset``, as mmseg's ``pascal_voc12_aug.py`` builds VOC aug from two parts)."""
+
+    parts: tuple[SplitPart, ...]
+    name: str = ""
+
+    def describe(self) -> str:
+        text = " + ".join(f"({p.describe()})" if len(self.parts) > 1 else p.describe() for p in self.parts)
+        return f"{text}  [{self.name}]" if self.name else text
+
+
+def _variant(*parts: tuple[str, str] | tuple[str, str, str], name: str = "") -> SplitVariant:
+    return SplitVariant(tuple(SplitPart(*p) for p in parts), name)
 
 
 @dataclass(frozen=True)
@@ -47,15 +70,14 @@ class Layout:
         lines = [f"images *{self.img_suffix}, masks *{self.seg_suffix}; per split, the first that exists:"]
         for split, variants in self.splits.items():
             for v in variants:
-                listing = f" listed in {v.split_file}" if v.split_file else ""
-                lines.append(f"  {split}: {v.img_dir}/ + {v.ann_dir}/{listing}")
+                lines.append(f"  {split}: {v.describe()}")
         return "\n".join(lines)
 
 
 def _plain_layout(img_suffix: str, seg_suffix: str, extra: Mapping[str, tuple[SplitVariant, ...]] = {}) -> Layout:
     # Every dataset accepts the generic mmseg layout img_dir/{split}, ann_dir/{split} first.
     splits = {
-        split: (SplitVariant(f"img_dir/{split}", f"ann_dir/{split}"), *extra.get(split, ()))
+        split: (_variant((f"img_dir/{split}", f"ann_dir/{split}")), *extra.get(split, ()))
         for split in ("train", "val")
     }
     return Layout(img_suffix, seg_suffix, splits)
@@ -214,19 +236,31 @@ def _shifted(n: int) -> dict[int, int | None]:
 
 
 def _build() -> dict[str, DatasetInfo]:
+    seg = "ImageSets/Segmentation"
     voc_layout = _plain_layout(".jpg", ".png", {
-        # mmseg's VOC aug config: SegmentationClassAug + aug.txt (10,582); plain VOC train.txt otherwise.
-        "train": (SplitVariant("JPEGImages", "SegmentationClassAug", "ImageSets/Segmentation/aug.txt"),
-                  SplitVariant("JPEGImages", "SegmentationClass", "ImageSets/Segmentation/train.txt")),
-        "val": (SplitVariant("JPEGImages", "SegmentationClass", "ImageSets/Segmentation/val.txt"),),
+        # mmseg 1.x configs/_base_/datasets/pascal_voc12_aug.py: ConcatDataset of train.txt + SegmentationClass
+        # (1,464) and aug.txt + SegmentationClassAug (9,118 = SBD minus VOC train and val, written by
+        # tools/dataset_converters/voc_aug.py) = 10,582. aug.txt alone is NOT the aug set.
+        "train": (_variant(("JPEGImages", "SegmentationClass", f"{seg}/train.txt"),
+                           ("JPEGImages", "SegmentationClassAug", f"{seg}/aug.txt"), name="mmseg VOC aug"),
+                  # The DeepLab-style root: SegmentationClassAug holds all 12,031 masks, one 10,582-line list.
+                  _variant(("JPEGImages", "SegmentationClassAug", f"{seg}/train_aug.txt"), name="DeepLab aug"),
+                  # voc_aug.py's trainaug.txt (10,582) with a SegmentationClassAug that holds every mask.
+                  _variant(("JPEGImages", "SegmentationClassAug", f"{seg}/trainaug.txt"), name="trainaug"),
+                  _variant(("JPEGImages", "SegmentationClass", f"{seg}/train.txt"), name="VOC 2012 only")),
+        "val": (_variant(("JPEGImages", "SegmentationClass", f"{seg}/val.txt")),
+                _variant(("JPEGImages", "SegmentationClassAug", f"{seg}/val.txt"))),
     })
+    # mmseg 1.x configs/_base_/datasets/coco-stuff164k.py (COCOStuffDataset: *.jpg, *_labelTrainIds.png,
+    # reduce_zero_label False) and pascal_context_59.py (PascalContextDataset59: reduce_zero_label True).
     coco_layout = _plain_layout(".jpg", "_labelTrainIds.png", {
-        "train": (SplitVariant("images/train2017", "annotations/train2017"),),
-        "val": (SplitVariant("images/val2017", "annotations/val2017"),),
+        "train": (_variant(("images/train2017", "annotations/train2017")),),
+        "val": (_variant(("images/val2017", "annotations/val2017")),),
     })
+    ctx = "ImageSets/SegmentationContext"
     context_layout = _plain_layout(".jpg", ".png", {
-        "train": (SplitVariant("JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext/train.txt"),),
-        "val": (SplitVariant("JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext/val.txt"),),
+        "train": (_variant(("JPEGImages", "SegmentationClassContext", f"{ctx}/train.txt")),),
+        "val": (_variant(("JPEGImages", "SegmentationClassContext", f"{ctx}/val.txt")),),
     })
     entries = [
         DatasetInfo("voc12", VOC_CLASSES, VOC_UNSEEN, voc_layout, _shifted(20), num_train=10582, num_val=1449,
@@ -263,17 +297,22 @@ class SplitListing:
     pairs: list[tuple[Path, Path]]
     unpaired_images: list[Path]
     unpaired_masks: list[Path]
-    missing_listed: list[str]  # names in the split file with neither image nor mask
+    missing_listed: list[str]  # 'name (split file)' for lines with neither image nor mask
+
+
+def _exists(root: Path, part: SplitPart) -> bool:
+    return (root / part.img_dir).is_dir() and (root / part.ann_dir).is_dir() and (
+        part.split_file is None or (root / part.split_file).is_file())
 
 
 def find_split(info: DatasetInfo, root: Path, split: str) -> SplitVariant:
-    """The first layout variant of ``split`` that exists under ``root``, or a FileNotFoundError naming all."""
+    """The first layout variant of ``split`` whose every part exists under ``root``, or a FileNotFoundError
+    naming all variants."""
     root = Path(root)
     if split not in info.layout.splits:
         raise ValueError(f"{info.name}: unknown split {split!r}; expected one of {list(info.layout.splits)}")
     for v in info.layout.splits[split]:
-        if (root / v.img_dir).is_dir() and (root / v.ann_dir).is_dir() and (
-                v.split_file is None or (root / v.split_file).is_file()):
+        if all(_exists(root, part) for part in v.parts):
             return v
     raise FileNotFoundError(
         f"{root}: no {split!r} split of {info.name} found; expected one of these layouts:\n"
@@ -281,33 +320,69 @@ def find_split(info: DatasetInfo, root: Path, split: str) -> SplitVariant:
     )
 
 
-def _stems(folder: Path, suffix: str) -> dict[str, Path]:
-    # os.scandir via iterdir is fast enough for 10^5 files; sorted for deterministic order.
-    return {p.name[: -len(suffix)]: p for p in sorted(folder.iterdir()) if p.name.endswith(suffix) and p.is_file()}
+def _files(folder: Path, suffix: str) -> list[str]:
+    """Paths (relative to ``folder``, '/'-joined) of files ending in ``suffix``, recursively, as mmengine's
+    ``list_dir_or_file(recursive=True, suffix=...)`` finds them (hidden entries included, links followed)."""
+    found = []
+    for dirpath, _, filenames in os.walk(folder, followlinks=True):
+        rel = os.path.relpath(dirpath, folder)
+        found += [name if rel == "." else f"{rel}/{name}" for name in filenames if name.endswith(suffix)]
+    return found
 
 
-def list_split(info: DatasetInfo, root: Path, split: str) -> SplitListing:
-    """Pair images with masks for one split (by basename), reporting everything that did not pair."""
-    root = Path(root)
-    v = find_split(info, root, split)
-    img_dir, ann_dir = root / v.img_dir, root / v.ann_dir
-    lay = info.layout
-    if v.split_file is None:
-        imgs, masks = _stems(img_dir, lay.img_suffix), _stems(ann_dir, lay.seg_suffix)
-        pairs = [(imgs[k], masks[k]) for k in imgs if k in masks]
-        return SplitListing(split, v, pairs, [imgs[k] for k in imgs if k not in masks],
-                            [masks[k] for k in masks if k not in imgs], [])
-    names = [line.strip() for line in (root / v.split_file).read_text().splitlines() if line.strip()]
-    pairs, un_img, un_mask, missing = [], [], [], []
-    for name in names:
+def _list_plain(lay: Layout, img_dir: Path, ann_dir: Path, out: SplitListing) -> None:
+    # mmseg BaseSegDataset.load_data_list without ann_file: every image, sorted by its full path string;
+    # the mask is the image's relative path with the suffix swapped.
+    stems = sorted((f[: -len(lay.img_suffix)] for f in _files(img_dir, lay.img_suffix)),
+                   key=lambda stem: os.path.join(img_dir, stem + lay.img_suffix))
+    masks = {f[: -len(lay.seg_suffix)] for f in _files(ann_dir, lay.seg_suffix)}
+    for stem in stems:
+        ip, mp = img_dir / f"{stem}{lay.img_suffix}", ann_dir / f"{stem}{lay.seg_suffix}"
+        if stem in masks:
+            out.pairs.append((ip, mp))
+        else:
+            out.unpaired_images.append(ip)
+    images = set(stems)
+    out.unpaired_masks += [ann_dir / f"{m}{lay.seg_suffix}" for m in sorted(masks - images)]
+
+
+def _sample_name(line: str, img_suffix: str) -> str:
+    """A split-file line -> sample name: ``2007_000032``, or the first path of a DeepLab pair line."""
+    first = line.split()[0]
+    if len(line.split()) == 1:
+        return first  # mmseg: img_name = line.strip()
+    name = first.rsplit("/", 1)[-1]
+    return name[: -len(img_suffix)] if name.endswith(img_suffix) else name
+
+
+def _list_file(lay: Layout, img_dir: Path, ann_dir: Path, split_file: Path, out: SplitListing) -> None:
+    # mmseg BaseSegDataset.load_data_list with ann_file: file order, one sample per line.
+    for line in split_file.read_text().splitlines():
+        if not line.strip():
+            continue
+        name = _sample_name(line.strip(), lay.img_suffix)
         ip, mp = img_dir / f"{name}{lay.img_suffix}", ann_dir / f"{name}{lay.seg_suffix}"
         has_i, has_m = ip.is_file(), mp.is_file()
         if has_i and has_m:
-            pairs.append((ip, mp))
+            out.pairs.append((ip, mp))
         elif has_i:
-            un_img.append(ip)
+            out.unpaired_images.append(ip)
         elif has_m:
-            un_mask.append(mp)
+            out.unpaired_masks.append(mp)
         else:
-            missing.append(name)
-    return SplitListing(split, v, pairs, un_img, un_mask, missing)
+            out.missing_listed.append(f"{name} ({split_file.name})")
+
+
+def list_split(info: DatasetInfo, root: Path, split: str) -> SplitListing:
+    """Pair images with masks for one split, in mmseg's order (``load_data_list`` of each part, parts
+    concatenated), reporting everything that did not pair."""
+    root = Path(root)
+    v = find_split(info, root, split)
+    out = SplitListing(split, v, [], [], [], [])
+    for part in v.parts:
+        img_dir, ann_dir = root / part.img_dir, root / part.ann_dir
+        if part.split_file is None:
+            _list_plain(info.layout, img_dir, ann_dir, out)
+        else:
+            _list_file(info.layout, img_dir, ann_dir, root / part.split_file, out)
+    return out

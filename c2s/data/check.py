@@ -1,26 +1,31 @@
 """``c2s data check ROOT --dataset NAME``: validate a dataset folder before a cluster job uses it.
 
-Per split: counts images and masks, lists unpaired files, decodes every mask and reports ids outside the
-catalog (file names and the offending ids, first 20 files), masks whose size differs from their image,
-and files that cannot be read. Prints a summary table; exits 1 when anything is wrong, 2 when the folder
-has none of the catalog's layouts, 0 when clean. Streams file by file (a thread pool decodes masks) with
-a progress line on stderr every couple of seconds for large folders.
+Per split: lists the pairs exactly as training will (:func:`c2s.data.catalog.list_split`, mmseg's order),
+lists unpaired files, DECODES every image and every mask with the training reader
+(:func:`c2s.data.readers.decode_pair`: a truncated file fails here as it would in training) and reports
+each bad file by path with the reason: files that cannot be decoded, masks whose size differs from their
+image, masks with ids outside the catalog. A split whose pair count differs from the benchmark's published
+count (e.g. VOC aug 10,582) is a problem too, unless ``--allow-subset`` says the subset is intended.
+
+Exits 1 when anything is wrong, 2 when the folder has none of the catalog's layouts, 0 when clean.
+Decoding runs in a process pool (``--workers``, default: the CPUs this process may use) with a progress
+line on stderr every couple of seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from c2s.data.catalog import DATASETS, DatasetInfo, get_dataset_info, list_split
+from c2s.data.readers import BadSampleError, decode_pair
 
 MAX_LISTED = 20
 
@@ -38,38 +43,55 @@ class SplitReport:
     unreadable: list[str] = field(default_factory=list)
     missing: str | None = None  # why the split could not be found at all
     expected: int | None = None
+    allow_subset: bool = False
+
+    @property
+    def count_differs(self) -> bool:
+        return self.missing is None and self.expected is not None and self.pairs != self.expected
 
     @property
     def problems(self) -> int:
         return (len(self.unpaired) + len(self.bad_ids) + len(self.size_mismatch) + len(self.unreadable)
-                + (self.missing is not None))
+                + (self.missing is not None) + (self.count_differs and not self.allow_subset))
 
 
-def _check_pair(info: DatasetInfo, image_path: Path, mask_path: Path) -> tuple[str, object] | None:
-    """None if fine, else (kind, detail). Reads the image header only and decodes the mask."""
+def check_pair(dataset: str, image_path: Path, mask_path: Path) -> tuple[str, object] | None:
+    """None if the pair decodes as training would decode it, else ``(kind, detail)``.
+
+    A module-level function of picklable arguments: it runs in the process pool.
+    """
     try:
-        with Image.open(image_path) as im:
-            img_size = im.size
-    except (OSError, UnidentifiedImageError) as err:
-        return "unreadable", f"{image_path}: {err}"
-    try:
-        with Image.open(mask_path) as lm:
-            mask = np.asarray(lm if lm.mode in ("L", "P", "I", "I;16") else lm.convert("L"))
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        return "unreadable", f"{mask_path}: {err}"
-    if (mask.shape[1], mask.shape[0]) != img_size:
-        return "size", (f"{mask_path} is {mask.shape[1]}x{mask.shape[0]} but {image_path} is "
-                        f"{img_size[0]}x{img_size[1]}")
-    bad = info.invalid_raw_ids(mask)
-    if bad.size:
-        return "ids", (str(mask_path), [int(v) for v in bad])
+        decode_pair(get_dataset_info(dataset), image_path, mask_path)
+    except BadSampleError as err:
+        if err.kind == "ids":
+            return "ids", (err.path, list(err.ids))
+        return ("size" if err.kind == "size" else "unreadable"), str(err)
     return None
 
 
-def check_split(info: DatasetInfo, root: Path, split: str, *, workers: int = 4,
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _results(dataset: str, pairs: list[tuple[Path, Path]], workers: int) -> Iterable[tuple[str, object] | None]:
+    """check_pair over ``pairs`` in order; a process pool when ``workers > 1`` (PIL's decoders hold the GIL
+    for much of the work, so threads do not scale)."""
+    if workers <= 1 or len(pairs) < 2:
+        yield from (check_pair(dataset, i, m) for i, m in pairs)
+        return
+    # spawn, not fork: the caller may already run threads (a Ray driver, a progress thread).
+    ctx = multiprocessing.get_context("spawn")
+    chunk = max(1, min(64, len(pairs) // (workers * 8)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        yield from pool.map(check_pair, [dataset] * len(pairs), [i for i, _ in pairs], [m for _, m in pairs],
+                            chunksize=chunk)
+
+
+def check_split(info: DatasetInfo, root: Path, split: str, *, workers: int = 1, allow_subset: bool = False,
                 progress: Callable[[str], None] | None = None, progress_every_s: float = 2.0) -> SplitReport:
     """Check one split; never raises for data problems (they are collected in the report)."""
-    report = SplitReport(split, expected=info.num_train if split == "train" else info.num_val)
+    report = SplitReport(split, expected=info.num_train if split == "train" else info.num_val,
+                         allow_subset=allow_subset)
     try:
         listing = list_split(info, root, split)
     except FileNotFoundError as err:
@@ -77,25 +99,25 @@ def check_split(info: DatasetInfo, root: Path, split: str, *, workers: int = 4,
         return report
     v = listing.variant
     assert v is not None
-    report.layout = f"{v.img_dir} + {v.ann_dir}" + (f" ({v.split_file})" if v.split_file else "")
+    report.layout = v.describe()
     report.pairs = len(listing.pairs)
     report.images = report.pairs + len(listing.unpaired_images)
     report.masks = report.pairs + len(listing.unpaired_masks)
     report.unpaired = ([f"image without mask: {p}" for p in listing.unpaired_images]
                        + [f"mask without image: {p}" for p in listing.unpaired_masks]
-                       + [f"listed in {v.split_file} but neither file exists: {n}" for n in listing.missing_listed])
+                       + [f"listed but neither image nor mask exists: {n}" for n in listing.missing_listed])
     t0 = last = time.monotonic()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        # PIL releases the GIL while decoding, so threads overlap the PNG work; map keeps file order.
-        results: Iterable = pool.map(lambda pair: _check_pair(info, *pair), listing.pairs)
-        for done, result in enumerate(results, 1):
-            if result is not None:
-                kind, detail = result
-                {"unreadable": report.unreadable, "size": report.size_mismatch, "ids": report.bad_ids}[kind].append(detail)
-            now = time.monotonic()
-            if progress is not None and now - last >= progress_every_s:
-                last = now
-                progress(f"{split}: {done}/{report.pairs} masks checked ({done / (now - t0):.0f}/s)")
+    printed = False
+    for done, result in enumerate(_results(info.name, listing.pairs, workers), 1):
+        if result is not None:
+            kind, detail = result
+            {"unreadable": report.unreadable, "size": report.size_mismatch, "ids": report.bad_ids}[kind].append(detail)
+        now = time.monotonic()
+        # Long runs only: a line every progress_every_s, and the closing line once any was printed.
+        if progress is not None and (now - last >= progress_every_s or (printed and done == report.pairs)):
+            last, printed = now, True
+            progress(f"{split}: {done}/{report.pairs} pairs decoded ({done / max(now - t0, 1e-9):.0f}/s), "
+                     f"{sum(map(len, (report.unreadable, report.size_mismatch, report.bad_ids)))} bad so far")
     return report
 
 
@@ -114,11 +136,18 @@ def format_report(info: DatasetInfo, root: Path, reports: list[SplitReport]) -> 
     for r in reports:
         if r.missing:
             lines += ["", f"[{r.split}] {r.missing}"]
-        if r.expected is not None and not r.missing and r.pairs != r.expected:
-            lines += ["", f"[{r.split}] note: {r.pairs} pairs; the benchmark has {r.expected} "
-                          f"(fine for a subset, wrong for a paper run)"]
+        if r.count_differs:
+            if r.allow_subset:
+                lines += ["", f"[{r.split}] {r.pairs} pairs; the benchmark has {r.expected} "
+                              "(accepted: --allow-subset)"]
+            else:
+                lines += ["", f"[{r.split}] {r.pairs} pairs, but the {info.name} benchmark's {r.split} split has "
+                              f"{r.expected}: results would not be comparable with the paper. Fix the layout "
+                              "(see the layouts below), or pass --allow-subset if a subset is intended.",
+                          info.layout.describe()]
         for title, items in (("unpaired files", r.unpaired), ("masks of a different size than their image",
-                                                                r.size_mismatch), ("unreadable files", r.unreadable)):
+                                                                r.size_mismatch), ("files that cannot be decoded",
+                                                                                   r.unreadable)):
             if items:
                 lines += ["", f"[{r.split}] {title}: {len(items)}"]
                 lines += [f"  {x}" for x in items[:MAX_LISTED]]
@@ -141,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", type=Path, help="dataset folder (mmseg layout)")
     parser.add_argument("--dataset", required=True, help=f"catalog name: {', '.join(DATASETS)}")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])
-    parser.add_argument("--workers", type=int, default=4, help="threads decoding masks")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="processes decoding images and masks (default: %(default)s, the usable CPUs)")
+    parser.add_argument("--allow-subset", action="store_true",
+                        help="accept a split whose pair count differs from the benchmark's published count")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     try:
@@ -156,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    reports = [check_split(info, args.root, s, workers=args.workers, progress=None if args.quiet else progress)
-               for s in args.splits]
+    reports = [check_split(info, args.root, s, workers=args.workers, allow_subset=args.allow_subset,
+                           progress=None if args.quiet else progress) for s in args.splits]
     print(format_report(info, args.root, reports))
     if all(r.missing for r in reports):
         print(f"\n{args.root} has none of the layouts {info.name} expects:\n{info.layout.describe()}")

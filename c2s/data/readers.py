@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from c2s.data.catalog import DatasetInfo, get_dataset_info, list_split
 from c2s.data.transforms import eval_transform, train_transform
@@ -30,7 +30,21 @@ COUNTER_NAMESPACE = "c2s"
 
 
 class BadSampleError(ValueError):
-    """A sample that cannot be used; the message names the image and the mask file."""
+    """A sample that cannot be used; the message names the image and the mask file.
+
+    ``kind`` says what is wrong (``image`` / ``mask``: cannot decode; ``size``: mask and image differ;
+    ``ids``: mask ids outside the catalog, listed in ``ids``); ``path`` is the culprit file.
+    """
+
+    def __init__(self, message: str, *, kind: str = "", path: str | Path = "", ids: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        # Plain attributes: BaseException pickles __dict__, so they survive a trip through Ray.
+        self.kind, self.path, self.ids = kind, str(path), tuple(ids)
+
+
+# What PIL raises on a broken file: OSError (truncated, unidentified), SyntaxError (broken PNG chunks),
+# EOFError, ValueError, and DecompressionBombError (not an OSError) for absurd sizes.
+DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, Image.DecompressionBombError)
 
 
 def decode_pair(info: DatasetInfo, image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -40,24 +54,29 @@ def decode_pair(info: DatasetInfo, image_path: Path, label_path: Path) -> tuple[
     """
     try:
         with Image.open(image_path) as im:
-            image = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise BadSampleError(f"cannot decode image {image_path} (mask {label_path}): {err}") from err
+            image = np.asarray(im.convert("RGB"))  # decodes every byte: a truncated file fails here
+    except DECODE_ERRORS as err:
+        raise BadSampleError(f"cannot decode image {image_path} (mask {label_path}): {err}",
+                             kind="image", path=image_path) from err
     try:
         with Image.open(label_path) as lm:
             # Palette PNGs (VOC) hold class ids as palette indices: read the indices, never convert to RGB.
             raw = np.asarray(lm if lm.mode in ("L", "P", "I", "I;16") else lm.convert("L"))
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise BadSampleError(f"cannot decode mask {label_path} (image {image_path}): {err}") from err
+    except DECODE_ERRORS as err:
+        raise BadSampleError(f"cannot decode mask {label_path} (image {image_path}): {err}",
+                             kind="mask", path=label_path) from err
     if raw.ndim != 2:
-        raise BadSampleError(f"mask {label_path} has shape {raw.shape}; expected one channel (image {image_path})")
+        raise BadSampleError(f"mask {label_path} has shape {raw.shape}; expected one channel (image {image_path})",
+                             kind="mask", path=label_path)
     if raw.shape != image.shape[:2]:
         raise BadSampleError(f"mask {label_path} is {raw.shape[1]}x{raw.shape[0]} but image {image_path} is "
-                             f"{image.shape[1]}x{image.shape[0]} (W x H); they must match")
+                             f"{image.shape[1]}x{image.shape[0]} (W x H); they must match",
+                             kind="size", path=label_path)
     try:
         label = info.map_raw(raw)
     except ValueError as err:
-        raise BadSampleError(f"mask {label_path} (image {image_path}): {err}") from err
+        raise BadSampleError(f"mask {label_path} (image {image_path}): {err}", kind="ids", path=label_path,
+                             ids=tuple(int(i) for i in info.invalid_raw_ids(raw))) from err
     return image, label.astype(np.int64)
 
 
