@@ -33,14 +33,43 @@ def test_loaded_frozen_and_deterministic(teacher):
     assert again.weights_hash == teacher.weights_hash
 
 
+def _open_clip_reference(teacher, images: torch.Tensor, resample) -> torch.Tensor:
+    """CLS embeddings computed without the teacher's preprocessing: PIL resize (per channel in float, so no
+    uint8 rounding) to the trained size, then open_clip's own eval transform (ToTensor + Normalize with
+    OPENAI_DATASET_MEAN/STD, open_clip/transform.py image_transform) and ``model.encode_image``."""
+    import numpy as np
+    import open_clip
+    from PIL import Image
+
+    side = teacher.image_size
+    preprocess = open_clip.image_transform(side, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN,
+                                           std=open_clip.OPENAI_DATASET_STD)
+    to_tensor_normalise = preprocess.transforms[-2:]  # MaybeToTensor, Normalize (resize/crop are identities here)
+    batch = []
+    for image in images.numpy():
+        if image.shape[:2] == (side, side):
+            x = preprocess(Image.fromarray(image))  # the full open_clip transform at the trained size
+        else:
+            planes = [np.asarray(Image.fromarray(image[..., c].astype(np.float32), mode="F").resize((side, side), resample))
+                      for c in range(3)]
+            x = torch.from_numpy(np.stack(planes)) / 255.0
+            x = to_tensor_normalise[1](x)
+        batch.append(x)
+    with torch.inference_mode():
+        return teacher.model.encode_image(torch.stack(batch), normalize=True)
+
+
 def test_global_matches_open_clip_at_trained_size(teacher):
-    images = _images()
+    from PIL import Image
+
+    images = _images(h=32, w=32)
     g = teacher.encode_global(images)
     assert g.shape == (2, 64) and g.dtype == torch.float32
     assert torch.allclose(g.norm(dim=1), torch.ones(2), atol=1e-5)
-    with torch.inference_mode():
-        ref = torch.nn.functional.normalize(teacher.visual(teacher._resize(teacher._normalise(images), 32)), dim=-1)
-    assert (g - ref).abs().max() < 1e-5
+    assert (g - _open_clip_reference(teacher, images, Image.BILINEAR)).abs().max() < 1e-5
+    # Another size: the whole image resized (bilinear, antialiased like PIL's), no centre crop.
+    larger = _images(h=56, w=56)
+    assert (teacher.encode_global(larger) - _open_clip_reference(teacher, larger, Image.BILINEAR)).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("variant", ["maskclip", "clearclip", "sclip"])
@@ -65,6 +94,40 @@ def test_maskclip_is_the_value_path(teacher):
         ref = teacher.visual.ln_post(blk.attn.out_proj(v))[:, 1:] @ teacher.visual.proj
         ref = torch.nn.functional.normalize(ref, dim=-1).transpose(1, 2).reshape(1, 64, h, w)
     assert (teacher.encode_dense(images) - ref).abs().max() < 1e-5
+
+
+def _dense_reference(t, images: torch.Tensor, variant: str) -> torch.Tensor:
+    """The last block's dense tokens re-implemented from the papers' definitions with torch's own attention
+    (F.scaled_dot_product_attention), not c2s's einsum code. ClearCLIP (Lan et al. 2024): query-query
+    attention, residual and FFN of the last block dropped. SCLIP (Wang et al. 2024, correlative
+    self-attention): softmax(q q^T) + softmax(k k^T) applied to v, residual and FFN dropped. As in c2s, only
+    the patch tokens take part (c2s/teacher/clip.py ``_last_block_dense``: the CLS token plays no role)."""
+    x = t._resize(t._normalise(images), t.dense_size)
+    with torch.inference_mode():
+        tokens, h, w = t._tokens_before_last(x)
+        blk = t.visual.transformer.resblocks[-1]
+        heads = blk.attn.num_heads
+        y = blk.ln_1(tokens)[:, 1:]
+        b, n, c = y.shape
+        q, k, v = (part.reshape(b, n, heads, c // heads).transpose(1, 2)
+                   for part in torch.nn.functional.linear(y, blk.attn.in_proj_weight, blk.attn.in_proj_bias).split(c, -1))
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        out = sdpa(q, q, v) if variant == "clearclip" else sdpa(q, q, v) + sdpa(k, k, v)
+        out = blk.attn.out_proj(out.transpose(1, 2).reshape(b, n, c))
+        ref = torch.nn.functional.normalize(t.visual.ln_post(out) @ t.visual.proj, dim=-1)
+    return ref.transpose(1, 2).reshape(b, -1, h, w)
+
+
+def test_dense_variants_match_their_definitions_and_differ():
+    images = _images(h=37, w=51)
+    dense = {v: load_teacher({**CFG, "dense_variant": v}, device="cpu").encode_dense(images)
+             for v in ("maskclip", "clearclip", "sclip")}
+    for variant in ("clearclip", "sclip"):
+        t = load_teacher({**CFG, "dense_variant": variant}, device="cpu")
+        assert (dense[variant] - _dense_reference(t, images, variant)).abs().max() < 1e-5, variant
+    # the three are different maps (cosine between variants well below 1 somewhere)
+    for a, b in (("maskclip", "clearclip"), ("maskclip", "sclip"), ("clearclip", "sclip")):
+        assert float((dense[a] * dense[b]).sum(dim=1).min()) < 0.99, (a, b)
 
 
 def _regions():
