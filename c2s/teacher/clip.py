@@ -22,10 +22,19 @@ from typing import Any
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import QuickGELU
 from torch import nn
 from torchvision.ops import roi_align
 
 from c2s.teacher import archs
+from c2s.teacher.checkpoint import (
+    TeacherCheckpointNotFound,
+    check_fits,
+    check_path,
+    decide_quick_gelu,
+    load_into,
+    read_checkpoint,
+)
 
 DENSE_VARIANTS = ("maskclip", "clearclip", "sclip")
 PRECISIONS = ("auto", "fp32", "fp16")
@@ -42,7 +51,8 @@ def resolve_checkpoint(teacher_cfg: Mapping[str, Any]) -> Path | None:
     """Check ``teacher.checkpoint`` without touching the network; return the file or None (random).
 
     Raises ValueError for a missing checkpoint without ``allow_random`` and for an open_clip pretrained
-    tag (which would need a hub download), FileNotFoundError for a path that does not exist.
+    tag (which would need a hub download), TeacherCheckpointNotFound (a FileNotFoundError) for a path that
+    does not exist, TeacherCheckpointError (a ValueError) for a directory or an empty file.
     """
     arch = teacher_cfg["arch"]
     ckpt = teacher_cfg.get("checkpoint")
@@ -54,8 +64,8 @@ def resolve_checkpoint(teacher_cfg: Mapping[str, Any]) -> Path | None:
             "teacher.checkpoint=/path/to/weights (random weights need teacher.allow_random=true, tests only)"
         )
     path = Path(str(ckpt)).expanduser()
-    if path.is_file():
-        return path
+    if path.exists():
+        return check_path(path)  # a directory or an empty file is refused here, naming what was expected
     looks_like_path = os.sep in str(ckpt) or path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".npz")
     tags = _hub_tags(arch)
     if not looks_like_path or str(ckpt) in tags:
@@ -67,7 +77,7 @@ def resolve_checkpoint(teacher_cfg: Mapping[str, Any]) -> Path | None:
             "c2s never downloads from a model hub: download the weights elsewhere, copy the file here, and "
             "pass its local path via teacher.checkpoint=/path/to/open_clip_model.bin"
         )
-    raise FileNotFoundError(f"teacher.checkpoint: weights file {str(path)!r} does not exist")
+    raise TeacherCheckpointNotFound(f"teacher.checkpoint: weights file {str(path)!r} does not exist")
 
 
 def _last_block_dense(block: nn.Module, x: torch.Tensor, variant: str) -> torch.Tensor:
@@ -288,9 +298,14 @@ class Teacher:
 
     @property
     def weights_hash(self) -> str:
-        """sha256 (16 hex) of every weight tensor: identifies checkpoint and random weights alike."""
+        """sha256 (16 hex) of every weight tensor (and QuickGELU when used): identifies checkpoint and random
+        weights alike."""
         if self._weights_hash is None:
             digest = hashlib.sha256(self.arch.encode())
+            if any(isinstance(m, QuickGELU) for m in self.model.modules()):
+                # Same tensors under another activation give other embeddings (text.py's cache keys on this
+                # hash); GELU teachers keep the hash they always had.
+                digest.update(b"QuickGELU")
             for name, tensor in sorted(self.model.state_dict().items()):
                 digest.update(name.encode())
                 digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
@@ -320,9 +335,11 @@ def _resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 def load_teacher(teacher_cfg: Mapping[str, Any], device: str | torch.device | None = None) -> Teacher:
     """Build the frozen teacher from ``cfg.teacher`` (arch, checkpoint, allow_random, sizes, variant).
 
-    device: None -> cuda when available, else cpu. Weights are loaded with ``weights_only=True``; random
-    weights (``checkpoint=None`` + ``allow_random``) are drawn under ``teacher.seed`` so every Ray actor
-    builds the same teacher.
+    device: None -> cuda when available, else cpu. Weights files are read by c2s/teacher/checkpoint.py
+    (OpenAI TorchScript archives, open_clip .bin / .safetensors, plain state dicts; no Python unpickled),
+    which also decides QuickGELU vs GELU (``teacher.quick_gelu``); a bad file raises
+    TeacherCheckpointError. Random weights (``checkpoint=None`` + ``allow_random``) are drawn under
+    ``teacher.seed`` so every Ray actor builds the same teacher.
     """
     archs.register()
     arch = teacher_cfg["arch"]
@@ -331,6 +348,12 @@ def load_teacher(teacher_cfg: Mapping[str, Any], device: str | torch.device | No
     checkpoint = resolve_checkpoint(teacher_cfg)
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = _resolve_dtype(str(teacher_cfg.get("precision", "auto")), dev)
+    # Read (and vet) the file before building: its origin decides the activation the model is built with.
+    weights = read_checkpoint(checkpoint) if checkpoint is not None else None
+    if weights is not None:
+        check_fits(weights, arch)  # a file of another model is named as such, before any activation question
+    quick_gelu, why = decide_quick_gelu(teacher_cfg.get("quick_gelu"), arch, weights)
+    logging.getLogger(__name__).info("teacher %s: %s (%s)", arch, "QuickGELU" if quick_gelu else "nn.GELU", why)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(teacher_cfg.get("seed", 0)))
         # pretrained=None: open_clip never resolves a tag or touches the network; weights come below.
@@ -338,16 +361,13 @@ def load_teacher(teacher_cfg: Mapping[str, Any], device: str | torch.device | No
         quiet = _DropMessage("No pretrained weights loaded")
         logging.getLogger().addFilter(quiet)
         try:
-            model = open_clip.create_model(arch, pretrained=None, pretrained_text=False)
+            # quick_gelu overrides the config's (open_clip's create_model applies **model_kwargs last).
+            model = open_clip.create_model(arch, pretrained=None, pretrained_text=False, quick_gelu=quick_gelu)
         finally:
             logging.getLogger().removeFilter(quiet)
-    if checkpoint is not None:
-        try:
-            open_clip.load_checkpoint(model, str(checkpoint), strict=True, weights_only=True)
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise ValueError(
-                f"teacher.checkpoint={str(checkpoint)!r} does not load into teacher.arch={arch!r}: {err}"
-            ) from err
+    if weights is not None:
+        load_into(model, weights, arch)
+        del weights
     model = model.to(device=dev, dtype=dtype).eval()
     model.requires_grad_(False)
     image_size = int(teacher_cfg.get("image_size", model.visual.image_size[0]))

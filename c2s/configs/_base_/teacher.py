@@ -1,8 +1,13 @@
 # The frozen CLIP teacher (Sec. 3.1). Weights always come from a local file; no hub.
 teacher = dict(
     arch="ViT-B-16",  # open_clip architecture name (or one registered in c2s/teacher/archs.py)
-    checkpoint=None,  # local weights file (open_clip state dict); null only with allow_random=True
+    checkpoint=None,  # OpenAI .pt, open_clip .bin/.safetensors or a state dict; null only with allow_random
     allow_random=False,  # tests/benchmarks only: random weights when checkpoint is null
+    # Activation: OpenAI's CLIP weights need QuickGELU, open_clip's "ViT-B-16" config builds nn.GELU. null (=
+    # auto) reads the file's origin (TorchScript archive, OpenAI's JIT keys, open_clip_config.json beside it)
+    # and refuses when it cannot tell for an arch with both kinds of weights; true | false force one.
+    # (null, not "auto": a str default would make the config refuse the override teacher.quick_gelu=true.)
+    quick_gelu=None,
     image_size=224,  # CLIP input size for global and local tokens (the size the weights were trained at)
     dense_size=448,  # square input size for dense tokens; grid = dense_size // patch (pos. embedding interpolated)
     # Text-aligned dense tokens from the last block (method-notes.md): all variants drop the last block's
