@@ -370,3 +370,19 @@ def test_missing_path_is_still_file_not_found(tmp_path):
                                                 r"exist") as err:
         load_teacher({**CFG, "checkpoint": str(missing)}, device="cpu")
     assert isinstance(err.value, TeacherCheckpointError)
+
+
+def test_preflight_names_a_directory_as_such(files, tmp_path):
+    """The job's preflight (c2s/train/resolve.py) used to call a directory 'does not exist'."""
+    from c2s.config import load_config
+    from c2s.train.resolve import PreflightError, resolve_inputs
+
+    directory = files["hf_bin_laion"].parent
+    cfg = load_config("toy_tiny", [f"data.root={tmp_path}", f"teacher.checkpoint={directory}"])
+    with pytest.raises(PreflightError, match=re.escape(f"teacher.checkpoint={str(directory)!r} is a directory, not a "
+                                                       "weights file (it holds open_clip_model.safetensors")):
+        resolve_inputs(cfg)
+    cfg = load_config("toy_tiny", [f"data.root={tmp_path}", f"teacher.checkpoint={tmp_path / 'none.pt'}"])
+    with pytest.raises(PreflightError, match=r"weights file .*none\.pt' does not exist \(expected a local file: "
+                                             r"OpenAI's TorchScript archive"):
+        resolve_inputs(cfg)

@@ -111,7 +111,8 @@ def check_path(path: Path) -> Path:
         hint = f" (it holds {', '.join(inside)}: pass teacher.checkpoint={path / inside[0]})" if inside else ""
         raise _fail(path, f"is a directory, not a weights file{hint}", f"a file: {ACCEPTED}")
     if not path.exists():
-        raise TeacherCheckpointNotFound(f"teacher.checkpoint: weights file {str(path)!r} does not exist")
+        raise TeacherCheckpointNotFound(f"teacher.checkpoint: weights file {str(path)!r} does not exist "
+                                        f"(expected a local file: {ACCEPTED})")
     if not path.is_file():
         raise _fail(path, "is not a regular file")
     if path.stat().st_size == 0:

@@ -28,6 +28,7 @@ from torchvision.ops import roi_align
 
 from c2s.teacher import archs
 from c2s.teacher.checkpoint import (
+    ACCEPTED,
     TeacherCheckpointNotFound,
     check_fits,
     check_path,
@@ -77,7 +78,8 @@ def resolve_checkpoint(teacher_cfg: Mapping[str, Any]) -> Path | None:
             "c2s never downloads from a model hub: download the weights elsewhere, copy the file here, and "
             "pass its local path via teacher.checkpoint=/path/to/open_clip_model.bin"
         )
-    raise TeacherCheckpointNotFound(f"teacher.checkpoint: weights file {str(path)!r} does not exist")
+    raise TeacherCheckpointNotFound(f"teacher.checkpoint: weights file {str(path)!r} does not exist "
+                                    f"(expected a local file: {ACCEPTED})")
 
 
 def _last_block_dense(block: nn.Module, x: torch.Tensor, variant: str) -> torch.Tensor:

@@ -52,9 +52,13 @@ def resolve_inputs(cfg) -> JobInputs:
         from c2s.teacher.pretrain import ensure_toy_teacher
 
         teacher.checkpoint = str(ensure_toy_teacher(cfg, root_dir))
-    if teacher.checkpoint is not None and not Path(teacher.checkpoint).is_file():
-        raise PreflightError(f"teacher.checkpoint = {teacher.checkpoint!r} does not exist (expected a local "
-                             "open_clip weights file)")
+    if teacher.checkpoint is not None:
+        from c2s.teacher.checkpoint import TeacherCheckpointError, check_path
+
+        try:  # names a directory or an empty file as such, not as "does not exist"
+            check_path(Path(teacher.checkpoint).expanduser())
+        except TeacherCheckpointError as err:
+            raise PreflightError(str(err)) from err
     _resolve_student_weights(cfg, root_dir)
     return JobInputs(Path(data.root), teacher.checkpoint, root_dir)
 
