@@ -128,6 +128,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     state = _jit_state(out["torchscript"])
     torch.save(state, root / "openai_state.pt")
     out["openai_state"] = root / "openai_state.pt"
+    torch.save(state, root / "openai_legacy.pt", _use_new_zipfile_serialization=False)  # torch < 1.6 format
+    out["openai_legacy"] = root / "openai_legacy.pt"
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, root / "wrapped.pt")
     out["openai_wrapped"] = root / "wrapped.pt"
     hf_openai = _hf_dir(root / "hf_openai", openai, quick_gelu=True)
@@ -183,7 +185,7 @@ def _assert_same_tokens(loaded: Teacher, reference: Teacher) -> None:
         assert (ours[kind] - ref[kind]).abs().max() < 1e-6, kind
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "openai_state", "openai_wrapped"])
+@pytest.mark.parametrize("fmt", ["torchscript", "openai_state", "openai_legacy", "openai_wrapped"])
 def test_openai_formats_load_with_quickgelu_like_load_openai_model(files, fmt):
     teacher = load_teacher({**CFG, "checkpoint": str(files[fmt])}, device="cpu")
     assert _activations(teacher) == {QuickGELU}
@@ -210,6 +212,7 @@ def test_openai_evidence_per_format(files):
     expected = {"torchscript": ("torchscript", "TorchScript archive (OpenAI's CLIP format)"),
                 "openai_state": ("torch", "JIT entries input_resolution, context_length, vocab_size"),
                 "openai_wrapped": ("torch", "JIT entries"),
+                "openai_legacy": ("torch", "JIT entries"),
                 "hf_bin_openai": ("torch", "open_clip_config.json (open_clip's config beside the weights) says "
                                            "quick_gelu=true"),
                 "hf_safetensors_openai": ("safetensors", "says quick_gelu=true")}

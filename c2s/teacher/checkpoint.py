@@ -45,12 +45,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import pickle
 import re
 import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,6 @@ class CheckpointWeights:
     state_dict: dict[str, torch.Tensor]
     quick_gelu: bool | None = None
     evidence: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 def _fail(path: Path | str, problem: str, expected: str = ACCEPTED) -> TeacherCheckpointError:
@@ -117,6 +117,8 @@ def check_path(path: Path) -> Path:
         raise _fail(path, "is not a regular file")
     if path.stat().st_size == 0:
         raise _fail(path, "is empty (0 bytes; an interrupted copy or download?)")
+    if not os.access(path, os.R_OK):
+        raise _fail(path, "is not readable (permission denied)")
     return path
 
 
