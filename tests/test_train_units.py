@@ -128,6 +128,7 @@ def test_run_training_checks_resources_before_building_anything(tmp_path, monkey
 
     asked = []
     monkeypatch.setattr(trainer_module, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(trainer_module, "check_run_storage", lambda *a, **k: None, raising=False)  # asks Ray's nodes
     monkeypatch.setattr(trainer_module, "resolve_inputs", lambda cfg: JobInputs(tmp_path, None, tmp_path))
     monkeypatch.setattr(trainer_module, "text_embeddings_for", lambda cfg, inputs: (torch.zeros(1), torch.zeros(1)))
     monkeypatch.setattr(ray, "cluster_resources", lambda: asked.append(1) or {"CPU": 2.0})
