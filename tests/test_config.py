@@ -21,7 +21,7 @@ def test_base_inheritance_and_paper_defaults():
     assert cfg.model.name == "segformer_b4"
     assert cfg.optim.weight_decay == 0.01
     assert load_config("voc12_segnext_b").train.iters == 20000
-    assert load_config("context59_setr_b_pup").train.iters == 40000
+    assert load_config("context59_setr_b_naive").train.iters == 40000
 
 
 def test_child_config_overrides_its_base():

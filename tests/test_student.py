@@ -218,7 +218,7 @@ def test_config_overrides_reach_the_student() -> None:
     spec, backbone, head = resolve_configs(cfg.model)
     assert spec.family == "segformer" and head["channels"] == 32 and head["num_classes"] == cfg.model.embed_dim
     assert backbone["drop_path_rate"] == 0.0 and head["dropout_ratio"] == 0.0
-    for base in ("segformer_b4", "segnext_b", "setr_b_pup", "segformer_tiny"):
+    for base in ("segformer_b4", "segnext_b", "setr_b_naive", "segformer_tiny"):
         model = load_config(f"_base_/students/{base}").model
         assert resolve_configs(model)[0] is VARIANTS[base]
 

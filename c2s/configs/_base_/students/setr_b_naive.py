@@ -1,8 +1,10 @@
 # Student = mmseg backbone + decode head + 1x1 projection to the CLIP embedding dim (c2s/student/zoo.py).
-# ViT-B/16 + SETR PUP head (drop_path_rate 0.0, dropout 0.0, head channels 256, img 512; stride 1).
+# ViT-B/16 + SETR naive head (mmseg's setr_naive: one 1x1 conv, x4 upsample; drop_path_rate 0.0, dropout 0.0,
+# head channels 256, img 512; stride 4). Its cost is the paper's Table 2 SETR row: 109.5 GFLOPs (mmengine's
+# count, i.e. MACs) at 512x512 (`c2s bench flops`). The PUP head (model.name=setr_b_pup, stride 1) costs 194.
 # null means "the variant's published mmseg value" (listed above), so model.name can be swept freely.
 model = dict(
-    name="setr_b_pup",  # a name from c2s.student.zoo.VARIANTS
+    name="setr_b_naive",  # a name from c2s.student.zoo.VARIANTS
     embed_dim=512,  # must equal the teacher's embedding dim
     pretrained=None,  # local backbone weights (torch.load(weights_only=True)); null = random init
     drop_path_rate=None,  # stochastic depth in the backbone

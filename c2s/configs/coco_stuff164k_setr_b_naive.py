@@ -1,0 +1,2 @@
+_base_ = ["./_base_/default.py", "./_base_/datasets/coco_stuff164k.py", "./_base_/students/setr_b_naive.py"]
+train = dict(iters=80000)  # the paper's iterations for this dataset (Sec. 4)

@@ -1,2 +1,0 @@
-_base_ = ["./_base_/default.py", "./_base_/datasets/coco_stuff164k.py", "./_base_/students/setr_b_pup.py"]
-train = dict(iters=80000)  # the paper's iterations for this dataset (Sec. 4)
