@@ -24,6 +24,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "objective"): ("c2s.bench.objective", "time the student alone vs with the C2S objective"),
     ("bench", "teacher"): ("c2s.bench.teacher", "time the teacher's stages and local-token batching"),
     ("bench", "sweep-cache"): ("c2s.bench.sweep_cache", "a 4-trial toy sweep with and without the token cache"),
+    ("bench", "flops"): ("c2s.bench.flops", "params and GFLOPs of the full-size students at 512x512 vs Table 2"),
 }
 
 
