@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 # command words -> (module, help). The module's ``main(argv: list[str]) -> int`` does the work.
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
@@ -28,8 +29,41 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 }
 
 
+# Errors about what the user passed (a config key, a path, a weights file): their message names the key, the
+# value and what was expected, so the console shows it alone; `--debug` shows the traceback as well. Named
+# by module path so this routing table imports nothing heavy.
+USER_ERRORS = frozenset({
+    "c2s.config.ConfigError",  # includes c2s.sweep.spec.SpecError
+    "c2s.train.resolve.PreflightError",
+    "c2s.teacher.checkpoint.TeacherCheckpointError",
+})
+
+
+def is_user_error(err: BaseException) -> bool:
+    return any(f"{cls.__module__}.{cls.__qualname__}" in USER_ERRORS for cls in type(err).__mro__)
+
+
+def run_command(prog: str, entry: Callable[[list[str]], int | None], argv: list[str]) -> int:
+    """Run a command's ``main(argv)``; a user error prints ``<prog>: error: <message>`` alone and returns 2.
+
+    ``--debug`` anywhere in ``argv`` (removed before ``entry`` sees it) re-raises instead, with the traceback.
+    ``c2s`` and the ``jobs/*.py`` entrypoints of ``ray job submit`` both go through here.
+    """
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        return int(entry(argv) or 0)
+    except Exception as err:
+        if debug or not is_user_error(err):
+            raise
+        message = " ".join(str(err).split())  # one line, whatever the message's own line breaks
+        print(f"{prog}: error: {message} (--debug shows the traceback)", file=sys.stderr, flush=True)
+        return 2
+
+
 def _usage() -> str:
-    lines = ["usage: c2s <command> [args...]", "", "commands:"]
+    lines = ["usage: c2s <command> [args...] [--debug]", "",
+             "--debug: show the traceback of a config/input error, not just its message", "", "commands:"]
     for words, (_, text) in COMMANDS.items():
         lines.append(f"  {' '.join(words):<26} {text}")
     return "\n".join(lines)
@@ -49,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 print(f"c2s {' '.join(words)}: not built yet ({module_name} does not exist)", file=sys.stderr)
                 return 2
-            return int(module.main(argv[len(words):]) or 0)
+            return run_command(f"c2s {' '.join(words)}", module.main, argv[len(words):])
     print(f"c2s: unknown command {' '.join(argv[:2])!r}\n\n{_usage()}", file=sys.stderr)
     return 2
 
