@@ -112,7 +112,7 @@ def test_actor_callable_without_ray(cfg):
 
 
 @pytest.mark.integration
-def test_actor_in_ray_data_pipeline(ray_local, cfg):
+def test_actor_in_ray_data_pipeline(ray_local, cfg, teacher):
     import ray.data
 
     rows = make_batch(b=4, size=32)
@@ -120,10 +120,19 @@ def test_actor_in_ray_data_pipeline(ray_local, cfg):
     ds = ray.data.from_items(items).map_batches(TeacherActor, **map_batches_kwargs(cfg, NUM_SEEN))
     out = ds.take_all()
     assert len(out) == 4
+    # the same images through the plain function in this process: the actor must give the same tokens
+    ref = teacher_tokens(teacher, {"image": rows["image"], "label": rows["label"]}, NUM_SEEN, cfg)
+    matched = []
     for row in out:
         assert set(row) == {"image", "label", "global", "local", "local_ids", "local_valid", "pseudo_mask"}
         assert row["global"].shape == (64,) and row["global"].dtype == np.float32
         assert row["local"].shape == (6, 64)
-        assert row["local_ids"].shape == (6,) and row["local_valid"].shape == (6,)
         assert row["pseudo_mask"].shape == (32, 32) and row["pseudo_mask"].dtype == np.int64
+        i = next(k for k in range(4) if np.array_equal(rows["image"][k], row["image"]))  # Ray may reorder rows
+        matched.append(i)
+        np.testing.assert_allclose(row["global"], ref["global"][i], atol=1e-5)
+        np.testing.assert_allclose(row["local"], ref["local"][i], atol=1e-5)
+        for key in ("local_ids", "local_valid", "pseudo_mask", "label"):
+            assert np.array_equal(row[key], ref[key][i]), key
         assert int(row["local_valid"].sum()) >= 1
+    assert sorted(matched) == [0, 1, 2, 3]
