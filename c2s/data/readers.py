@@ -15,7 +15,8 @@ reasons), and log them with the job's metrics. Never silent: every skip is count
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,14 +162,20 @@ class _Loader:
     """Per-row decode + pipeline, run inside Ray Data tasks. Pickled once per task, holds no Ray state."""
 
     def __init__(self, info: DatasetInfo, data_cfg: Mapping[str, Any], split: str, seed: int,
-                 counter: Any | None, with_paths: bool) -> None:
+                 counter: Any | None, with_paths: bool, pairs: Sequence[tuple[Any, Any]],
+                 start: int = 0, with_row: bool = False) -> None:
         self.info, self.split, self.seed, self.counter = info, split, seed, counter
-        self.with_paths = with_paths
+        self.with_paths, self.with_row = with_paths, with_row
+        # The split's file list travels with the loader (Ray Data puts it in the object store once per
+        # operator); the stream's rows are only positions (c2s.data.positions), never a row per epoch x file.
+        self.pairs, self.start = [(str(i), str(m)) for i, m in pairs], int(start)
         self.data_cfg = dict(data_cfg)
         self.skip = data_cfg.get("on_bad_sample", "error") == "skip"
 
     def __call__(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        image_path, label_path = Path(row["image_path"]), Path(row["label_path"])
+        position = self.start + int(row["id"])
+        epoch, item = stream_position(position, len(self.pairs))
+        image_path, label_path = (Path(p) for p in self.pairs[item])
         try:
             image, label = decode_pair(self.info, image_path, label_path)
         except BadSampleError as err:
@@ -180,29 +187,50 @@ class _Loader:
             # dataset has been consumed (a fire-and-forget call could still be in flight).
             ray.get(self.counter.add.remote(self.split, str(err)))
             return []
-        # Per-row generator keyed by (seed, row index): the same seed gives the same rows whatever the
-        # scheduling, block sizes or number of tasks.
-        rng = np.random.default_rng((int(self.seed), int(row["index"])))
+        # Per-row generator keyed by (seed + epoch, item index): the same rows whatever the scheduling,
+        # block sizes or number of tasks, a fresh augmentation every epoch, and epoch e of a stream equal to
+        # a one-epoch dataset built with seed + e (how the token cache builds its epoch e).
+        rng = np.random.default_rng((int(self.seed) + epoch, item))
         if self.split == "train":
             image, label = train_transform(image, label, self.data_cfg, rng)
         else:
             image, label = eval_transform(image, label, self.data_cfg, rng)
         out = {"image": image, "label": label.astype(np.int64)}
         if self.with_paths:
-            out.update(index=int(row["index"]), image_path=str(image_path), label_path=str(label_path))
+            out.update(index=item, image_path=str(image_path), label_path=str(label_path))
+        if self.with_row:
+            out["row"] = position
         return [out]
 
 
+def stream_position(position: int, n_items: int) -> tuple[int, int]:
+    """Position ``p`` of a multi-epoch stream over ``n_items`` files -> ``(epoch, item) = (p // n, p % n)``.
+
+    Epoch-major, file order within an epoch: no per-epoch decision depends on anything but ``p`` and ``n``.
+    """
+    if n_items <= 0 or position < 0:
+        raise ValueError(f"stream position {position} over {n_items} items: expected position >= 0 and "
+                         "at least one item")
+    return position // n_items, position % n_items
+
+
 def build_dataset(data_cfg: Mapping[str, Any], root: Path, split: str, *, seed: int = 0,
-                  limit: int | None = None, with_paths: bool = False) -> Any:
+                  limit: int | None = None, with_paths: bool = False, start: int = 0, stop: int | None = None,
+                  with_row: bool = False) -> Any:
     """A ``ray.data.Dataset`` of ``{"image", "label"}`` rows for ``split``.
 
     ``data_cfg`` is the config's ``data`` section (``dataset`` names the catalog entry; ``num_cpus`` is
     what each read/transform task asks Ray for). ``train`` applies the training pipeline (fixed shapes
-    ``data.crop_size``), any other split the evaluation pipeline. ``seed`` fixes the augmentation (pass
-    a new one per epoch); ``limit`` keeps the first ``limit`` pairs in file order. ``with_paths`` adds
-    ``index``, ``image_path`` and ``label_path`` columns (off by default: string columns do not batch
-    into tensors).
+    ``data.crop_size``), any other split the evaluation pipeline. ``limit`` keeps the first ``limit`` pairs
+    in file order (``n`` pairs below). ``with_paths`` adds ``index``, ``image_path`` and ``label_path``
+    columns (off by default: string columns do not batch into tensors).
+
+    Rows are positions ``start .. stop - 1`` (default: ``0 .. n - 1``, one epoch) of an epoch-major stream:
+    position ``p`` is file ``p % n`` of epoch ``p // n`` (:func:`stream_position`), augmented with the
+    generator keyed by ``(seed + p // n, p % n)``. So one dataset can cover every epoch a run needs (one
+    pipeline, no restart per epoch), a run resumed at position ``start`` sees the rows an uninterrupted run
+    would, and positions ``e*n .. (e+1)*n - 1`` equal the one-epoch dataset built with ``seed + e`` (the
+    token cache's epoch ``e``). ``with_row`` adds the position as an int64 ``row`` column.
     """
     import ray
 
@@ -214,12 +242,21 @@ def build_dataset(data_cfg: Mapping[str, Any], root: Path, split: str, *, seed: 
     if not pairs:
         raise FileNotFoundError(f"{root}: split {split!r} of {info.name} has no image/mask pairs "
                                 f"(run `c2s data check {root} --dataset {info.name}`)")
-    items = [{"image_path": str(i), "label_path": str(m), "index": k} for k, (i, m) in enumerate(pairs)]
+    stop = len(pairs) if stop is None else int(stop)
+    if not 0 <= int(start) < stop:
+        raise ValueError(f"build_dataset: rows start={start} .. stop={stop} is empty or negative "
+                         f"(split {split!r} has {len(pairs)} pairs per epoch)")
+    rows = stop - int(start)
     counter = _counter_actor() if policy == "skip" else None
-    loader = _Loader(info, data_cfg, split, seed, counter, with_paths)
+    loader = _Loader(info, data_cfg, split, seed, counter, with_paths, pairs, int(start), with_row)
     num_cpus = float(data_cfg.get("num_cpus", 0.25))
-    # About 32 rows per block, 2..64 blocks: enough tasks for fractional-CPU parallelism and streaming on
-    # big folders, few enough that a small (test) dataset does not pay a task start-up per row.
-    blocks = max(1, min(len(items), 64, max(2, len(items) // 32)))
-    ds = ray.data.from_items(items, override_num_blocks=blocks)
-    return ds.flat_map(loader, num_cpus=num_cpus)
+    # About 32 rows per read/transform task (at least 2 tasks, at most 10,000): enough tasks for
+    # fractional-CPU parallelism and streaming, few enough that a small (test) dataset does not pay a task
+    # start-up per row and a many-epoch stream over a big folder does not plan millions of tasks.
+    blocks = max(1, min(rows, 10_000, max(2, math.ceil(rows / 32))))
+    # Not ray.data.range: its read tasks ask for a whole CPU each and then do not fuse with the loader, which
+    # can leave a 2-CPU node with training workers and a teacher actor unable to schedule any read.
+    from c2s.data.positions import Positions
+
+    positions = ray.data.read_datasource(Positions(rows), override_num_blocks=blocks, num_cpus=num_cpus)
+    return positions.flat_map(loader, num_cpus=num_cpus)

@@ -10,7 +10,8 @@ seed can read the same tokens instead of running the CLIP actor pool again::
 Layout: ``<cache_root>/tokens/<key>/`` holds ``manifest.json`` (key inputs, rows, CLIP calls) and
 ``data/*.parquet`` with the columns of :data:`TOKEN_COLUMNS` plus ``epoch``. Epoch ``e`` is the training
 pipeline run with reader seed ``train.seed + e`` (so several cached epochs are several different
-augmentations). The folder is written under a temporary name and renamed into place when complete
+augmentations, and cached epoch ``e`` holds the images and labels of the live stream's epoch ``e``:
+c2s.data.readers.build_dataset). The folder is written under a temporary name and renamed into place when complete
 (:func:`c2s.paths.atomic_path`): a crashed build leaves no cache behind.
 
 The key (:func:`cache_key`) hashes exactly what changes the tokens: dataset name, the resolved data root,

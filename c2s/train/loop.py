@@ -23,6 +23,7 @@ import torch
 
 from c2s.config import from_dict
 from c2s.train.checkpoint import load_state, save_state, set_rng_state
+from c2s.train.pipeline import per_worker_batch, repeats_epochs
 from c2s.train.schedule import build_optimizer
 
 NONFINITE_MARKER = "NONFINITE_LOSS.json"
@@ -62,17 +63,37 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _batches(shard, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless stream over the shard, epoch after epoch (the pipeline re-runs per epoch)."""
+def _batches(shard, batch_size: int, *, needed: int, repeat: bool, prefetch_batches: int = 1,
+             first_row: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+    """The shard's batches of ``batch_size``: one pass over the finite stream that covers the whole run
+    (live path, c2s.train.pipeline.stream_span), or epoch after epoch with ``repeat`` (the token cache).
+
+    ``needed``: batches the run still needs (named when the stream ends early). ``first_row``: the first
+    stream row not yet trained on; a batch carrying a ``row`` column below it means the stream restarted
+    at the wrong step. ``prefetch_batches``: Ray's ``iter_torch_batches`` look-ahead (train.prefetch_batches).
+    """
+    produced = 0
     while True:
-        produced = 0
-        for batch in shard.iter_torch_batches(batch_size=batch_size, drop_last=True):
+        in_pass = 0
+        for batch in shard.iter_torch_batches(batch_size=batch_size, drop_last=True,
+                                              prefetch_batches=prefetch_batches):
+            if produced == 0 and "row" in batch and int(batch["row"].min()) < first_row:
+                raise RuntimeError(f"the training stream serves row {int(batch['row'].min())} but rows before "
+                                   f"{first_row} were already trained on (resumed step x global batch): the "
+                                   "stream did not start at the restored step")
+            in_pass += 1
             produced += 1
             yield batch
-        if produced == 0:
+        if in_pass == 0:
             raise RuntimeError(
                 f"the training dataset shard yielded no batch of {batch_size}: fewer training images than "
                 "train.batch_size / train.workers, or every sample was skipped (data.on_bad_sample=skip)"
+            )
+        if not repeat:
+            raise RuntimeError(
+                f"the training stream ended after {produced} batches of {batch_size} on this worker, but the run "
+                f"needs {needed} from its start step: with data.on_bad_sample=skip more rows were skipped than "
+                "the one-epoch margin covers (c2s.train.pipeline.stream_span)"
             )
 
 
@@ -130,8 +151,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         truncate_jsonl(run_dir / "metrics.jsonl", step)  # a restart repeats the steps after `step`
 
     model = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
-    per_worker = max(1, int(train_cfg.batch_size) // world)
-    stream = _batches(ray.train.get_dataset_shard("train"), per_worker)
+    per_worker = per_worker_batch(int(train_cfg.batch_size), world)
+    stream = _batches(ray.train.get_dataset_shard("train"), per_worker, needed=total - step,
+                      repeat=repeats_epochs(cfg), prefetch_batches=int(train_cfg.prefetch_batches),
+                      first_row=step * per_worker * world)
     crash_at = int(train_cfg.get("crash_at_step", 0))
     log_every, ckpt_every = int(train_cfg.log_interval), int(train_cfg.checkpoint_interval)
     eval_every = int(train_cfg.eval_interval)

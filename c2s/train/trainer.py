@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from c2s.config import dump_config, from_dict, load_config, to_dict
-from c2s.train.pipeline import build_train_dataset, needs_teacher
+from c2s.train.pipeline import TrainDatasetFactory, needs_teacher, per_worker_batch
 from c2s.train.resolve import check_resources, resolve_inputs, resources_needed, text_embeddings_for
 
 
@@ -118,8 +118,9 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
           f"{train_cfg.iters} steps x {train_cfg.batch_size} images, {train_cfg.workers} worker(s), "
           f"teacher {teacher_desc}",
           flush=True)
-    dataset = build_train_dataset(cfg, info, inputs.data_root, calls_dir=run_dir / "teacher_calls",
+    dataset = TrainDatasetFactory(to_dict(cfg), inputs.data_root, run_dir, calls_dir=run_dir / "teacher_calls",
                                   cache_root=inputs.cache_root)
+    dataset(start_step=0)  # plan once here: data errors reach the console before any worker starts
     use_gpu = float(train_cfg.gpus_per_worker) > 0
     resources = {"CPU": float(train_cfg.cpus_per_worker)}
     if use_gpu:
@@ -157,6 +158,11 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     summary = {"run_dir": str(run_dir), "wall_s": time.perf_counter() - started,
                "checkpoint": result.checkpoint.path if result.checkpoint else None,
                "teacher_calls": read_call_counts(run_dir / "teacher_calls"), **final}
+    # CLIP work against training's consumption (issue 15: <= 1.1); counted over every attempt of the run.
+    trained_step = int((result.metrics or {}).get("step", 0))
+    summary["teacher_images"] = summary["teacher_calls"]["images"]
+    summary["trained_images"] = trained_step * per_worker_batch(int(train_cfg.batch_size), int(train_cfg.workers)) \
+        * int(train_cfg.workers)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -17,7 +17,10 @@ train = dict(
     cpus_per_worker=1.0,
     gpus_per_worker=0.0,
     amp=True,  # bf16 autocast on GPU; ignored on CPU
-    seed=0,
+    seed=0,  # also the augmentation: epoch e of the training stream uses seed + e (c2s.data.readers)
+    # Batches each worker's iterator fetches ahead (Ray's iter_torch_batches(prefetch_batches=...)). The
+    # stream itself ends at train.iters x batch_size rows, so the teacher never encodes images nobody trains.
+    prefetch_batches=1,
     log_interval=50,
     checkpoint_interval=2000,
     eval_interval=4000,

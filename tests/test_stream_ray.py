@@ -1,0 +1,54 @@
+"""The training stream on one local Ray (integration): the live stream's epoch e holds the token cache's
+epoch e, and a run's teacher encodes exactly the images it trains on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from c2s.config import load_config
+from c2s.data.catalog import get_dataset_info
+
+pytestmark = pytest.mark.integration
+
+ONE = ["train.workers=1", "train.checkpoint_interval=100"]  # on top of toy_tiny (24 train images, batch 4)
+
+
+def _by_image(rows):
+    return sorted(rows, key=lambda r: r["image"].tobytes())
+
+
+def test_live_epoch_equals_cached_epoch(ray_local, cache_root, tmp_path):
+    from c2s.teacher.cache import build_token_cache
+    from c2s.train.pipeline import build_train_dataset
+    from c2s.train.resolve import resolve_inputs
+
+    cfg = load_config("toy_tiny", [*ONE, "teacher.cache_epochs=2", "train.seed=7"])
+    inputs = resolve_inputs(cfg)
+    folder, _ = build_token_cache(cfg, inputs.data_root, inputs.cache_root, log=False)
+    cached = ray_local.data.read_parquet(str(folder / "data"), columns=["image", "label", "epoch"]).take_all()
+    # The live stream of a 12-step run (48 rows = 2 epochs); the baseline keeps the teacher out of it.
+    live_cfg = load_config("toy_tiny", [*ONE, "train.iters=12", "train.seed=7", "distill.enabled=false",
+                                        "latent.enabled=false"])
+    live = build_train_dataset(live_cfg, get_dataset_info("toy"), inputs.data_root).take_all()
+    assert sorted(int(r["row"]) for r in live) == list(range(48))
+    for epoch in (0, 1):
+        a = _by_image([r for r in live if int(r["row"]) // 24 == epoch])
+        b = _by_image([r for r in cached if int(r["epoch"]) == epoch])
+        assert len(a) == len(b) == 24
+        assert all(np.array_equal(x["image"], y["image"]) and np.array_equal(x["label"], y["label"])
+                   for x, y in zip(a, b))
+    first = {r["image"].tobytes() for r in live if int(r["row"]) < 24}
+    assert len(first & {r["image"].tobytes() for r in live if int(r["row"]) >= 24}) == 0  # fresh crops
+
+
+def test_teacher_encodes_what_training_consumes(ray_local, cache_root, tmp_path):
+    from c2s.train.trainer import run_training
+
+    run_dir = tmp_path / "run"
+    summary = run_training(load_config("toy_tiny", [*ONE, "train.iters=9", "train.prefetch_batches=2"]), run_dir)
+    # 9 steps x 4 images = 36 rows: 1.5 epochs in one stream, nothing encoded past the last step.
+    assert summary["trained_images"] == 36 and summary["teacher_images"] == 36
+    assert json.loads((run_dir / "summary.json").read_text())["teacher_images"] == 36
