@@ -16,6 +16,7 @@ reasons), and log them with the job's metrics. Never silent: every skip is count
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,18 @@ def _check_policy(policy: str) -> None:
         raise ValueError(f"data.on_bad_sample must be 'error' or 'skip', got {policy!r}")
 
 
+def counter_name() -> str:
+    """The bad-sample counter's actor name: one per Ray job, so each ``c2s train`` (or ``ray job submit``)
+    counts its own skips, and the driver, Ray Train's controller (which builds the training dataset again
+    on a restart), the data tasks and the training workers of one job all find the same actor."""
+    import ray
+
+    return f"{COUNTER_NAME}:{ray.get_runtime_context().get_job_id()}"
+
+
 def _counter_actor() -> Any:
-    """The job-wide bad-sample counter (a named Ray actor, created on first use)."""
+    """The job's bad-sample counter (a named Ray actor, created on first use by whoever builds a dataset
+    first: the driver, in a training job)."""
     import ray
 
     @ray.remote(num_cpus=0)
@@ -129,7 +140,7 @@ def _counter_actor() -> Any:
         def get(self) -> tuple[dict[str, int], list[str]]:
             return dict(self.counts), list(self.examples)
 
-    return BadSampleCounter.options(name=COUNTER_NAME, namespace=COUNTER_NAMESPACE,
+    return BadSampleCounter.options(name=counter_name(), namespace=COUNTER_NAMESPACE,
                                     get_if_exists=True).remote()
 
 
@@ -137,13 +148,13 @@ def _lookup_counter() -> Any | None:
     import ray
 
     try:
-        return ray.get_actor(COUNTER_NAME, namespace=COUNTER_NAMESPACE)
+        return ray.get_actor(counter_name(), namespace=COUNTER_NAMESPACE)
     except ValueError:  # no such actor: nothing was ever skipped in skip mode
         return None
 
 
 def bad_sample_counts() -> dict[str, int]:
-    """``{split: number of skipped samples}`` so far in this Ray cluster's job ({} if none)."""
+    """``{split: number of skipped samples}`` so far in this Ray job ({} if none)."""
     import ray
 
     actor = _lookup_counter()
@@ -151,11 +162,56 @@ def bad_sample_counts() -> dict[str, int]:
 
 
 def bad_sample_examples() -> list[str]:
-    """The first 20 skip messages (each names the image and mask files)."""
+    """The first 20 skip messages of this Ray job (each names the image and mask files)."""
     import ray
 
     actor = _lookup_counter()
     return ray.get(actor.get.remote())[1] if actor is not None else []
+
+
+def raise_bad_sample(err: BaseException) -> None:
+    """Re-raise ``err`` as the :class:`BadSampleError` it wraps (message only, Ray's wrappers dropped), so
+    the console names the culprit file instead of ``UserCodeException: UDF failed to process a data
+    block``; return (the caller re-raises ``err``) when it wraps none."""
+    message = bad_sample_message(err)
+    if message is not None:
+        raise BadSampleError(message) from None
+
+
+_BAD_SAMPLE_LINE = re.compile(r"BadSampleError: (.+)")
+
+
+def bad_sample_message(err: BaseException) -> str | None:
+    """The :class:`BadSampleError` message inside ``err``, or None.
+
+    Ray wraps a failing UDF's error as ``UserCodeException("UDF failed to process a data block.")`` raised
+    ``from`` it (ray/data/_internal/planner/plan_udf_map_op.py, ``_try_wrap_udf_exception``); across
+    processes that arrives as a ``RayTaskError`` whose ``cause`` is the UserCodeException and whose
+    ``traceback_str`` holds the whole chain (ray/exceptions.py); Ray Train's ``WorkerGroupError`` keeps each
+    worker's exception in ``worker_failures`` (ray/train/v2/api/exceptions.py) and only a truncated text in
+    its message. This walks all of those (``__cause__``, ``__context__``, ``cause``, ``worker_failures``)
+    for an instance, then searches their texts for the ``BadSampleError: ...`` line.
+    """
+    stack: list[Any] = [err]
+    seen: set[int] = set()
+    texts: list[str] = []
+    while stack:
+        e = stack.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        inner = getattr(e, "cause", None)
+        if isinstance(e, BadSampleError) and not isinstance(inner, BaseException):
+            return str(e)  # a plain BadSampleError (a RayTaskError subclassing it has .cause)
+        failures = getattr(e, "worker_failures", None)
+        stack += list(failures.values()) if isinstance(failures, dict) else []
+        stack += [e.__context__, e.__cause__, inner, getattr(e, "_base_exc", None)]
+        texts += [str(getattr(e, "traceback_str", "") or ""), str(e)]
+    for text in texts:
+        match = _BAD_SAMPLE_LINE.search(text)
+        if match:
+            return match.group(1).strip()
+    return None
 
 
 class _Loader:

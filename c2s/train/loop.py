@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from c2s.config import from_dict
+from c2s.data.readers import bad_sample_counts, raise_bad_sample
 from c2s.train.checkpoint import load_state, save_state, set_rng_state
 from c2s.train.pipeline import per_worker_batch, repeats_epochs
 from c2s.train.schedule import build_optimizer
@@ -165,7 +166,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     while step < total:
         t0 = time.perf_counter()
-        batch = next(stream)
+        try:
+            batch = next(stream)
+        except Exception as err:  # Ray Data wraps a bad file's BadSampleError: surface its message
+            raise_bad_sample(err)
+            raise
         t1 = time.perf_counter()
         images = student.normalize(batch["image"].to(device))
         tensors = {k: batch[k].to(device) for k in TENSOR_KEYS if k in batch}
@@ -212,6 +217,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                "teacher_wait_frac": wait_s / max(wait_s + busy_s, 1e-9)}
         sums, wait_s, busy_s, interval_steps = {}, 0.0, 0.0, 0
         interval_start = time.perf_counter()
+        if rank == 0 and config.get("bad_samples_skipped_before") is not None:  # data.on_bad_sample=skip
+            row["bad_samples_skipped"] = bad_sample_counts().get("train", 0) - config["bad_samples_skipped_before"]
         if rank == 0:
             append_jsonl(run_dir / "metrics.jsonl", row)
         if rank == 0 and (step % eval_every == 0 or step == total) and config.get("eval_text") is not None:

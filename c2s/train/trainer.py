@@ -74,7 +74,8 @@ def format_progress(row: dict[str, Any], total: int, label: str) -> str:
     parts = " ".join(f"{k.removeprefix('loss_')} {row[k]:.3f}" for k in
                      ("loss_global", "loss_local", "loss_pixel") if row.get(k))
     return (f"[{label}] step {row['step']}/{total}  loss {row['loss']:.3f} ({parts})  lr {row['lr']:.1e}  "
-            f"{row['images_per_s']:.1f} img/s  teacher-wait {100 * row['teacher_wait_frac']:.0f}%")
+            f"{row['images_per_s']:.1f} img/s  teacher-wait {100 * row['teacher_wait_frac']:.0f}%"
+            + (f"  skipped {row['bad_samples_skipped']}" if "bad_samples_skipped" in row else ""))
 
 
 def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[Any] | None = None) -> dict[str, Any]:
@@ -90,6 +91,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     from ray.train.torch import TorchTrainer
 
     from c2s.data.catalog import get_dataset_info
+    from c2s.data.readers import BadSampleError, bad_sample_counts, bad_sample_examples, bad_sample_message
     from c2s.teacher.tokens import read_call_counts
     from c2s.train.loop import train_loop_per_worker
 
@@ -118,6 +120,8 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
           f"{train_cfg.iters} steps x {train_cfg.batch_size} images, {train_cfg.workers} worker(s), "
           f"teacher {teacher_desc}",
           flush=True)
+    # data.on_bad_sample=skip: the job's skip counter before this run (a test session runs several in one job).
+    skipped_before = bad_sample_counts().get("train", 0) if cfg.data.on_bad_sample == "skip" else None
     dataset = TrainDatasetFactory(to_dict(cfg), inputs.data_root, run_dir, calls_dir=run_dir / "teacher_calls",
                                   cache_root=inputs.cache_root)
     dataset(start_step=0)  # plan once here: data errors reach the console before any worker starts
@@ -134,6 +138,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
             "seen_text": seen_text.numpy().tolist(),
             # Only the rank-0 evaluator reads this; the objective and the teacher never see unseen names.
             "eval_text": all_text.numpy().tolist(),
+            "bad_samples_skipped_before": skipped_before,
         },
         scaling_config=ScalingConfig(num_workers=int(train_cfg.workers), use_gpu=use_gpu,
                                      resources_per_worker=resources),
@@ -150,6 +155,15 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     tail.start()
     try:
         result = trainer.fit()
+    except Exception as err:
+        # Ray's message ends in "UDF failed to process a data block ... (Output truncated)"; name the file.
+        culprit = bad_sample_message(err)
+        if culprit is None:
+            raise
+        raise BadSampleError(
+            f"bad training data: {culprit}\n(data.on_bad_sample=error stops at the first bad file: fix or remove "
+            f"it - `c2s data check {inputs.data_root} --dataset {info.name}` lists them all - or set "
+            "data.on_bad_sample=skip to drop and count bad samples)") from None
     finally:
         tail.stop.set()
         tail.join()
@@ -163,6 +177,13 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     summary["teacher_images"] = summary["teacher_calls"]["images"]
     summary["trained_images"] = trained_step * per_worker_batch(int(train_cfg.batch_size), int(train_cfg.workers)) \
         * int(train_cfg.workers)
+    if skipped_before is not None:
+        summary["bad_samples_skipped"] = bad_sample_counts().get("train", 0) - skipped_before
+        # Distinct messages: a multi-epoch stream meets the same bad file once per epoch.
+        examples = list(dict.fromkeys(bad_sample_examples()))[:5] if summary["bad_samples_skipped"] else []
+        summary["bad_sample_examples"] = examples
+        print(f"[c2s] data.on_bad_sample=skip: skipped {summary['bad_samples_skipped']} bad training sample(s)"
+              + "".join(f"\n  {e}" for e in summary["bad_sample_examples"]), flush=True)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
