@@ -2,29 +2,30 @@
 
 Times, in one process, a training step (forward + backward) of the student alone (a dummy mean-square loss
 on F) and of the student with the full C2S objective (distillation + bank + latent generator + NEL/CE at
-label resolution), on random images and random teacher tokens / pseudo masks of the real shapes. Steps
-alternate student / objective so that load from other processes hits both alike; each time is the best
-of ``--repeats`` (the least disturbed run). Also times the objective alone on a fixed F and measures the
-peak memory of the objective's own tensors (CUDA: ``max_memory_allocated`` above the level before the
+label resolution), on random images and random teacher tokens / pseudo masks of the real shapes, and the
+objective alone on a fixed F. The three are interleaved over ``--repeats`` rounds (default 5: student,
+objective, alone, student, ...; c2s.bench.repeats), so load from other processes hits all alike; each
+gets its median and spread (min, quartiles, max) and the comparisons are ratios of medians. Also measures
+the peak memory of the objective's own tensors (CUDA: ``max_memory_allocated`` above the level before the
 objective; CPU: live-tensor accounting of every op the objective runs, forward and backward).
 
-Prints progress, then one JSON line last: ``student_s``, ``objective_s``, ``objective_overhead`` =
-objective_s / student_s - 1, ``objective_alone_s``, ``objective_peak_mib`` and the setup.
-"""
+Prints progress, then one JSON line last: ``student_s`` / ``objective_s`` / ``objective_alone_s`` (medians)
+with ``*_min_s``, ``*_q1_s``, ``*_q3_s``, ``*_max_s``; ``objective_overhead`` = objective_s / student_s - 1;
+``objective_alone_frac``; ``objective_peak_mib``; the device, torch threads and the setup. ``--quick``: a
+seconds-long run of the toy student at 64x64 (tests)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved
 from c2s.method.losses import IGNORE_INDEX
 
 
@@ -113,19 +114,6 @@ class LiveTensorMemory(TorchDispatchMode):
         return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], None], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="c2s bench objective", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="coco_stuff164k_segformer_b4",
@@ -135,10 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seen", type=int, default=156, help="seen classes (COCO-Stuff: 156)")
     p.add_argument("--k-max", type=int, default=8, help="latent classes per image")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed steps of each kind, best kept (default: 1 on CPU, where a B4 step takes ~1-2 min "
-                        "on 2 cores, 5 on CUDA)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps of each kind first")
+    p.add_argument("--repeats", type=int, default=MIN_REPEATS,
+                   help=f"interleaved timed rounds (student, objective, alone); default {MIN_REPEATS}. On CPU a B4 "
+                        "step at 512 takes ~1-2 min on 2 cores: budget accordingly")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds-long smoke run: toy_tiny's objective, segformer_tiny at 64x64, batch 1, 15 seen, "
+                        "k_max 2 (explicit flags still win)")
     p.add_argument("--warmup-size", type=int, default=None,
                    help="input size of the warm-up steps (default: size/4 on CPU, which pays the one-time costs "
                         "in seconds instead of minutes; --size on CUDA, where kernels are tuned per shape)")
@@ -147,22 +138,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+QUICK = {"config": "toy_tiny", "student": "segformer_tiny", "size": 64, "batch": 1, "seen": 15, "k_max": 2,
+         "warmup_size": 64}
+
+
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.quick:  # quick values replace the defaults only, never a flag given on the command line
+        for key, value in QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     from c2s.config import load_config
     from c2s.method.objective import C2SObjective
     from c2s.student import build_student
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
-    if args.repeats is None:
-        args.repeats = 5 if device.type == "cuda" else 1
+    if args.repeats < MIN_REPEATS:
+        print(f"[bench] --repeats {args.repeats} < {MIN_REPEATS}: the spread says little", flush=True)
     if args.warmup_size is None:
         args.warmup_size = args.size if device.type == "cuda" else max(64, args.size // 4 // 32 * 32)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = load_config(args.config, {"model.name": args.student, "mining.k_max": args.k_max})
+    # random weights: timing only (a backbone file would change nothing but the load time)
+    cfg = load_config(args.config, {"model.name": args.student, "mining.k_max": args.k_max, "model.pretrained": None})
     dim = int(cfg.model.embed_dim)
     print(f"[bench] {args.student} D={dim} at {args.size}x{args.size}, batch {args.batch}, {args.seen} seen, "
           f"k_max {args.k_max}, device {device} ({torch.get_num_threads()} CPU threads)", flush=True)
@@ -189,19 +190,21 @@ def main(argv: list[str]) -> int:
         leaf = feats_fixed.clone().requires_grad_(True)
         objective(leaf, full)["loss"].backward()
 
-    times: dict[str, list[float]] = {"student": [], "objective": [], "alone": []}
-    total = args.warmup + args.repeats
-    for i in range(total):
-        warm = i < args.warmup
-        size = args.warmup_size if warm else args.size
-        for name, fn in (("student", student_step), ("objective", objective_step), ("alone", objective_alone)):
+    def fresh(fn, size: int):
+        def run() -> None:
             for p in params:
                 p.grad = None
-            t = _timed(lambda fn=fn, size=size: fn(size), device)
-            label = f"warm-up at {size}" if warm else "timed"
-            print(f"[bench] {label} {i + 1}/{total} {name:<9} {t:.3f} s", flush=True)
-            if not warm:
-                times[name].append(t)
+            fn(size)
+        return run
+
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    # Warm-up at the (CPU: smaller) warm-up size pays the one-time costs; then the timed rounds at --size.
+    if args.warmup:
+        interleaved({**{name: fresh(fn, args.warmup_size) for name, fn in (("student", student_step),
+                                                                            ("objective", objective_step))},
+                     "alone": fresh(objective_alone, args.size)}, args.warmup, warmup=0, device=device, log=lambda line: log(line.replace("round", "warm-up")))
+    times = interleaved({"student": fresh(student_step, args.size), "objective": fresh(objective_step, args.size),
+                         "alone": fresh(objective_alone, args.size)}, args.repeats, warmup=0, device=device, log=log)
 
     # peak memory of the objective's own tensors, forward + backward on a fixed F
     if device.type == "cuda":
@@ -219,25 +222,30 @@ def main(argv: list[str]) -> int:
         peak = tracker.peak
         method = "live-tensor accounting of the objective's ops (TorchDispatchMode), incl. dL/dF"
 
-    student_s, objective_s, alone_s = (min(times[k]) for k in ("student", "objective", "alone"))
+    for name in ("student", "objective", "alone"):
+        print(describe(name, times[name]), flush=True)
+    student_s, objective_s, alone_s = (flat(k, times[k])[f"{k}_median_s"] for k in ("student", "objective", "alone"))
     result = {
         "bench": "objective",
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        **environment(device),
         "student": args.student,
+        "config": args.config,
         "size": args.size,
         "batch": args.batch,
         "seen": args.seen,
         "k_max": args.k_max,
         "repeats": args.repeats,
-        "threads": torch.get_num_threads(),
-        "student_s": round(student_s, 4),
-        "objective_s": round(objective_s, 4),
+        "student_s": student_s,
+        **{k: v for k, v in flat("student", times["student"]).items() if k != "student_median_s"},
+        "objective_s": objective_s,
+        **{k: v for k, v in flat("objective", times["objective"]).items() if k != "objective_median_s"},
+        "objective_alone_s": alone_s,
+        **{f"objective_{k}": v for k, v in flat("alone", times["alone"]).items() if k != "alone_median_s"},
         "objective_overhead": round(objective_s / student_s - 1, 4),
-        "objective_alone_s": round(alone_s, 4),
         "objective_alone_frac": round(alone_s / student_s, 4),
         "objective_peak_mib": round(peak / 2**20, 1),
         "memory_method": method,
-        "timing": "best of repeats, student/objective steps interleaved",
+        "timing": f"median of {args.repeats} interleaved rounds (student, objective, alone); ratios of medians",
     }
     print(json.dumps(result), flush=True)
     return 0

@@ -1,56 +1,40 @@
-"""``c2s bench teacher``: time the teacher's stages and the batching of local tokens.
+"""``c2s bench teacher``: the teacher's cost per image, stage by stage, next to a student training step.
 
-A ViT-B/16-sized teacher (random weights: timing only) at 512x512 (dense tokens at 512 -> 32x32 grid),
-a batch of 4 images with 6 regions each. Prints one line per stage, then a JSON line LAST:
+A CLIP image tower (open_clip ``--arch``, random weights: timing only, nothing is downloaded) at the sizes
+of c2s's teacher config (``c2s/configs/_base_/teacher.py``: global and local tokens at ``image_size`` 224,
+dense tokens at ``dense_size`` 448) on ``--size`` training crops (512), and, in the same process on the
+same device, a training step (forward + backward) of the student (``--student``, SegFormer-B4 at 512x512,
+random weights). Timed variants, interleaved over ``--repeats`` rounds (c2s.bench.repeats):
 
-    {"bench": "teacher", "global_images_per_s": ..., "dense_mining_images_per_s": ...,
-     "local_images_per_s": ..., "local_batching_speedup": ..., ...}
+- ``global``: encode_global of ``--batch`` crops; ``dense``: encode_dense of them; ``mining``: latent
+  class mining on each dense map (Eq. 1);
+- ``regions_batched``: encode_regions of ``--batch x --regions`` regions in one call; ``regions_per_call``:
+  the same regions one call each (``local_batching_speedup`` = per-call / batched, medians);
+- ``student_step``: ``--student-batch`` crops through the student, forward + backward.
 
-``local_batching_speedup`` = time of one encode_regions call per region / time of one batched call.
+The text tower runs once per run (class-name prompts; reported, not per image). Per image, the teacher
+costs ``(global + dense + mining) / batch + P x regions_batched / (batch x regions)`` for P regions per
+image; ``teacher_student_ratio_p{P}`` divides it by the student step's time per image, for ``--p`` (VOC:
+3, COCO-Stuff: 8). Prints one line per variant (median and spread), then a JSON line LAST. ``--quick``: the
+test-size CLIP and student (seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
-from collections.abc import Callable
 
 import torch
 
+from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved
 from c2s.config import load_config
 from c2s.teacher.clip import load_teacher
 from c2s.teacher.mining import mine_latent_classes
 
-
-def _time(fn: Callable[[], object], repeats: int, warmup: Callable[[], object] | None = None) -> float:
-    """Median wall time of ``repeats`` runs after a warm-up call (oneDNN/cuDNN primitives, allocations).
-
-    ``warmup`` defaults to ``fn``; a one-image / one-region call of the same shapes warms up as well at a
-    fraction of the cost, which keeps the whole benchmark within a few minutes on 2 CPU cores.
-    """
-    (warmup or fn)()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _load_average() -> float | None:
-    """1-minute load average (CPU timings on a shared machine are only comparable at similar load)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
+QUICK = {"arch": "c2s-test-vit", "size": 64, "image_size": 32, "dense_size": 48, "batch": 1, "regions": 2,
+         "student": "segformer_tiny", "student_size": 64, "student_dim": 64, "text_classes": 20}
 
 
 def make_inputs(batch: int, size: int, regions: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,83 +59,172 @@ def make_inputs(batch: int, size: int, regions: int, seed: int = 0) -> tuple[tor
     return images, labels
 
 
+def _parser() -> argparse.ArgumentParser:
+    teacher_defaults = load_config("voc12_segformer_b4").teacher
+    p = argparse.ArgumentParser(prog="c2s bench teacher", description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default=str(teacher_defaults.arch), help="open_clip architecture (random weights)")
+    p.add_argument("--size", type=int, default=512, help="training crop side: the images the teacher receives")
+    p.add_argument("--image-size", type=int, default=int(teacher_defaults.image_size),
+                   help="CLIP input side of global and local tokens (teacher.image_size)")
+    p.add_argument("--dense-size", type=int, default=int(teacher_defaults.dense_size),
+                   help="input side of the dense pass (teacher.dense_size)")
+    p.add_argument("--batch", type=int, default=2, help="crops per teacher call")
+    p.add_argument("--regions", type=int, default=8, help="regions per image in the region calls")
+    p.add_argument("--p", type=int, nargs="+", default=[3, 8],
+                   help="regions per image to price (VOC ~3, COCO-Stuff ~8)")
+    p.add_argument("--student", default="segformer_b4", help="student variant timed beside the teacher; 'none' skips")
+    p.add_argument("--student-size", type=int, default=512, help="student crop side")
+    p.add_argument("--student-batch", type=int, default=1, help="crops per student step")
+    p.add_argument("--student-dim", type=int, default=512, help="student embedding dim D (the teacher's)")
+    p.add_argument("--text-classes", type=int, default=171,
+                   help="class-name prompts encoded once (COCO-Stuff 171); 0 skips")
+    p.add_argument("--repeats", type=int, default=MIN_REPEATS, help=f"interleaved timed rounds (default {MIN_REPEATS})")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds-long smoke run: test-size CLIP (c2s-test-vit) at 64/32/48, segformer_tiny at 64 "
+                        "(explicit flags still win)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="c2s bench teacher", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", default="ViT-B-16", help="open_clip architecture (random weights)")
-    parser.add_argument("--size", type=int, default=512, help="image side; dense tokens at this size too")
-    parser.add_argument("--batch", type=int, default=4, help="images per batch")
-    parser.add_argument("--regions", type=int, default=6, help="regions per image (local tokens)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed repeats per stage (median)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.quick:  # quick values replace the defaults only, never a flag given on the command line
+        for key, value in QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.repeats < MIN_REPEATS:
+        print(f"[bench] --repeats {args.repeats} < {MIN_REPEATS}: the spread says little", flush=True)
 
     cfg = load_config("toy_c2s", {"teacher.arch": args.arch, "teacher.checkpoint": None,
-                                  "teacher.allow_random": True, "teacher.image_size": 224,
-                                  "teacher.dense_size": args.size})
+                                  "teacher.allow_random": True, "teacher.image_size": args.image_size,
+                                  "teacher.dense_size": args.dense_size})
     teacher = load_teacher(cfg.teacher, device=args.device)
+    device = teacher.device
+    env = environment(device)  # before the work: the load average says what else was running
+    print(f"[bench] teacher {args.arch} (random weights, {str(teacher.dtype).replace('torch.', '')}) on "
+          f"{args.size}px crops: global/local at {teacher.image_size}, dense at {teacher.dense_size} "
+          f"(grid {teacher.grid()}); batch {args.batch}, {args.regions} regions per image; device {device} "
+          f"({env['device_name']}), {env['torch_threads']} torch threads", flush=True)
     images, labels = make_inputs(args.batch, args.size, args.regions)
-    labels = labels.to(teacher.device)
-    uptime_load = _load_average()
+    labels = labels.to(device)
     num_seen = args.regions
-    # Dense + mining: two of the regions unannotated, so mining has an area to cluster.
+    # Mining needs unannotated area to cluster: two of the regions are left unlabelled.
     seen_labels = torch.where(labels < num_seen - 2, labels, torch.full_like(labels, 255))
-    masks = torch.cat([labels[b][None] == torch.arange(args.regions, device=labels.device)[:, None, None]
+    masks = torch.cat([labels[b][None] == torch.arange(args.regions, device=device)[:, None, None]
                        for b in range(args.batch)])
     index = torch.arange(args.batch).repeat_interleave(args.regions)
     n_regions = len(index)
+    dense_out: list[torch.Tensor] = [teacher.encode_dense(images[:1])]
 
-    def dense_and_mining() -> None:
-        dense = teacher.encode_dense(images)
-        for b in range(args.batch):
-            mine_latent_classes(dense[b], seen_labels[b], num_seen, cfg.mining)
+    def dense() -> None:
+        dense_out[0] = teacher.encode_dense(images)
 
-    def per_region() -> None:
+    def mining() -> None:
+        maps = dense_out[0]
+        for b in range(maps.shape[0]):
+            mine_latent_classes(maps[b], seen_labels[b], num_seen, cfg.mining)
+
+    def per_call() -> None:
         for r in range(n_regions):
             teacher.encode_regions(images, masks[r:r + 1], index[r:r + 1])
 
-    one_region = lambda: teacher.encode_regions(images, masks[:1], index[:1])  # noqa: E731
-    stages = {
-        "global": _time(lambda: teacher.encode_global(images), args.repeats,
-                        lambda: teacher.encode_global(images[:1])),
-        "dense_mining": _time(dense_and_mining, args.repeats, lambda: teacher.encode_dense(images[:1])),
-        "local": _time(lambda: teacher.encode_regions(images, masks, index), args.repeats, one_region),
+    variants = {
+        "global": lambda: teacher.encode_global(images),
+        "dense": dense,
+        "mining": mining,
+        "regions_batched": lambda: teacher.encode_regions(images, masks, index),
+        "regions_per_call": per_call,
     }
-    t_per_region = _time(per_region, args.repeats, one_region)
-    dense = teacher.encode_dense(images)
-    t_mining = _time(lambda: [mine_latent_classes(dense[b], seen_labels[b], num_seen, cfg.mining)
-                              for b in range(args.batch)], args.repeats)
-    for name, seconds in stages.items():
-        print(f"{name:>13}: {seconds:8.3f} s per batch of {args.batch} -> {args.batch / seconds:7.2f} images/s")
-    print(f"{'(mining)':>13}: {t_mining:8.3f} s of dense_mining")
-    print(f"{'local 1/call':>13}: {t_per_region:8.3f} s for {n_regions} regions one call each")
+    student_info: dict[str, object] = {}
+    if args.student != "none":
+        from c2s.student import build_student
+
+        student_cfg = load_config("voc12_segformer_b4", {"model.name": args.student, "model.pretrained": None,
+                                                         "model.embed_dim": args.student_dim}).model
+        torch.manual_seed(0)
+        student = build_student(student_cfg).to(device).train()
+        crops = torch.randn(args.student_batch, 3, args.student_size, args.student_size, device=device)
+
+        def student_step() -> None:
+            for p in student.parameters():
+                p.grad = None
+            student(crops).float().square().mean().backward()  # the cheapest loss that backpropagates
+
+        variants["student_step"] = student_step
+        student_info = {"student": args.student, "student_size": args.student_size,
+                        "student_batch": args.student_batch, "student_dim": args.student_dim,
+                        "student_params_m": round(sum(p.numel() for p in student.parameters()) / 1e6, 2)}
+
+    times = interleaved(variants, args.repeats, warmup=args.warmup, device=device,
+                        log=lambda line: print(line, flush=True))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    for name, series in times.items():
+        per = args.student_batch if name == "student_step" else n_regions if name.startswith("regions") else args.batch
+        what = "region" if name.startswith("regions") else "image"
+        print(describe(f"{name} /{what}", series, per=per), flush=True)
+
+    text: dict[str, object] = {}
+    if args.text_classes > 0:
+        from c2s.data.catalog import get_dataset_info
+
+        names = list(get_dataset_info("coco_stuff164k").classes) * (1 + args.text_classes // 171)
+        prompts = [f"a photo of a {n}." for n in names[: args.text_classes]]
+        teacher.encode_text(prompts[:2])  # tokenizer and first-call costs
+        start = time.perf_counter()
+        teacher.encode_text(prompts)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        text = {"text_classes": args.text_classes, "text_once_s": round(time.perf_counter() - start, 4)}
+        print(f"[bench] text tower, once per run: {text['text_once_s']:.3f} s for {args.text_classes} prompts",
+              flush=True)
+
+    per_image = {
+        "global_s_per_image": med["global"] / args.batch,
+        "dense_s_per_image": med["dense"] / args.batch,
+        "mining_s_per_image": med["mining"] / args.batch,
+        "region_s_per_region": med["regions_batched"] / n_regions,
+    }
+    costs: dict[str, float] = {}
+    for p in args.p:
+        teacher_s = (per_image["global_s_per_image"] + per_image["dense_s_per_image"]
+                     + per_image["mining_s_per_image"] + p * per_image["region_s_per_region"])
+        costs[f"teacher_s_per_image_p{p}"] = teacher_s
+        if "student_step" in med:
+            costs[f"teacher_student_ratio_p{p}"] = teacher_s / (med["student_step"] / args.student_batch)
+    if "student_step" in med:
+        costs["student_step_s_per_image"] = med["student_step"] / args.student_batch
+    for key, value in costs.items():
+        print(f"[bench] {key}: {value:.4f}", flush=True)
 
     result = {
         "bench": "teacher",
+        **env,
         "arch": args.arch,
         "weights": "random",
-        "device": str(teacher.device),
         "dtype": str(teacher.dtype).replace("torch.", ""),
-        "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1m_at_start": uptime_load,
-        "image_size": args.size,
-        "dense_grid": list(teacher.grid()),
+        "crop_size": args.size,
         "clip_input": teacher.image_size,
+        "dense_size": teacher.dense_size,
+        "dense_grid": list(teacher.grid()),
         "batch": args.batch,
         "regions_per_image": args.regions,
         "repeats": args.repeats,
-        "global_images_per_s": round(args.batch / stages["global"], 3),
-        "dense_mining_images_per_s": round(args.batch / stages["dense_mining"], 3),
-        "mining_s_per_image": round(t_mining / args.batch, 4),
-        "local_images_per_s": round(args.batch / stages["local"], 3),
-        "local_regions_per_s": round(n_regions / stages["local"], 3),
-        "local_per_region_s": round(t_per_region, 3),
-        "local_batched_s": round(stages["local"], 3),
-        "local_batching_speedup": round(t_per_region / stages["local"], 3),
+        **student_info,
+        **{k: round(v, 5) for k, v in per_image.items()},
+        **{k: round(v, 5) for k, v in costs.items()},
+        **text,
+        "global_images_per_s": round(args.batch / med["global"], 3),
+        "dense_mining_images_per_s": round(args.batch / (med["dense"] + med["mining"]), 3),
+        "local_images_per_s": round(args.batch / med["regions_batched"], 3),
+        "local_regions_per_s": round(n_regions / med["regions_batched"], 3),
+        "local_batching_speedup": round(med["regions_per_call"] / med["regions_batched"], 3),
+        **{k: v for name, series in times.items() for k, v in flat(name, series).items()},
+        "timing": f"median of {args.repeats} interleaved rounds ({', '.join(variants)}); ratios of medians",
     }
     print(json.dumps(result), flush=True)
     return 0
