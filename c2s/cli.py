@@ -6,6 +6,7 @@ Each command's module parses its own arguments, so ``c2s <command> --help`` show
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -37,6 +38,22 @@ USER_ERRORS = frozenset({
     "c2s.train.resolve.PreflightError",
     "c2s.teacher.checkpoint.TeacherCheckpointError",
 })
+
+
+# Ray's own lines about Ray's own actors that a c2s user cannot act on, measured in a submitted training
+# job's log: core_worker.cc's "Actor with class name: 'PreemptionWatcher' (Train) / 'MapWorker(...)' (Data)
+# ... has constructor arguments in the object store and max_restarts > 0", and the RayDeprecationWarning
+# (two lines) Ray Data raises for an option Train V2's DatasetManager sets itself. Dropped from the driver's
+# console with Ray's documented log-deduplication filter (RAY_DEDUP_LOGS_SKIP_REGEX, read when ray is first
+# imported: ray/_private/ray_constants.py); the worker log files keep them.
+RAY_SKIP_LINES = (r"has constructor arguments in the object store and max_restarts > 0"
+                  r"|RayDeprecationWarning: `ExecutionOptions\.exclude_resources` is deprecated"
+                  r"|^\s*self\.exclude_resources = exclude_resources\s*$")
+
+
+def quiet_ray_console() -> None:
+    """Set RAY_DEDUP_LOGS_SKIP_REGEX (unless the user set it) before anything imports ray."""
+    os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", RAY_SKIP_LINES)
 
 
 def is_user_error(err: BaseException) -> bool:
@@ -71,6 +88,7 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_ray_console()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import math
 import sys
 import time
@@ -232,6 +233,7 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
     import open_clip
 
     from c2s.teacher.archs import register
+    from c2s.teacher.clip import _DropMessage
 
     t0 = time.perf_counter()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -241,7 +243,14 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
     torch.manual_seed(int(p["seed"]))
     gen = torch.Generator().manual_seed(int(p["seed"]))
     register()
-    model = open_clip.create_model(arch, pretrained=None)
+    # Trained from scratch on purpose: drop open_clip's "No pretrained weights loaded for model ...
+    # Model initialized randomly." warning (logged on the root logger), which reads like a failure.
+    quiet = _DropMessage("No pretrained weights loaded")
+    logging.getLogger().addFilter(quiet)
+    try:
+        model = open_clip.create_model(arch, pretrained=None)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     tokens = _Tokens(open_clip.get_tokenizer(arch))
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size)
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -24,6 +25,7 @@ import torch
 from c2s.config import from_dict
 from c2s.data.readers import bad_sample_counts, raise_bad_sample
 from c2s.train.checkpoint import load_state, save_state, set_rng_state
+from c2s.train.curves import CurveWriter
 from c2s.train.pipeline import per_worker_batch, repeats_epochs
 from c2s.train.schedule import build_optimizer
 
@@ -61,7 +63,10 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
         return
     rows = [line for line in path.read_text().splitlines() if line.strip()]
     kept = [line for line in rows if json.loads(line).get("step", 0) <= last_step]
-    path.write_text("".join(line + "\n" for line in kept))
+    # Replace in one step: the driver's progress tail never reads a half-written file.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
 
 
 def _batches(shard, batch_size: int, *, needed: int, repeat: bool, prefetch_batches: int = 1,
@@ -98,6 +103,21 @@ def _batches(shard, batch_size: int, *, needed: int, repeat: bool, prefetch_batc
             )
 
 
+def quiet_report_log() -> None:
+    """Drop Ray Train's per-report INFO line from this worker's console (the driver prints one line per
+    log interval from metrics.jsonl instead).
+
+    Ray 2.60 logs ``Reporting training result N: TrainingReport(...)`` (~500 characters per report and
+    worker) through ``logging.getLogger(__file__)`` in ray/train/v2/_internal/execution/context.py: a logger
+    named by its file path, outside ``ray.train``, so ``RunConfig(logging_config=LoggingConfig(...))`` (whose
+    filter only matches ``ray.train*`` records, train/v2/_internal/logging/logging.py) does not reach it.
+    Its WARNING and ERROR records still show.
+    """
+    from ray.train.v2._internal.execution import context as train_context
+
+    train_context.logger.setLevel(logging.WARNING)
+
+
 def _autocast(device: torch.device, enabled: bool):
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -115,6 +135,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = from_dict(config["cfg"])
     run_dir = Path(config["run_dir"])
     train_cfg, optim_cfg = cfg.train, cfg.optim
+    quiet_report_log()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -150,6 +171,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         print(f"[c2s] resumed from checkpoint at step {step}/{total}", flush=True)
     if rank == 0:
         truncate_jsonl(run_dir / "metrics.jsonl", step)  # a restart repeats the steps after `step`
+    curves = CurveWriter(run_dir, start_step=step) if rank == 0 else None  # TensorBoard, beside metrics.jsonl
 
     model = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
     per_worker = per_worker_batch(int(train_cfg.batch_size), world)
@@ -221,8 +243,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             row["bad_samples_skipped"] = bad_sample_counts().get("train", 0) - config["bad_samples_skipped_before"]
         if rank == 0:
             append_jsonl(run_dir / "metrics.jsonl", row)
+            curves.add(row)
         if rank == 0 and (step % eval_every == 0 or step == total) and config.get("eval_text") is not None:
-            row.update(_evaluate(student, config, cfg, run_dir, step, final=step == total, device=device))
+            row.update(_evaluate(student, config, cfg, run_dir, step, final=step == total, device=device,
+                                 curves=curves))
         if is_ckpt:
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
@@ -233,13 +257,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 ray.train.report(_scalars(row), checkpoint=ckpt)
         else:
             ray.train.report(_scalars(row))
+    if curves is not None:
+        curves.close()
 
 
 def _scalars(row: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in row.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-def _evaluate(student, config, cfg, run_dir: Path, step: int, *, final: bool, device) -> dict[str, float]:
+def _evaluate(student, config, cfg, run_dir: Path, step: int, *, final: bool, device,
+              curves: CurveWriter | None = None) -> dict[str, float]:
     """Rank-0 evaluation of the student alone (no CLIP) with text embeddings of all classes."""
     from c2s.evaluate import evaluate_student
 
@@ -250,5 +277,8 @@ def _evaluate(student, config, cfg, run_dir: Path, step: int, *, final: bool, de
     metrics = evaluate_student(student, eval_text, cfg, Path(config["data_root"]), out_dir, device=device,
                                step=step, panels=final)
     student.train(was_training)
-    append_jsonl(run_dir / "metrics.jsonl", {"step": step, "kind": "eval", **metrics})
+    eval_row = {"step": step, "kind": "eval", **metrics}
+    append_jsonl(run_dir / "metrics.jsonl", eval_row)
+    if curves is not None:
+        curves.add(eval_row)
     return {f"eval_{k}": v for k, v in metrics.items()}
