@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from c2s.metrics import ConfusionMatrix, summarize
+from c2s.metrics import ConfusionMatrix, all_reduce_, summarize
 
 
 @torch.no_grad()
@@ -69,15 +69,33 @@ def per_class_table(iou: torch.Tensor, classes: tuple[str, ...], unseen_ids: tup
     })
 
 
-def evaluate_student(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[str, Any], data_root: Path,
-                     out_dir: Path, *, device: torch.device | str = "cpu", step: int | None = None,
-                     panels: bool = True) -> dict[str, float]:
-    """Evaluate on the dataset's validation split; write metrics.json, per_class.parquet, panels.png.
+def _distributed() -> tuple[int, int]:
+    """(rank, world) of the initialised torch.distributed group, else (0, 1)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
-    ``text``: (N, D) embeddings of all N classes in catalog order. Returns sIoU/uIoU/hIoU/mIoU (percent).
+
+def shard_pairs(pairs: list, rank: int, world: int, max_images: int | None = None) -> list:
+    """This worker's validation pairs: the first ``max_images`` of the listing (all when unset), then every
+    ``world``-th from ``rank`` (files ``rank::world``). Disjoint across ranks, their union is the whole set."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside [0, {world}) workers")
+    return list(pairs[: int(max_images)] if max_images else pairs)[rank::world]
+
+
+@torch.no_grad()
+def shard_confusion(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[str, Any], data_root: Path, *,
+                    device: torch.device | str = "cpu", rank: int = 0, world: int = 1, keep_panels: int = 0,
+                    ) -> tuple[ConfusionMatrix, int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Confusion matrix of this worker's slice (:func:`shard_pairs`) of the validation split, no reduction.
+
+    Returns ``(confusion, images, shown)``; ``shown`` holds the first ``keep_panels`` (image, label, pred).
+    Summing the matrices of ranks ``0..world-1`` gives the single-worker matrix exactly (integer counts).
     """
-    from c2s.data.catalog import get_dataset_info
-    from c2s.data.readers import iter_samples
+    from c2s.data.catalog import get_dataset_info, list_split
+    from c2s.data.readers import decode_pair
     from c2s.data.transforms import eval_transform
 
     info = get_dataset_info(cfg["data"]["dataset"])
@@ -85,38 +103,71 @@ def evaluate_student(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[
     if text.shape[0] != len(info.classes):
         raise ValueError(f"evaluation needs text embeddings for all {len(info.classes)} classes of "
                          f"{info.name}, got {text.shape[0]}")
+    pairs = shard_pairs(list_split(info, Path(data_root), "val").pairs, rank, world, eval_cfg.get("max_images"))
     confusion = ConfusionMatrix(len(info.classes), info.ignore_index, device=device)
-    max_images = eval_cfg.get("max_images")
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0)  # eval_transform is deterministic; the argument is its signature's
     shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     start = last_print = time.perf_counter()
-    count = 0
-    for image, label, _, _ in iter_samples(info, data_root, "val"):
+    for count, (image_path, label_path) in enumerate(pairs, 1):
+        image, label = decode_pair(info, image_path, label_path)  # a bad file raises, naming both files
         image, label = eval_transform(image, label, cfg["data"], rng)
         pred = predict(student, image, text, float(cfg["loss"]["alpha"]), eval_cfg, device,
                        str(cfg["loss"]["seen_logits"]))
         confusion.update(torch.from_numpy(pred).to(device), torch.from_numpy(label.astype(np.int64)).to(device))
-        if len(shown) < int(eval_cfg["num_panels"]):
+        if len(shown) < keep_panels:
             shown.append((image, label, pred))
-        count += 1
         if time.perf_counter() - last_print > 30:
             last_print = time.perf_counter()
-            print(f"[c2s eval] {count} images, {count / (last_print - start):.1f} img/s", flush=True)
-        if max_images and count >= int(max_images):
-            break
+            print(f"[c2s eval] worker {rank}/{world}: {count}/{len(pairs)} images, "
+                  f"{count / (last_print - start):.1f} img/s", flush=True)
+    return confusion, len(pairs), shown
+
+
+def evaluate_student(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[str, Any], data_root: Path,
+                     out_dir: Path, *, device: torch.device | str = "cpu", step: int | None = None,
+                     panels: bool = True) -> dict[str, float]:
+    """Evaluate on the dataset's validation split; write metrics.json, per_class.parquet, confusion.npy and
+    panels.png.
+
+    ``text``: (N, D) embeddings of all N classes in catalog order. Returns sIoU/uIoU/hIoU/mIoU (percent),
+    ``images`` and ``eval_s`` (wall seconds, including the reduction). Inside an initialised
+    torch.distributed group (the training workers) every rank must call it: each evaluates its slice
+    (:func:`shard_pairs`), the confusion matrices are summed with ``all_reduce`` and every rank gets the
+    same metrics; rank 0 alone writes the files (panels from its own slice). Rank 0's buffers are
+    broadcast first: under DDP a plain BatchNorm's running statistics are updated by each rank's own
+    batch and only re-broadcast at the next forward, so without it rank k would evaluate another model.
+    """
+    from c2s.data.catalog import get_dataset_info
+
+    start = time.perf_counter()
+    rank, world = _distributed()
+    if world > 1:
+        for buffer in student.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+    info = get_dataset_info(cfg["data"]["dataset"])
+    confusion, count, shown = shard_confusion(
+        student, text, cfg, data_root, device=device, rank=rank, world=world,
+        keep_panels=int(cfg["evaluation"]["num_panels"]) if panels and rank == 0 else 0)
+    confusion.all_reduce()
+    images = all_reduce_(torch.tensor([count], dtype=torch.int64, device=confusion.matrix.device))
+    count = int(images.item())
     if count == 0:
         raise ValueError(f"no validation images found under {data_root} for dataset {info.name}")
     iou = confusion.iou()
-    metrics = summarize(iou, info.unseen_ids)
-    metrics = {k: float(v) for k, v in metrics.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps({**metrics, "step": step, "images": count}, indent=2))
-    per_class_table(iou.cpu(), info.classes, info.unseen_ids).to_parquet(out_dir / "per_class.parquet", index=False)
-    if panels and shown:
-        from c2s.viz import save_panels
+    metrics = {k: float(v) for k, v in summarize(iou, info.unseen_ids).items()}
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        np.save(out_dir / "confusion.npy", confusion.matrix.cpu().numpy())
+        per_class_table(iou.cpu(), info.classes, info.unseen_ids).to_parquet(out_dir / "per_class.parquet", index=False)
+        if shown:
+            from c2s.viz import save_panels
 
-        save_panels(shown, info, out_dir / "panels.png")
-    return metrics
+            save_panels(shown, info, out_dir / "panels.png")
+    elapsed = time.perf_counter() - start
+    if rank == 0:
+        (out_dir / "metrics.json").write_text(json.dumps(
+            {**metrics, "step": step, "images": count, "workers": world, "eval_s": elapsed}, indent=2))
+    return {**metrics, "images": count, "eval_s": elapsed}
 
 
 def load_student_from_checkpoint(checkpoint_dir: Path, device: str = "cpu"):

@@ -145,3 +145,112 @@ def test_slide_inference_averages_overlapping_windows():
     expected = np.zeros((6, 6), np.int64)
     expected[:2, :2] = 1
     assert np.array_equal(pred, expected)
+
+
+# --- Evaluation sharded over workers (issue 15 item 4) ---------------------------------------------------
+
+class TinyBNStudent(torch.nn.Module):
+    """A seeded two-conv student with BatchNorm (its running statistics are what DDP lets drift per rank)."""
+
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.BatchNorm2d(8),
+                                        torch.nn.ReLU(), torch.nn.Conv2d(8, dim, 3, padding=1))
+        with torch.no_grad():
+            self.body[1].running_mean.uniform_(-0.2, 0.2)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return images.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+
+def _toy_eval_setup(tmp_path, images_val: int = 5):
+    """A generated toy val split of ``images_val`` 48x48 images, :class:`TinyBNStudent` in eval mode and
+    seeded random unit text embeddings of all 20 classes; sliding windows that overlap."""
+    from c2s.data.toyworld import generate_world
+
+    root = tmp_path / "world"
+    generate_world({"images_train": 1, "images_val": images_val, "size": 48}, root)
+    cfg = load_config("toy_c2s", ["evaluation.mode=slide", "evaluation.crop_size=[32, 32]",
+                                  "evaluation.stride=[24, 24]", "data.eval_scale=[48, 48]", "loss.alpha=1.0"])
+    student = TinyBNStudent().eval()
+    text = torch.nn.functional.normalize(torch.randn(20, 16, generator=torch.Generator().manual_seed(1)), dim=-1)
+    return cfg, student, text, root
+
+
+def test_sharded_confusion_matrices_sum_to_the_single_worker_matrix(tmp_path):
+    from PIL import Image
+
+    from c2s.data.catalog import get_dataset_info, list_split
+    from c2s.evaluate import shard_confusion, shard_pairs
+    from c2s.metrics import summarize
+
+    cfg, student, text, root = _toy_eval_setup(tmp_path)
+    pairs = list_split(get_dataset_info("toy"), root, "val").pairs
+    assert [p[0].name for p in shard_pairs(pairs, 0, 2)] == ["000000.png", "000002.png", "000004.png"]
+    assert [p[0].name for p in shard_pairs(pairs, 1, 2)] == ["000001.png", "000003.png"]
+    assert [p[0].name for p in shard_pairs(pairs, 1, 2, max_images=3)] == ["000001.png"]
+    with pytest.raises(ValueError, match=r"rank 2 outside \[0, 2\) workers"):
+        shard_pairs(pairs, 2, 2)
+
+    whole, n_whole, _ = shard_confusion(student, text, cfg, root)
+    parts = [shard_confusion(student, text, cfg, root, rank=r, world=2) for r in range(2)]
+    assert n_whole == 5 and [n for _, n, _ in parts] == [3, 2]
+    summed = parts[0][0].matrix + parts[1][0].matrix
+    assert torch.equal(summed, whole.matrix)
+    # not a trivial matrix: every labelled pixel of 5 images counted, several classes predicted
+    assert int(whole.matrix.sum()) == sum(int((np.asarray(Image.open(p[1])) > 0).sum()) for p in pairs)
+    assert int((whole.matrix.sum(0) > 0).sum()) >= 3
+    assert summarize(parts[0][0].iou(), []) != summarize(whole.iou(), [])  # a shard alone differs
+    # world=1 evaluate_student writes the same matrix and the metrics computed from it
+    metrics = evaluate_student(student, text, cfg, root, tmp_path / "out", step=1)
+    assert np.array_equal(np.load(tmp_path / "out" / "confusion.npy"), whole.matrix.numpy())
+    info = get_dataset_info("toy")
+    expected = summarize(whole.iou(), info.unseen_ids)
+    assert {k: metrics[k] for k in expected} == expected
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["images"] == 5 and saved["workers"] == 1 and saved["eval_s"] == metrics["eval_s"] > 0
+
+
+def _gloo_worker(rank: int, init_file: str, tmp: str) -> None:
+    """One of two processes in a gloo group: evaluate the same student, rank 1 with planted BN statistics."""
+    from pathlib import Path
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        cfg, student, text, root = _toy_eval_setup(Path(tmp) / f"rank{rank}")
+        if rank == 1:  # what DDP leaves on rank k after a step: its own batch's running statistics
+            for name, buffer in student.named_buffers():
+                if name.endswith("running_mean"):
+                    buffer.add_(3.0)
+        metrics = evaluate_student(student, text, cfg, root, Path(tmp) / f"out{rank}", step=2)
+        (Path(tmp) / f"metrics{rank}.json").write_text(json.dumps(metrics))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_evaluation_equals_one_worker(tmp_path):
+    """The real reduction: 2 processes in a gloo group (as Ray Train sets up on CPU) give the one-worker
+    confusion matrix and metrics exactly; only rank 0 writes files; rank 0's BN statistics are used."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gloo_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    cfg, student, text, root = _toy_eval_setup(tmp_path / "single")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: same float sums in the forward pass
+    try:
+        single = evaluate_student(student, text, cfg, root, tmp_path / "single_out", step=2)
+    finally:
+        torch.set_num_threads(threads)
+    ranks = [json.loads((tmp_path / f"metrics{r}.json").read_text()) for r in range(2)]
+    keys = ("mIoU", "sIoU", "uIoU", "hIoU", "images")
+    for got in ranks:
+        assert {k: got[k] for k in keys} == {k: single[k] for k in keys}
+    assert np.array_equal(np.load(tmp_path / "out0" / "confusion.npy"),
+                          np.load(tmp_path / "single_out" / "confusion.npy"))
+    assert json.loads((tmp_path / "out0" / "metrics.json").read_text())["workers"] == 2
+    assert not (tmp_path / "out1").exists()

@@ -244,9 +244,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             append_jsonl(run_dir / "metrics.jsonl", row)
             curves.add(row)
-        if rank == 0 and (step % eval_every == 0 or step == total) and config.get("eval_text") is not None:
+        if (step % eval_every == 0 or step == total) and config.get("eval_text") is not None:
+            # every rank: each evaluates its slice of the validation set, the counts are all-reduced
             row.update(_evaluate(student, config, cfg, run_dir, step, final=step == total, device=device,
-                                 curves=curves))
+                                 curves=curves, rank=rank))
         if is_ckpt:
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
@@ -266,8 +267,9 @@ def _scalars(row: dict[str, Any]) -> dict[str, float]:
 
 
 def _evaluate(student, config, cfg, run_dir: Path, step: int, *, final: bool, device,
-              curves: CurveWriter | None = None) -> dict[str, float]:
-    """Rank-0 evaluation of the student alone (no CLIP) with text embeddings of all classes."""
+              curves: CurveWriter | None = None, rank: int = 0) -> dict[str, float]:
+    """Evaluation of the student alone (no CLIP) with text embeddings of all classes, sharded over the
+    workers (c2s.evaluate.evaluate_student); rank 0 writes the files and the eval row (with ``eval_s``)."""
     from c2s.evaluate import evaluate_student
 
     out_dir = run_dir / ("final" if final else f"eval/step_{step:07d}")
@@ -278,7 +280,8 @@ def _evaluate(student, config, cfg, run_dir: Path, step: int, *, final: bool, de
                                step=step, panels=final)
     student.train(was_training)
     eval_row = {"step": step, "kind": "eval", **metrics}
-    append_jsonl(run_dir / "metrics.jsonl", eval_row)
+    if rank == 0:
+        append_jsonl(run_dir / "metrics.jsonl", eval_row)
     if curves is not None:
         curves.add(eval_row)
-    return {f"eval_{k}": v for k, v in metrics.items()}
+    return {k if k == "eval_s" else f"eval_{k}": v for k, v in metrics.items()}
