@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.c2s-installed
 # Integration tests start one local Ray with 2 CPUs; keep every test bounded.
 PYTEST_ARGS ?= -q --timeout=600
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test demo lint bench clean mutate
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check c2s jobs tests tools
+
+# Mutation testing of the core modules against the unit tests (mutmut; up to ~60 min on 2 cores; not part
+# of `make test`). Last line: {"mutants": N, "killed": K, "killed_frac": ..., "survivors_by_module": {...}}
+mutate: setup
+	$(BIN)/python tools/mutate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,156 @@
+"""Mutation testing of the core modules with mutmut, against the unit tests only (``make mutate``).
+
+    python tools/mutate.py                          # fresh snapshot, every module, JSON line last
+    python tools/mutate.py --modules c2s/metrics.py # one module
+    python tools/mutate.py --resume --modules ...   # continue in the same snapshot (chunked runs)
+    python tools/mutate.py --summary                # only print the JSON line of what was measured
+
+mutmut works on a snapshot of ``c2s/`` and ``tests/`` under ``build/mutate/`` (its ``mutants/`` copy lives
+there), so the working tree is never modified and edits made while it runs do not leak into the result.
+Tests: the unit test files that exercise the core modules (no Ray, no integration marker). Workers run
+under mutmut's fork server (torch is not fork-safe once its thread pool started) with one torch thread
+each. Results are cached by mutmut in the snapshot, so ``--resume`` after a timeout picks up where it
+stopped. The last line printed is
+``{"mutants": N, "killed": K, "killed_frac": K/N, "survivors_by_module": {...}}``; timeouts count as killed
+(the mutant made the tests hang, which the tests detect), "no tests" and "suspicious" as survivors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ("c2s/method/", "c2s/metrics.py", "c2s/train/checkpoint.py", "c2s/sweep/tables.py",
+           "c2s/data/transforms.py")
+# Unit test files that exercise the modules above (the integration tests start Ray: never here).
+TEST_FILES = ("test_bank.py", "test_latent.py", "test_losses.py", "test_objective.py", "test_global_distill.py",
+              "test_metrics.py", "test_metrics_edges.py", "test_evaluate.py", "test_train_units.py", "test_sweep_tables.py",
+              "test_report.py", "test_transforms.py")
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
+
+
+def module_of(mutant: str) -> str:
+    """``c2s.metrics.xǁConfusionMatrixǁupdate__mutmut_3`` / ``c2s.method.losses.x_info_nce__mutmut_1``
+    -> ``c2s/metrics.py`` / ``c2s/method/losses.py``."""
+    dotted = re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
+    return dotted.replace(".", "/") + ".py"
+
+
+def _globs(modules: list[str]) -> list[str]:
+    return [m + "*" if m.endswith("/") else m for m in modules]
+
+
+def snapshot(work: Path, modules: list[str], tests: list[str]) -> None:
+    """Fresh copy of the package and the selected tests plus mutmut's configuration (setup.cfg)."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "c2s", work / "c2s", ignore=ignore)
+    (work / "tests").mkdir()
+    for name in ["conftest.py", *tests]:
+        shutil.copy2(ROOT / "tests" / name, work / "tests" / name)
+    lines = "\n    ".join
+    (work / "setup.cfg").write_text(
+        "[mutmut]\n"
+        "source_paths = c2s\n"
+        f"only_mutate =\n    {lines(_globs(modules))}\n"
+        f"pytest_add_cli_args_test_selection =\n    {lines('tests/' + t for t in tests)}\n"
+        "pytest_add_cli_args =\n    -m\n    not integration and not slow\n    -p\n    no:cacheprovider\n"
+        "    -p\n    no:timeout\n"
+        "process_isolation = forkserver\n"
+        "use_git_change_detection = false\n"
+        "\n[tool:pytest]\n"
+        "markers =\n    integration: starts a local Ray\n    slow: slow\n"
+        "filterwarnings = ignore::DeprecationWarning\n"
+    )
+
+
+def results(work: Path, mutmut: Path) -> dict[str, str]:
+    out = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=work, capture_output=True, text=True,
+                         check=True, env=_env())
+    found = {}
+    for line in out.stdout.splitlines():
+        match = RESULT_LINE.match(line)
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def summary(found: dict[str, str], modules: list[str]) -> dict:
+    """JSON summary over the mutants of ``modules`` that mutmut checked."""
+    prefixes = tuple(modules)
+    per_module: dict[str, dict[str, int]] = {}
+    survivors: dict[str, list[str]] = {}
+    for name, status in sorted(found.items()):
+        module = module_of(name)
+        if not module.startswith(prefixes) or status == "not checked":
+            continue
+        counts = per_module.setdefault(module, {"mutants": 0, "killed": 0})
+        counts["mutants"] += 1
+        if status in KILLED:
+            counts["killed"] += 1
+        else:
+            survivors.setdefault(module, []).append(name)
+    n = sum(c["mutants"] for c in per_module.values())
+    k = sum(c["killed"] for c in per_module.values())
+    return {
+        "mutants": n,
+        "killed": k,
+        "killed_frac": round(k / n, 4) if n else None,
+        "per_module": {m: {**c, "killed_frac": round(c["killed"] / c["mutants"], 4)} for m, c in per_module.items()},
+        "not_checked": sum(1 for name, s in found.items() if s == "not checked" and module_of(name).startswith(prefixes)),
+        "survivors_by_module": survivors,
+    }
+
+
+def _env() -> dict[str, str]:
+    # one torch/OpenMP thread per mutant worker: mutmut runs several workers side by side
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modules", nargs="+", default=list(MODULES), help="files or folders/ under c2s/")
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "mutate", help="snapshot folder")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel")
+    parser.add_argument("--resume", action="store_true", help="keep the snapshot and mutmut's cached results")
+    parser.add_argument("--summary", action="store_true", help="only summarise the results already measured")
+    args = parser.parse_args(argv)
+    bad = [m for m in args.modules if not (ROOT / m).exists() or not m.startswith("c2s/")]
+    if bad:
+        parser.error(f"--modules {bad}: expected paths under c2s/ that exist (e.g. {MODULES[1]})")
+    mutmut = Path(sys.executable).with_name("mutmut")
+    if not mutmut.exists():
+        parser.error(f"{mutmut} not found: install the dev extra (pip install -e '.[dev]')")
+    tests = [t for t in TEST_FILES if (ROOT / "tests" / t).exists()]
+    if not args.summary:
+        if not (args.resume and (args.work / "setup.cfg").exists()):
+            snapshot(args.work, list(MODULES), tests)  # all modules in one snapshot: chunks share it
+        names = [m.rstrip("/").removesuffix(".py").replace("/", ".") + ".*" for m in args.modules]
+        run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names],
+                             cwd=args.work, env=_env())
+        if run.returncode not in (0, 1):  # 1: mutmut exits non-zero when mutants survive
+            print(f"mutmut run exited with {run.returncode} (see the output above)", file=sys.stderr)
+    if not (args.work / "mutants").is_dir():
+        print(f"no mutmut results under {args.work}: run without --summary first", file=sys.stderr)
+        return 2
+    result = summary(results(args.work, mutmut), args.modules)
+    print(json.dumps(result))
+    if not result["mutants"]:
+        print("no mutant of these modules was checked: did the unit tests pass in the snapshot? (mutmut needs a "
+              "green run first; see its output above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
