@@ -7,13 +7,17 @@ compute; most of the wall time is Ray starting actors.
 from __future__ import annotations
 
 import json
+import math
+import threading
 
+import pandas as pd
 import pytest
 import torch
 
 from c2s.config import load_config
 from c2s.train.checkpoint import latest_checkpoint, load_state
 from c2s.train.resolve import PreflightError
+from c2s.train.schedule import lr_factor
 from c2s.train.trainer import run_training
 
 pytestmark = pytest.mark.integration
@@ -34,6 +38,19 @@ def _fifo(objective_state):
     return torch.cat([tokens[int(ptr):], tokens[: int(ptr)]])
 
 
+def _metrics_from_table(path):
+    """sIoU / uIoU / hIoU recomputed from the saved per-class table (NaN classes left out, as mmseg)."""
+    table = pd.read_parquet(path)
+    s = table[table["seen"]]["iou"].dropna().mean()
+    u = table[~table["seen"]]["iou"].dropna().mean()
+    return {"sIoU": s, "uIoU": u, "hIoU": 2 * s * u / (s + u) if s + u else 0.0}
+
+
+def _batches_tracked(student_state):
+    """BatchNorm's num_batches_tracked of every BN layer: +1 per training forward pass of the student."""
+    return {int(v) for k, v in student_state.items() if k.endswith("num_batches_tracked")}
+
+
 def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
     run_dir = tmp_path / "run"
     summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=4"]), run_dir)
@@ -44,7 +61,11 @@ def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
         assert key in rows[-1], key
     assert 0.0 <= rows[-1]["teacher_wait_frac"] <= 1.0
     assert rows[0]["loss_global"] > 0 and rows[0]["loss_local"] > 0  # the teacher's tokens arrived
-    assert summary["step"] == 4 and 0.0 <= summary["hIoU"] <= 100.0
+    assert summary["step"] == 4
+    recomputed = _metrics_from_table(run_dir / "final" / "per_class.parquet")
+    assert math.isfinite(summary["hIoU"])  # both sides had classes to evaluate
+    for key in ("sIoU", "uIoU", "hIoU"):
+        assert summary[key] == pytest.approx(recomputed[key]), key
     assert (run_dir / "final" / "per_class.parquet").exists() and (run_dir / "final" / "panels.png").exists()
 
     state = load_state(latest_checkpoint(run_dir))
@@ -54,6 +75,9 @@ def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
     assert bank.shape == (12, 64)
     assert state["seen_text"].shape == (15, 64)  # training received the 15 seen classes only
     assert {"student", "optimizer", "scheduler", "rng", "config"} <= set(state)
+    assert state["scheduler"]["last_epoch"] == 4
+    assert {int(v["step"]) for v in state["optimizer"]["state"].values()} == {4}
+    assert _batches_tracked(state["student"]) == {4}
 
     resumed = run_training(load_config("toy_tiny", [*TINY, "train.iters=6"]), run_dir, resume=True)
     steps = [r["step"] for r in _rows(run_dir)]
@@ -66,19 +90,71 @@ def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
     bank_after = _fifo(after["objective"])
     assert torch.equal(bank_after[:4], bank[-4:])
     assert not torch.equal(bank_after[4:], bank[:8])
+    # Optimizer, schedule and student continued from their step-4 values (fresh ones would count 2):
+    # Adam's step counters, the scheduler's epoch, BatchNorm's forward-pass counters.
+    assert {int(v["step"]) for v in after["optimizer"]["state"].values()} == {6}
+    assert after["scheduler"]["last_epoch"] == 6
+    assert _batches_tracked(after["student"]) == {6}
+    assert any(not torch.equal(after["student"][k], v) for k, v in state["student"].items() if v.is_floating_point())
+    # The logged lr follows the restored schedule over the new total (6): lr_t = lr_0 * factor(t, 6)
+    cfg6 = load_config("toy_tiny", [*TINY, "train.iters=6"])
+    lr0 = state["optimizer"]["param_groups"][0]["initial_lr"]
+    for row in _rows(run_dir)[4:]:
+        assert row["lr"] == pytest.approx(lr0 * lr_factor(row["step"], 6, cfg6.optim)), row["step"]
+
+
+class _RowWatcher(threading.Thread):
+    """Records metrics.jsonl's train rows as first written, before the injected crash (polls 20x a second)."""
+
+    def __init__(self, run_dir):
+        super().__init__(daemon=True)
+        self.run_dir, self.before_crash, self.stop = run_dir, {}, threading.Event()
+
+    def run(self):
+        metrics, marker = self.run_dir / "metrics.jsonl", self.run_dir / ".crash_injected"
+        while not self.stop.is_set() and not marker.exists():
+            if metrics.exists():
+                for line in metrics.read_text().splitlines():
+                    row = json.loads(line) if line.strip().endswith("}") else {}
+                    if row.get("kind") == "train":
+                        self.before_crash.setdefault(row["step"], line)
+            self.stop.wait(0.05)
 
 
 def test_killed_worker_resumes_from_checkpoint(ray_local, cache_root, tmp_path):
     run_dir = tmp_path / "fault"
-    summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=5", "train.crash_at_step=3"]), run_dir)
+    watcher = _RowWatcher(run_dir)
+    watcher.start()
+    try:
+        summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=5", "train.crash_at_step=3"]), run_dir)
+    finally:
+        watcher.stop.set()
+        watcher.join()
     assert (run_dir / ".crash_injected").read_text() == "3"  # the last worker really exited at step 3
     steps = [r["step"] for r in _rows(run_dir)]
     assert steps == [1, 2, 3, 4, 5]  # resumed from the step-2 checkpoint; step 3 redone, no duplicates
     assert summary["step"] == 5
     assert load_state(latest_checkpoint(run_dir))["step"] == 5
+    # The restart began at step 3, not step 0: rows 1 and 2 are still the ones the first attempt wrote
+    # before the crash (a restart from 0 truncates and rewrites them, with new timings). Rank 0 may also
+    # have logged step 3 while the crashing rank slept; that row is redone after the restart.
+    assert {1, 2} <= set(watcher.before_crash) <= {1, 2, 3}
+    lines = [line for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line).get("kind") == "train"]
+    assert lines[:2] == [watcher.before_crash[1], watcher.before_crash[2]]
 
 
-def test_early_errors_before_any_worker(ray_local, cache_root, tmp_path):
+def test_early_errors_before_any_worker(cache_root, tmp_path, monkeypatch):
+    """Path errors fire before Ray is touched: no Ray here, and starting one would fail the test."""
+    import ray
+
+    import c2s.train.trainer as trainer_module
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started before the preflight errors")
+
+    monkeypatch.setattr(trainer_module, "init_ray", no_ray)
+    monkeypatch.setattr(ray, "init", no_ray)
     missing_root = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'nope'}",
                                                       "teacher.checkpoint=/x/ViT-B-16.pt"])
     with pytest.raises(PreflightError, match="data.root = .*nope.* does not exist"):
@@ -86,9 +162,11 @@ def test_early_errors_before_any_worker(ray_local, cache_root, tmp_path):
     (tmp_path / "voc").mkdir()
     missing_ckpt = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'voc'}",
                                                       "teacher.checkpoint=/x/ViT-B-16.pt"])
-    with pytest.raises(PreflightError, match="teacher.checkpoint = '/x/ViT-B-16.pt' does not exist"):
+    with pytest.raises(PreflightError, match=r"teacher.checkpoint.*'/x/ViT-B-16.pt'.* does not exist"):
         run_training(missing_ckpt, tmp_path / "r2")
     no_ckpt = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'voc'}"])
     with pytest.raises(PreflightError, match="teacher.checkpoint is not set"):
         run_training(no_ckpt, tmp_path / "r3")
-    assert not list((tmp_path / "r1").glob("checkpoint_*"))
+    # nothing was written for any of them: no config dump, no metrics, no checkpoint
+    for run in ("r1", "r2", "r3"):
+        assert not (tmp_path / run).exists() or not any((tmp_path / run).iterdir()), run
