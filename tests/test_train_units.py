@@ -141,3 +141,32 @@ def test_run_training_checks_resources_before_building_anything(tmp_path, monkey
         trainer_module.run_training(cfg, tmp_path / "run")
     assert asked == [1]
     assert ray.is_initialized() is False
+
+
+class _NotATensor:
+    """Any class outside torch's weights_only allow-list: unpickling it could run code."""
+
+
+def test_load_state_never_unpickles_arbitrary_objects(tmp_path):
+    import pickle
+
+    torch.save({"step": 1, "payload": _NotATensor()}, tmp_path / "state.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_state(tmp_path)
+
+
+def test_latest_checkpoint_is_the_newest_state(tmp_path):
+    import os
+
+    from c2s.train.checkpoint import latest_checkpoint
+
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint_\*/state.pt under"):
+        latest_checkpoint(tmp_path)
+    for i, (name, mtime) in enumerate((("checkpoint_000002", 200), ("checkpoint_000010", 100),
+                                        ("checkpoint_000003", 200), ("checkpoint_000004", 50))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "state.pt").write_bytes(b"x" * i)
+        os.utime(tmp_path / name, (mtime, mtime))
+    (tmp_path / "checkpoint_000099").mkdir()  # newest folder, but no state.pt: not a checkpoint
+    # the most recently written checkpoint folder wins (not the highest number); equal times: the name
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint_000003"
