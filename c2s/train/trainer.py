@@ -17,6 +17,31 @@ from typing import Any
 from c2s.config import dump_config, from_dict, load_config, to_dict
 from c2s.train.pipeline import TrainDatasetFactory, needs_teacher, per_worker_batch
 from c2s.train.resolve import check_resources, resolve_inputs, resources_needed, text_embeddings_for
+from c2s.train.storage import (
+    check_run_location,
+    check_shared_storage,
+    node_local_roots,
+    under_ray_job,
+    worker_hosts,
+)
+
+# Set for every task and actor of the job. Ray Data builds Train V2's datasets inside its own actors
+# (DatasetManager, SplitCoordinator), whose DataContext is not the driver's: without this each of them
+# streams per-operator progress bars (hundreds of lines per epoch in a job log). Ray Data reads it in
+# ray/data/context.py (DEFAULT_ENABLE_PROGRESS_BARS).
+JOB_ENV_VARS = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+
+
+def job_runtime_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``ray.init``'s runtime_env: :data:`JOB_ENV_VARS` (a value in ``environ`` wins), less the keys a
+    submitted job's own runtime_env sets already (Ray refuses to merge one key from both:
+    ray/_private/worker.py, ``_merge_runtime_env``)."""
+    environ = os.environ if environ is None else environ
+    submitted: dict[str, Any] = {}
+    if environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        submitted = (json.loads(environ["RAY_JOB_CONFIG_JSON_ENV_VAR"]).get("runtime_env") or {}).get("env_vars") or {}
+    env_vars = {k: environ.get(k, v) for k, v in JOB_ENV_VARS.items() if k not in submitted}
+    return {"env_vars": env_vars} if env_vars else {}
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -30,10 +55,11 @@ def init_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    runtime_env = job_runtime_env() or None
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True, runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=num_cpus, log_to_driver=False)
+        ray.init(num_cpus=num_cpus, log_to_driver=False, runtime_env=runtime_env)
     # One readable line per log interval from the job itself instead of per-operator progress bars.
     from ray.data import DataContext
 
@@ -41,13 +67,19 @@ def init_ray(num_cpus: int | None = None) -> None:
 
 
 class ProgressTail(threading.Thread):
-    """Prints the rows rank 0 appends to ``metrics.jsonl`` as one readable line each, while fit() runs."""
+    """Prints the rows rank 0 appends to ``metrics.jsonl`` as one readable line each, while fit() runs.
+
+    A resumed run rewrites the file (``loop.truncate_jsonl`` drops the rows after the restored step, then
+    the redone steps are appended), so a byte offset kept from before would point into the middle of a row.
+    The tail keeps the complete lines it has seen instead and prints the lines after the part the file
+    still shares with them: new rows once, rewritten rows again, kept rows never.
+    """
 
     def __init__(self, path: Path, total: int, label: str, interval_s: float = 2.0):
         super().__init__(daemon=True)
         self.path, self.total, self.label, self.interval_s = path, total, label, interval_s
         self.stop = threading.Event()
-        self.offset = path.stat().st_size if path.exists() else 0
+        self.seen = self._complete_lines()  # rows of an earlier attempt are not printed again
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -55,16 +87,29 @@ class ProgressTail(threading.Thread):
             self.stop.wait(self.interval_s)
         self.flush()
 
-    def flush(self) -> None:
+    def _complete_lines(self) -> list[str]:
         if not self.path.exists():
-            return
-        with self.path.open() as handle:
-            handle.seek(self.offset)
-            chunk = handle.read()
-        complete = chunk[: chunk.rfind("\n") + 1]
-        self.offset += len(complete.encode())
-        for line in complete.splitlines():
-            print(format_progress(json.loads(line), self.total, self.label), flush=True)
+            return []
+        text = self.path.read_text()
+        return text[: text.rfind("\n") + 1].splitlines()
+
+    def flush(self) -> None:
+        lines = self._complete_lines()
+        shared = 0
+        for old, new in zip(self.seen, lines):
+            if old != new:
+                break
+            shared += 1
+        self.seen = lines
+        for line in lines[shared:]:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                print(f"[{self.label}] unreadable row in {self.path}: {err}: {line[:200]!r}", flush=True)
+                continue
+            print(format_progress(row, self.total, self.label), flush=True)
 
 
 def format_progress(row: dict[str, Any], total: int, label: str) -> str:
@@ -87,7 +132,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     teacher actors are counted under ``run_dir/teacher_calls/`` (``summary["teacher_calls"]``).
     """
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from c2s.data.catalog import get_dataset_info
@@ -108,6 +153,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     with_teacher = needs_teacher(cfg)
     cached = with_teacher and bool(cfg.teacher.get("cache"))
     init_ray()
+    check_run_storage(cfg, run_dir)
     if cached:
         from c2s.teacher.cache import ensure_token_cache
 
@@ -148,6 +194,12 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
             failure_config=FailureConfig(max_failures=int(train_cfg.max_failures)),
             checkpoint_config=CheckpointConfig(num_to_keep=int(train_cfg.num_to_keep)),
             callbacks=list(callbacks or []),
+            # ray.train's INFO lines ("Started training replica group of size N:" + one line per worker,
+            # ...) stay out of the console; the job prints its own line per interval (ProgressTail). The
+            # level applies to ray.train.* console and app logs only; the system log files keep everything
+            # (ray/train/v2/_internal/logging/logging.py, TrainLogLevelFilter). The per-report line is not
+            # a ray.train.* record: loop.quiet_report_log handles it.
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
         datasets={"train": dataset},
     )
@@ -188,6 +240,17 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     return summary
 
 
+def check_run_storage(cfg, run_dir: Path) -> None:
+    """Preflight (Ray connected, nothing started): the run directory outlives the job and every host the
+    workers may use writes to the same place (c2s.train.storage)."""
+    import ray
+
+    per_worker = {"CPU": float(cfg.train.cpus_per_worker), "GPU": float(cfg.train.gpus_per_worker)}
+    hosts = worker_hosts(ray.nodes(), ray.get_runtime_context().get_node_id(), per_worker)
+    check_shared_storage(run_dir, under_job=under_ray_job(), cwd=Path.cwd(), hosts=hosts,
+                         local_roots=node_local_roots())
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="c2s train", description="Train a student with C2S distillation.")
     parser.add_argument("config", nargs="?", help="config name under c2s/configs or a .py path")
@@ -208,7 +271,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    under_job, cwd = under_ray_job(), Path.cwd()
     if args.resume is not None:
+        check_run_location(args.resume, key="--resume", under_job=under_job, cwd=cwd)
         if args.config is not None:
             raise SystemExit("c2s train --resume RUN_DIR takes the config from RUN_DIR/config.json; "
                              f"drop {args.config!r} (overrides such as train.iters=... are allowed)")
@@ -221,6 +286,10 @@ def main(argv: list[str]) -> int:
         run_dir = args.resume
     else:
         cfg = load_config(args.config, args.overrides)
+        if args.run_dir is not None:
+            check_run_location(args.run_dir, key="--run-dir", under_job=under_job, cwd=cwd)
+        else:
+            check_run_location(cfg.work_dir, key="work_dir", under_job=under_job, cwd=cwd)
         run_dir = args.run_dir or Path(cfg.work_dir) / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = run_training(cfg, run_dir, resume=args.resume is not None)
     print(json.dumps(summary))
