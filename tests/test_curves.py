@@ -36,10 +36,14 @@ def test_event_files_hold_the_rows_and_a_resume_purges_the_redone_steps(tmp_path
     assert "train/note" not in curves and "train/bad" not in curves
 
     time.sleep(1.1)  # event file names carry the second they were opened in
-    resumed = CurveWriter(tmp_path, start_step=2)  # restored the step-2 checkpoint: steps 3.. redone
+    restarted = CurveWriter(tmp_path, start_step=2)  # restored the step-2 checkpoint: steps 3.. redone
+    restarted.close()  # killed again before its first row: the old steps 3 and 4 are hidden already
+    assert read_scalars(tmp_path)["train/loss"] == pytest.approx({1: 1.0, 2: 0.5})
+    time.sleep(1.1)
+    resumed = CurveWriter(tmp_path, start_step=2)
     resumed.add(_train(3, 9.0))
     resumed.close()
-    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 3
     curves = read_scalars(tmp_path)
     assert curves["train/loss"] == pytest.approx({1: 1.0, 2: 0.5, 3: 9.0}, rel=1e-6)  # old 3, 4 hidden
     assert curves["eval/hIoU"] == {}

@@ -60,6 +60,8 @@ def test_node_local_work_dir_refused_on_several_hosts():
         check_shared_storage(Path("/tmp/runs/r1"), under_job=False, cwd=Path("/home/me"), hosts=3, local_roots=roots)
     assert "is under /tmp, which is local to each node, but this run's workers may run on 3 hosts" in str(err.value)
     assert "Use shared storage every node mounts" in str(err.value)
+    with pytest.raises(PreflightError, match="may run on 2 hosts"):
+        check_shared_storage(Path("/var/tmp/r1"), under_job=False, cwd=Path("/home/me"), hosts=2, local_roots=roots)
     check_shared_storage(Path("/data/runs/r1"), under_job=True, cwd=PKG, hosts=3, local_roots=roots)
     check_shared_storage(Path("/tmp/runs/r1"), under_job=False, cwd=Path("/home/me"), hosts=1, local_roots=roots)
 

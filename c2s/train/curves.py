@@ -33,15 +33,18 @@ def scalar_items(row: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 class CurveWriter:
-    """Appends metrics rows to TensorBoard event files in ``run_dir``; flushed after every row so a live
-    TensorBoard (and the driver's reader) sees each log interval as it happens."""
+    """Appends metrics rows to TensorBoard event files in ``run_dir``.
+
+    tensorboardX queues events to a writer thread that puts them on disk at most ``flush_secs`` after they
+    arrive (event_file_writer.py) and at ``close()``: a live TensorBoard lags by up to 10 s; metrics.jsonl,
+    written synchronously, stays the record."""
 
     def __init__(self, run_dir: Path, start_step: int = 0):
         from tensorboardX import SummaryWriter
 
         # purge_step: points at or after it from an earlier attempt are hidden (this attempt redoes them).
         self._writer = SummaryWriter(logdir=str(run_dir), purge_step=start_step + 1 if start_step else None,
-                                     flush_secs=30)
+                                     flush_secs=10)
 
     def add(self, row: dict[str, Any]) -> None:
         step = int(row["step"])
