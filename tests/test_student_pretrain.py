@@ -126,7 +126,7 @@ def test_resolve_inputs_turns_toy_into_the_cached_file(tmp_path):
     with pytest.raises(PreflightError, match="model.pretrained.*nope.pth.*does not exist"):
         resolve_inputs(missing)
     teacher = tmp_path / "clip.pt"
-    teacher.write_bytes(b"")
+    teacher.write_bytes(b"weights")  # any non-empty file passes the teacher preflight (not read here)
     real = load_config("voc12_segformer_b4", [f"data.root={tmp_path}", f"teacher.checkpoint={teacher}",
                                               "model.pretrained=toy"])
     with pytest.raises(PreflightError, match="model.pretrained = 'toy'.*voc12"):
