@@ -63,15 +63,17 @@ def _worker_port_range(width: int = 200) -> tuple[int, int]:
 
 
 def _kill_leftovers(marker: str) -> None:
-    """Processes of this head only: their command lines carry its unique temp dir."""
-    import psutil
-
-    me = os.getpid()
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if proc.info["pid"] != me and marker in cmdline:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                proc.kill()
+    """Processes of this head only: their command lines carry its unique temp dir (read from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # exited meanwhile, or not ours to read
+            continue
+        if marker in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
