@@ -25,7 +25,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved
+from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved, parse_with_quick
 from c2s.method.losses import IGNORE_INDEX
 
 
@@ -143,12 +143,7 @@ QUICK = {"config": "toy_tiny", "student": "segformer_tiny", "size": 64, "batch":
 
 
 def main(argv: list[str]) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.quick:  # quick values replace the defaults only, never a flag given on the command line
-        for key, value in QUICK.items():
-            if getattr(args, key) == parser.get_default(key):
-                setattr(args, key, value)
+    args = parse_with_quick(_parser(), argv, QUICK)
     from c2s.config import load_config
     from c2s.method.objective import C2SObjective
     from c2s.student import build_student

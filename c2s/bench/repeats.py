@@ -51,6 +51,17 @@ def interleaved(variants: Mapping[str, Callable[[], object]], repeats: int, *, w
     return times
 
 
+def parse_with_quick(parser: Any, argv: list[str] | None, quick: Mapping[str, Any]) -> Any:
+    """Parse ``argv``; with ``--quick``, the values in ``quick`` replace the defaults only, never a flag
+    given on the command line."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in quick.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
+    return args
+
+
 def spread(times: list[float]) -> dict[str, float]:
     """``median``, ``min``, ``max``, ``q1``, ``q3`` (inclusive quartiles) and ``n`` of a series of times."""
     if not times:

@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved
+from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved, parse_with_quick
 from c2s.config import load_config
 from c2s.teacher.clip import load_teacher
 from c2s.teacher.mining import mine_latent_classes
@@ -89,12 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.quick:  # quick values replace the defaults only, never a flag given on the command line
-        for key, value in QUICK.items():
-            if getattr(args, key) == parser.get_default(key):
-                setattr(args, key, value)
+    args = parse_with_quick(_parser(), argv, QUICK)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.repeats < MIN_REPEATS:
