@@ -47,6 +47,10 @@ def test_job_runtime_env_disables_ray_data_progress_bars_without_clashing_with_t
     assert job_runtime_env(submitted) == {}  # set by the job already: Ray would refuse the merge
     plain_job = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"working_dir": "x"}, "metadata": {}})}
     assert job_runtime_env(plain_job) == {"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}}
+    # the driver's cluster address reaches Ray's own actors (several Ray instances on one machine)
+    with_address = dict(plain_job, RAY_ADDRESS="10.0.0.1:6379")
+    assert job_runtime_env(with_address) == {
+        "env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_ADDRESS": "10.0.0.1:6379"}}
 
 
 def test_per_report_line_is_below_the_train_context_loggers_level():

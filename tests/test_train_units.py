@@ -127,6 +127,8 @@ def test_run_training_checks_resources_before_building_anything(tmp_path, monkey
         return fail
 
     asked = []
+    ray_was_running = ray.is_initialized()  # an integration test earlier in the session may have started one
+    monkeypatch.setattr(ray, "init", must_not_run("ray.init"))
     monkeypatch.setattr(trainer_module, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(trainer_module, "check_run_storage", lambda *a, **k: None, raising=False)  # asks Ray's nodes
     monkeypatch.setattr(trainer_module, "resolve_inputs", lambda cfg: JobInputs(tmp_path, None, tmp_path))
@@ -140,7 +142,7 @@ def test_run_training_checks_resources_before_building_anything(tmp_path, monkey
     with pytest.raises(PreflightError, match=r"CPU: needs 3.5, cluster has 2"):
         trainer_module.run_training(cfg, tmp_path / "run")
     assert asked == [1]
-    assert ray.is_initialized() is False
+    assert ray.is_initialized() is ray_was_running  # this test started no Ray
 
 
 class _NotATensor:

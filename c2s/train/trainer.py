@@ -41,6 +41,11 @@ def job_runtime_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
     if environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
         submitted = (json.loads(environ["RAY_JOB_CONFIG_JSON_ENV_VAR"]).get("runtime_env") or {}).get("env_vars") or {}
     env_vars = {k: environ.get(k, v) for k, v in JOB_ENV_VARS.items() if k not in submitted}
+    # The job's cluster address for Ray's own actors too: Train's PlacementGroupCleaner queries the state API
+    # without an address and, on a machine running several Ray instances, dies with "Found multiple active
+    # Ray instances" (a 30-line traceback in the job log) unless RAY_ADDRESS names the one it belongs to.
+    if environ.get("RAY_ADDRESS") and "RAY_ADDRESS" not in submitted:
+        env_vars["RAY_ADDRESS"] = environ["RAY_ADDRESS"]
     return {"env_vars": env_vars} if env_vars else {}
 
 
