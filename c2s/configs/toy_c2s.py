@@ -24,5 +24,6 @@ evaluation = dict(mode="whole", crop_size=(96, 96), stride=(64, 64))
 # pixels onto the unseen class of their colour once distillation aligns the features with CLIP (seen-pixel
 # median logit: own class -0.58, best unseen +3.17 at paper weights), so the baseline wins. The "present"
 # reading is what the toy claim was measured with (issue 13's probe, same tool, 1-epoch cache: C2S 40.1 /
-# 30.3 / 34.5 vs baseline 46.6 / 18.5 / 26.5); it stays here until the cause above is fixed in the method.
+# 30.3 / 34.5 vs baseline 46.6 / 18.5 / 26.5); this session, same probe as above: C2S 35.0 / 30.2 / 32.4 with
+# "present" vs 21.0 / 22.7 / 21.8 with "zegclip". It stays here until the cause above is fixed in the method.
 loss = dict(w_global=0.1, nel_focal_weight=10.0, nel_mode="present")
