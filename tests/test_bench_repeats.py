@@ -53,6 +53,11 @@ def test_bench_objective_quick_json(capsys):
     assert "median of 5 interleaved rounds" in out["timing"]
 
 
+# The JSON prints times to 5 decimals; recomputing a per-image or per-region figure from a printed median of a
+# few milliseconds is then exact only to ~0.5% (seen: 0.00177 printed vs 0.001765 recomputed).
+ROUNDED = 1e-2
+
+
 def test_bench_teacher_quick_json(capsys):
     assert teacher.main(["--quick", "--p", "3", "8"]) == 0
     out = _json_last(capsys)
@@ -60,16 +65,19 @@ def test_bench_teacher_quick_json(capsys):
     assert out["device"] == "cpu" and out["torch_threads"] == torch.get_num_threads()
     names = ["global", "dense", "mining", "regions_batched", "regions_per_call", "student_step"]
     _check_spreads(out, names)
-    assert out["local_batching_speedup"] == pytest.approx(
-        out["regions_per_call_median_s"] / out["regions_batched_median_s"], rel=1e-3)
+    # the medians are printed to 5 decimals (half a unit: 5e-6 s) and the speedup to 3: the ratio of the printed
+    # medians bounds it (a 2.5 ms median alone moves the ratio by 0.2%)
+    per_call, batched, half = out["regions_per_call_median_s"], out["regions_batched_median_s"], 5e-6
+    lo, hi = (per_call - half) / (batched + half), (per_call + half) / (batched - half)
+    assert lo - 5e-4 <= out["local_batching_speedup"] <= hi + 5e-4
     regions = out["batch"] * out["regions_per_image"]
-    assert out["region_s_per_region"] == pytest.approx(out["regions_batched_median_s"] / regions, rel=1e-3)
+    assert out["region_s_per_region"] == pytest.approx(out["regions_batched_median_s"] / regions, rel=ROUNDED)
     for p in (3, 8):
         teacher_s = sum(out[k] for k in ("global_s_per_image", "dense_s_per_image", "mining_s_per_image")) \
             + p * out["region_s_per_region"]
-        assert out[f"teacher_s_per_image_p{p}"] == pytest.approx(teacher_s, rel=1e-3)
+        assert out[f"teacher_s_per_image_p{p}"] == pytest.approx(teacher_s, rel=ROUNDED)
         assert out[f"teacher_student_ratio_p{p}"] == pytest.approx(teacher_s / out["student_step_s_per_image"],
-                                                                   rel=1e-3)
-    assert out["student_step_s_per_image"] == pytest.approx(out["student_step_median_s"] / out["student_batch"])
+                                                                   rel=ROUNDED)
+    assert out["student_step_s_per_image"] == pytest.approx(out["student_step_median_s"] / out["student_batch"], rel=ROUNDED)
     assert out["text_classes"] == 20 and out["text_once_s"] > 0
     assert (out["clip_input"], out["dense_size"], out["dense_grid"]) == (32, 48, [6, 6])
