@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from c2s.method.losses import global_prototype
+from c2s.method.losses import global_attention
 
 
 @torch.no_grad()
@@ -40,14 +40,9 @@ def global_distill_stats(feats: Tensor, cls_token: Tensor, bank: Tensor | None =
     pixels = flat.permute(0, 2, 1).reshape(-1, d)
     pixel_norm = pixels.norm(dim=-1).median()
     token = cls_token.float()
-    if pool == "cosine":
-        scores = torch.einsum("bd,bdl->bl", F.normalize(token, dim=-1), F.normalize(flat, dim=1)) / attn_tau
-    else:
-        source = flat - mean.view(1, d, 1) if pool == "centered" else flat
-        scores = torch.einsum("bd,bdl->bl", token, source) / math.sqrt(d)
-    weights = torch.softmax(scores, dim=-1)
+    weights, values = global_attention(feats.float(), token, pool, attn_tau)
     entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1)
-    protos = F.normalize(global_prototype(feats.float(), token, pool, attn_tau), dim=-1)
+    protos = F.normalize(torch.einsum("bl,bdl->bd", weights, values), dim=-1)
     sim = protos @ protos.t()
     off = sim[~torch.eye(b, dtype=torch.bool, device=sim.device)]
     keys = token if bank is None or bank.numel() == 0 else torch.cat([token, bank.float()])

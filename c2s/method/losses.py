@@ -44,6 +44,17 @@ def global_prototype(feats: Tensor, cls_token: Tensor, pool: str = "paper", attn
         ``(B, D)``: the attention-weighted mean of the dense features, weights softmaxed over the ``h*w``
         positions.
     """
+    weights, flat = global_attention(feats, cls_token, pool, attn_tau)
+    return torch.einsum("bl,bdl->bd", weights, flat)
+
+
+def global_attention(feats: Tensor, cls_token: Tensor, pool: str = "paper",
+                     attn_tau: float = 0.07) -> tuple[Tensor, Tensor]:
+    """The attention of :func:`global_prototype` and the features it averages.
+
+    Returns ``(weights (B, L), values (B, D, L))`` with ``L = h*w``; ``values`` is ``F`` (centred for
+    ``pool="centered"``).
+    """
     if pool not in GLOBAL_POOLS:
         raise ValueError(f"config key 'distill.global_pool' must be one of {', '.join(GLOBAL_POOLS)}; got {pool!r}")
     b, d = feats.shape[:2]
@@ -55,8 +66,7 @@ def global_prototype(feats: Tensor, cls_token: Tensor, pool: str = "paper", attn
         scores = torch.einsum("bd,bdl->bl", F.normalize(token, dim=-1), F.normalize(flat, dim=1)) / attn_tau
     else:
         scores = torch.einsum("bd,bdl->bl", token, flat) / d**0.5
-    weights = torch.softmax(scores, dim=-1)
-    return torch.einsum("bl,bdl->bd", weights, flat)
+    return torch.softmax(scores, dim=-1), flat
 
 
 def region_weights(mask: Tensor, ids: Tensor, size: tuple[int, int]) -> Tensor:
