@@ -97,6 +97,8 @@ class DatasetInfo:
     num_train: int | None = None  # expected sizes, for `c2s data check` to compare against
     num_val: int | None = None
     note: str = ""
+    templates: str | None = None  # a dataset file's `templates` (c2s/data/custom.py); None for the catalog
+    source: str | None = None  # the dataset file this entry was declared in; None for the catalog
 
     def __post_init__(self) -> None:
         missing = [c for c in self.unseen if c not in self.classes]
@@ -115,6 +117,11 @@ class DatasetInfo:
         train_lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
         train_lut[list(seen_ids)] = np.arange(len(seen_ids), dtype=np.uint8)
         object.__setattr__(self, "_train_lut", train_lut)
+
+    @property
+    def ref(self) -> str:
+        """What ``data.dataset`` / ``--dataset`` says to get this entry back: the catalog name or the file."""
+        return self.source or self.name
 
     @property
     def num_classes(self) -> int:
@@ -281,11 +288,17 @@ DATASETS: dict[str, DatasetInfo] = _build()
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    """The catalog entry for ``name``; an unknown name is a ValueError listing the known ones."""
+    """The catalog entry for ``name``, or the dataset a ``.yaml`` file declares (:mod:`c2s.data.custom`);
+    an unknown name is a ValueError listing the known ones."""
+    if str(name).lower().endswith((".yaml", ".yml")):  # c2s.data.custom.is_dataset_file, without its imports
+        from c2s.data.custom import load_dataset_file
+
+        return load_dataset_file(name)
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; the catalog has: {', '.join(DATASETS)}") from None
+        raise ValueError(f"unknown dataset {name!r}; the catalog has: {', '.join(DATASETS)} "
+                         "(or pass a dataset .yaml file)") from None
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""``c2s data check ROOT --dataset NAME``: validate a dataset folder before a cluster job uses it.
+"""``c2s data check ROOT --dataset NAME|FILE.yaml``: validate a dataset folder before a cluster job uses it.
+
+``--dataset`` takes a catalog name or a dataset YAML file (:mod:`c2s.data.custom`); for a file, a folder or
+split file its layout names but ``ROOT`` lacks is an error naming the key (``layout.img_dir.train``).
 
 Per split: lists the pairs exactly as training will (:func:`c2s.data.catalog.list_split`, mmseg's order),
 lists unpaired files, DECODES every image and every mask with the training reader
@@ -108,7 +111,7 @@ def check_split(info: DatasetInfo, root: Path, split: str, *, workers: int = 1, 
                        + [f"listed but neither image nor mask exists: {n}" for n in listing.missing_listed])
     t0 = last = time.monotonic()
     printed = False
-    for done, result in enumerate(_results(info.name, listing.pairs, workers), 1):
+    for done, result in enumerate(_results(info.ref, listing.pairs, workers), 1):
         if result is not None:
             kind, detail = result
             {"unreadable": report.unreadable, "size": report.size_mismatch, "ids": report.bad_ids}[kind].append(detail)
@@ -122,7 +125,7 @@ def check_split(info: DatasetInfo, root: Path, split: str, *, workers: int = 1, 
 
 
 def format_report(info: DatasetInfo, root: Path, reports: list[SplitReport]) -> str:
-    lines = [f"c2s data check {root} --dataset {info.name}", ""]
+    lines = [f"c2s data check {root} --dataset {info.ref}", ""]
     header = f"{'split':<6} {'images':>7} {'masks':>7} {'pairs':>7} {'unpaired':>8} {'bad ids':>7} " \
              f"{'size':>5} {'unread':>6}  layout"
     lines.append(header)
@@ -168,7 +171,8 @@ def format_report(info: DatasetInfo, root: Path, reports: list[SplitReport]) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="c2s data check", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="dataset folder (mmseg layout)")
-    parser.add_argument("--dataset", required=True, help=f"catalog name: {', '.join(DATASETS)}")
+    parser.add_argument("--dataset", required=True,
+                        help=f"catalog name ({', '.join(DATASETS)}) or a dataset .yaml file (README: Your own dataset)")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes decoding images and masks (default: %(default)s, the usable CPUs)")
@@ -184,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.root.is_dir():
         print(f"c2s data check: {args.root} is not a folder", file=sys.stderr)
         return 2
+    if info.source is not None:
+        from c2s.data.custom import check_folders
+
+        try:
+            check_folders(info, args.root, tuple(args.splits))
+        except ValueError as err:
+            print(f"c2s data check: {err}", file=sys.stderr)
+            return 2
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
