@@ -1,5 +1,7 @@
 """Evaluation: the student alone (no CLIP) against text embeddings of ALL classes.
 
+Inference (whole image or sliding windows, the classifier) is c2s/infer.py's, shared with ``c2s predict``.
+
 Per-class IoU, sIoU / uIoU / hIoU (c2s.metrics), ``metrics.json``, ``per_class.parquet`` and PNG panels.
 ``c2s eval CHECKPOINT`` runs it on a saved checkpoint; the training job calls :func:`evaluate_student`.
 """
@@ -16,45 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+# predict: the shared inference path (c2s/infer.py), re-exported here for the callers that import it from eval.
+from c2s.infer import predict as predict
 from c2s.metrics import ConfusionMatrix, all_reduce_, summarize
-
-
-@torch.no_grad()
-def predict(student: torch.nn.Module, image: np.ndarray, text: torch.Tensor, alpha: float,
-            eval_cfg: Mapping[str, Any], device: torch.device | str = "cpu", form: str = "dot") -> np.ndarray:
-    """Class map (H,W) int64 for one uint8 image (H,W,3): whole-image or sliding-window inference.
-
-    Sliding windows (``evaluation.mode = slide``) average the logits of overlapping crops, as mmseg does.
-    """
-    from c2s.method.objective import classify
-
-    x = student.normalize(torch.from_numpy(np.array(image, copy=True))[None].to(device))
-    _, _, height, width = x.shape
-    text = text.to(device)
-
-    def logits_of(crop: torch.Tensor) -> torch.Tensor:
-        scores = classify(student(crop).float(), text, alpha, form)
-        return F.interpolate(scores, size=crop.shape[-2:], mode="bilinear", align_corners=False)
-
-    if eval_cfg["mode"] == "whole":
-        return logits_of(x)[0].argmax(0).cpu().numpy()
-    if eval_cfg["mode"] != "slide":
-        raise ValueError(f"evaluation.mode must be 'whole' or 'slide', got {eval_cfg['mode']!r}")
-    ch, cw = (int(v) for v in eval_cfg["crop_size"])
-    sh, sw = (int(v) for v in eval_cfg["stride"])
-    total = torch.zeros(1, text.shape[0], height, width, device=device)
-    count = torch.zeros(1, 1, height, width, device=device)
-    rows = max(height - ch + sh - 1, 0) // sh + 1
-    cols = max(width - cw + sw - 1, 0) // sw + 1
-    for r in range(rows):
-        for c in range(cols):
-            y1, x1 = min(r * sh, max(height - ch, 0)), min(c * sw, max(width - cw, 0))
-            y2, x2 = min(y1 + ch, height), min(x1 + cw, width)
-            total[:, :, y1:y2, x1:x2] += logits_of(x[:, :, y1:y2, x1:x2])
-            count[:, :, y1:y2, x1:x2] += 1
-    return (total / count).argmax(1)[0].cpu().numpy()
 
 
 def per_class_table(iou: torch.Tensor, classes: tuple[str, ...], unseen_ids: tuple[int, ...]):
@@ -111,8 +78,10 @@ def shard_confusion(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[s
     for count, (image_path, label_path) in enumerate(pairs, 1):
         image, label = decode_pair(info, image_path, label_path)  # a bad file raises, naming both files
         image, label = eval_transform(image, label, cfg["data"], rng)
+        # out_size: logits resized to the label's size before the argmax (mmseg's ori_shape), so an image
+        # resized by data.eval_scale is scored against its full-size label.
         pred = predict(student, image, text, float(cfg["loss"]["alpha"]), eval_cfg, device,
-                       str(cfg["loss"]["seen_logits"]))
+                       str(cfg["loss"]["seen_logits"]), out_size=label.shape)
         confusion.update(torch.from_numpy(pred).to(device), torch.from_numpy(label.astype(np.int64)).to(device))
         if len(shown) < keep_panels:
             shown.append((image, label, pred))
