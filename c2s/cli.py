@@ -19,6 +19,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("report",): ("c2s.sweep.report", "paper-shaped tables and plots from a sweep directory"),
     ("tokens",): ("c2s.teacher.cache", "materialise the teacher's tokens to a Parquet cache"),
     ("data", "check"): ("c2s.data.check", "validate a dataset folder against the catalog"),
+    ("data", "prepare"): ("c2s.data.prepare", "VOC12-aug / COCO-Stuff164k / Context59 from the downloaded archives"),
     ("world", "generate"): ("c2s.data.toyworld", "generate the toy world in mmseg layout"),
     ("world", "pretrain-teacher"): ("c2s.teacher.pretrain", "pretrain the toy CLIP on the toy world"),
     ("world", "pretrain-student"): ("c2s.student.pretrain",
