@@ -2,6 +2,7 @@
 
     images (B, 3, H, W), normalised  --backbone-->  multi-scale features
                                      --decode head (conv_seg: channels -> D, 1x1)-->  F: (B, D, H/s, W/s)
+                                     [--FeatureCentering (model.center_features)-->  F - mean feature]
 
 ``s`` is :attr:`Student.stride` (SegFormer 4, SegNeXt 8, SETR naive 4, SETR PUP 1).  The student knows
 nothing of CLIP, Ray or the loss; it is built by :func:`c2s.student.zoo.build_student`.
@@ -22,6 +23,38 @@ _NO_DECAY_NAMES = ("pos_embed", "pos_block", "cls_token")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
 
+class FeatureCentering(nn.Module):
+    """Subtract the mean feature vector: the batch's (over B, h, w) in training, its running average at
+    evaluation, as BatchNorm does for its mean (no scaling, nothing learned). ``F: (B, D, h, w) -> (B, D, h, w)``.
+
+    Why (issue 13, measured with tools/offline_c2s.py on the toy world, ZegCLIP's NEL at the paper's
+    weights): a feature component shared by every pixel, ``m``, acts in ``X = alpha F^T A`` as a per-class
+    bias ``alpha m^T A_c``. NEL's focal term pushes every absent class down at every pixel, and the student
+    learns that bias through ``m``: the mean feature grew from norm 0.48 at initialisation to 62 (pixels'
+    median norm 64, median cosine 0.96 with it), giving the seen classes a mean logit of -5.2 and the
+    unseen classes, never pushed down, -4.2; 87% of seen pixels were then predicted as an unseen class.
+    Cosine distillation cannot see past ``m`` either: region prototypes had mean pairwise cosine 0.84 and
+    ``L_l`` stayed at chance. Removing ``m`` structurally gives every class the same mean logit over the
+    data (a shared bias, ``loss.learn_logit_bias``, can still shift all of them).
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 < momentum <= 1.0:
+            raise ValueError(f"model.center_momentum must be in (0, 1], got {momentum}")
+        self.momentum = float(momentum)
+        self.register_buffer("running_mean", torch.zeros(int(dim)))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean = feats.mean(dim=(0, 2, 3))  # gradients flow through the batch mean, as in BatchNorm
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+        else:
+            mean = self.running_mean.to(feats.dtype)
+        return feats - mean.view(1, -1, 1, 1)
+
+
 class Student(nn.Module):
     """Backbone + decode head producing dense CLIP-space features.
 
@@ -32,12 +65,15 @@ class Student(nn.Module):
         stride: output stride ``s`` of ``F`` relative to the input.
         embed_dim: ``D``, the CLIP embedding dim.
         name: the variant name (for logs).
+        center: a :class:`FeatureCentering` applied to the head's output, or None (the paper's plain ``F``).
     """
 
-    def __init__(self, backbone: nn.Module, decode_head: nn.Module, stride: int, embed_dim: int, name: str = "") -> None:
+    def __init__(self, backbone: nn.Module, decode_head: nn.Module, stride: int, embed_dim: int, name: str = "",
+                 center: FeatureCentering | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.decode_head = decode_head
+        self.center = center
         self.stride = int(stride)
         self.embed_dim = int(embed_dim)
         self.name = name
@@ -64,7 +100,8 @@ class Student(nn.Module):
                 f"Student.forward expects normalised float images (B, 3, H, W), got {tuple(images.shape)} "
                 f"{images.dtype}; use Student.normalize on uint8 images first"
             )
-        return self.decode_head(self.backbone(images))
+        feats = self.decode_head(self.backbone(images))
+        return feats if self.center is None else self.center(feats)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 RGB images ``(B, H, W, 3)`` or ``(B, 3, H, W)`` -> float ``(B, 3, H, W)``, ``(x - mean) / std``.

@@ -34,11 +34,11 @@ from typing import Any
 
 from c2s.compat import import_mmseg
 
-from .model import Student
+from .model import FeatureCentering, Student
 from .weights import TOY_PRETRAINED, load_backbone_weights
 
 MODEL_KEYS = ("name", "embed_dim", "pretrained", "drop_path_rate", "dropout_ratio", "head_channels", "norm",
-              "img_size")
+              "img_size", "center_features", "center_momentum")
 NORMS = ("BN", "SyncBN")
 
 
@@ -218,7 +218,11 @@ def build_student(model_cfg: Mapping[str, Any]) -> Student:
     with _quiet_init():
         backbone.init_weights()
         head.init_weights()
-    student = Student(backbone, head, stride=spec.stride, embed_dim=head_cfg["num_classes"], name=model_cfg["name"])
+    # Absent key = False: run configs saved before the key existed describe students without it.
+    center = (FeatureCentering(head_cfg["num_classes"], float(model_cfg.get("center_momentum", 0.1)))
+              if bool(model_cfg.get("center_features", False)) else None)
+    student = Student(backbone, head, stride=spec.stride, embed_dim=head_cfg["num_classes"], name=model_cfg["name"],
+                      center=center)
     if model_cfg.get("pretrained"):
         load_backbone_weights(student.backbone, model_cfg["pretrained"])
     return student

@@ -10,4 +10,9 @@ model = dict(
     head_channels=None,  # decode-head width (LightHamHead: channels = ham_channels)
     norm="BN",  # decode-head norm (and MSCAN's): "BN", or "SyncBN" under multi-GPU DDP
     img_size=None,  # SETR only: ViT position-embedding grid size (pixels); null = 512 (96 for setr_tiny)
+    # Subtract the mean feature (batch mean in training, running mean at evaluation) so no shared offset can
+    # act as a per-class logit bias (c2s.student.model.FeatureCentering has the measurement). False = the
+    # paper's plain F.
+    center_features=False,
+    center_momentum=0.1,  # running-mean update rate of the centring (as BatchNorm's momentum)
 )
