@@ -15,6 +15,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("demo",): ("c2s.demo", "the embedded default: toy world, toy CLIP, baseline vs C2S, table + JSON line"),
     ("train",): ("c2s.train.trainer", "train a student (local Ray, or the cluster's when connected)"),
     ("eval",): ("c2s.evaluate", "evaluate a checkpoint: sIoU / uIoU / hIoU, per-class IoU, panels"),
+    ("predict",): ("c2s.predict", "segment your images into any class names: label/overlay PNGs + JSON"),
+    ("export",): ("c2s.export", "export the student + classifier to ONNX or TorchScript (parity-checked)"),
     ("sweep",): ("c2s.sweep.run", "run a Ray Tune sweep from a spec under sweeps/"),
     ("report",): ("c2s.sweep.report", "paper-shaped tables and plots from a sweep directory"),
     ("tokens",): ("c2s.teacher.cache", "materialise the teacher's tokens to a Parquet cache"),
@@ -28,6 +30,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "teacher"): ("c2s.bench.teacher", "time the teacher's stages and local-token batching"),
     ("bench", "sweep-cache"): ("c2s.bench.sweep_cache", "a 4-trial toy sweep with and without the token cache"),
     ("bench", "flops"): ("c2s.bench.flops", "params and GFLOPs of the full-size students at 512x512 vs Table 2"),
+    ("bench", "inference"): ("c2s.bench.inference", "Table 2: students alone vs CLIP-at-inference, params/GFLOPs/img/s"),
 }
 
 
