@@ -66,7 +66,7 @@ def image_logits(student: nn.Module, images: np.ndarray | torch.Tensor, text: to
     ``out_size`` (default: the input's ``(H, W)``) is the original image size when the images were resized
     for inference (mmseg's ``ori_shape``): the logits are resized to it bilinearly before any argmax.
     """
-    images = torch.as_tensor(np.ascontiguousarray(images) if isinstance(images, np.ndarray) else images)
+    images = torch.from_numpy(np.array(images, copy=True)) if isinstance(images, np.ndarray) else images
     x = student.normalize(images.to(device))
     logits = window_logits(student, x, text.to(device), alpha, eval_cfg, form)
     if out_size is not None and tuple(out_size) != tuple(logits.shape[-2:]):
