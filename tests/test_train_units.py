@@ -133,13 +133,18 @@ def test_run_training_checks_resources_before_building_anything(tmp_path, monkey
     monkeypatch.setattr(trainer_module, "check_run_storage", lambda *a, **k: None, raising=False)  # asks Ray's nodes
     monkeypatch.setattr(trainer_module, "resolve_inputs", lambda cfg: JobInputs(tmp_path, None, tmp_path))
     monkeypatch.setattr(trainer_module, "text_embeddings_for", lambda cfg, inputs: (torch.zeros(1), torch.zeros(1)))
-    monkeypatch.setattr(ray, "cluster_resources", lambda: asked.append(1) or {"CPU": 2.0})
+    import c2s.train.cluster
+    from c2s.train.placement import Cluster, Node
+
+    monkeypatch.setattr(c2s.train.cluster, "cluster_from_ray",
+                        lambda: asked.append(1) or Cluster([Node("10.0.0.1 (head)", {"CPU": 2.0})]))
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", must_not_run("TorchTrainer"))
     for name in ("TrainDatasetFactory", "build_train_dataset"):  # whichever the trainer plans data with
         monkeypatch.setattr(trainer_module, name, must_not_run(name), raising=False)
     cfg = load_config("toy_c2s", ["train.workers=2", "train.cpus_per_worker=1.0", "teacher.actors=[1, 1]",
                                   "teacher.num_cpus=1.0", "data.num_cpus=0.25", "teacher.cache=false"])
-    with pytest.raises(PreflightError, match=r"CPU: needs 3.5, cluster has 2"):
+    with pytest.raises(PreflightError, match=r"every bundle fits some node, but not all of them together.*"
+                                             r"2 x train worker \{CPU: 1\}.*10.0.0.1 \(head\): \{CPU: 2\}"):
         trainer_module.run_training(cfg, tmp_path / "run")
     assert asked == [1]
     assert ray.is_initialized() is ray_was_running  # this test started no Ray

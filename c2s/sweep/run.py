@@ -328,7 +328,10 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
 
     needed = resources_needed(spec)
     _init_ray()
-    check_cluster_fits(needed, ray.cluster_resources())  # before any trial (or cache build) starts
+    from c2s.train.cluster import cluster_from_ray
+
+    # Before any trial (or cache build) starts: totals, then bundles per node (with autoscaled node types).
+    check_cluster_fits(needed, ray.cluster_resources(), cluster=cluster_from_ray(), spec=spec)
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     stored = dict(state["trials"]) if state else {}

@@ -568,28 +568,61 @@ class ClusterFitError(RuntimeError):
     """The sweep asks for more than the cluster has; it would hang instead of failing, so it fails here."""
 
 
-def check_cluster_fits(needed: Mapping[str, Any], available: Mapping[str, Any]) -> None:
+def check_cluster_fits(needed: Mapping[str, Any], available: Mapping[str, Any], *, cluster: Any = None,
+                       spec: SweepSpec | None = None) -> None:
     """Raise :class:`ClusterFitError` printing both sides when ``needed`` (from :func:`resources_needed`)
-    exceeds ``available`` (``ray.cluster_resources()``) for CPU or GPU."""
+    exceeds ``available`` (``ray.cluster_resources()``) for CPU or GPU.
+
+    With ``cluster`` (``c2s.train.placement.Cluster``, from ``c2s.train.cluster.cluster_from_ray``) and
+    ``spec``: nodes the autoscaler may still launch count towards ``available``, and ``max_concurrent``
+    trials' bundles (workers, actors, data tasks, trial driver) must also pack onto the nodes one by one."""
+    available = dict(available)
+    grows = cluster is not None and any(t.launchable != 0 for t in cluster.node_types)
+    if grows:
+        for t in cluster.node_types:
+            for r in ("CPU", "GPU"):
+                more = math.inf if t.launchable < 0 else t.launchable * float(t.resources.get(r, 0.0))
+                available[r] = float(available.get(r, 0.0)) + more
     short = [r for r in ("CPU", "GPU")
              if float(needed.get(r, 0.0)) > float(available.get(r, 0.0)) + 1e-9]
-    if not short:
-        return
     per = needed.get("per_trial", {})
     n = needed.get("max_concurrent", 1)
-    parts = needed.get("parts", {})
-    detail = "; ".join(f"{name}: {v['CPU']:g} CPU, {v['GPU']:g} GPU" for name, v in parts.items())
-    fit = [int(float(available.get(r, 0.0)) // per[r]) for r in ("CPU", "GPU") if per.get(r)]
-    hint = (f" Lower max_concurrent to {min(fit)}" if fit and min(fit) >= 1 else
+    hint = _fit_hint(per, available)
+    if short:
+        parts = needed.get("parts", {})
+        detail = "; ".join(f"{name}: {v['CPU']:g} CPU, {v['GPU']:g} GPU" for name, v in parts.items())
+        raise ClusterFitError(
+            f"the sweep needs {', '.join(f'{r}={float(needed.get(r, 0.0)):g}' for r in ('CPU', 'GPU'))} "
+            f"(max_concurrent {n} × per trial CPU={per.get('CPU', 0):g} GPU={per.get('GPU', 0):g} [{detail}]) "
+            f"but the cluster has {', '.join(f'{r}={float(available.get(r, 0.0)):g}' for r in ('CPU', 'GPU'))}"
+            f"{' (counting nodes the autoscaler may launch)' if grows else ''}; "
+            f"short of {', '.join(short)}. Ray would wait forever for the missing resources.{hint} "
+            "or add nodes."
+        )
+    if cluster is None or spec is None:
+        return
+    from c2s.train.placement import job_bundles
+    from c2s.train.resolve import PreflightError, check_placement, job_parts
+
+    # The trial config with the largest needs (as resources_needed picks), n copies of its bundles.
+    best = max((load_config(spec.base, t.overrides) for t in _resource_trials(spec)),
+               key=lambda c: sum(v[r] for v in trial_resources(spec, c).values() for r in ("CPU", "GPU")))
+    trial = {**job_parts(best, with_teacher=not best["teacher"].get("cache")),
+             "trial driver": (1, {"CPU": _num(spec.resources.get("driver_cpus", 0.0)), "GPU": 0.0})}
+    bundles = job_bundles({f"trial {i + 1} {name}": part for i in range(int(n)) for name, part in trial.items()})
+    try:
+        check_placement(bundles, cluster, what=f"the sweep (max_concurrent {n} trials at once)",
+                        hint=(hint.strip() or "Lower the per-trial resources") + " or add nodes.")
+    except PreflightError as err:
+        raise ClusterFitError(str(err)) from None
+
+
+def _fit_hint(per: Mapping[str, Any], available: Mapping[str, Any]) -> str:
+    fit = [int(float(available.get(r, 0.0)) // per[r]) for r in ("CPU", "GPU")
+           if per.get(r) and math.isfinite(float(available.get(r, 0.0)))]
+    return (f" Lower max_concurrent to {min(fit)}" if fit and min(fit) >= 1 else
             " Lower the per-trial resources (train_workers, cpus_per_worker, teacher_actors, teacher_cpus,"
             " data.num_cpus)")
-    raise ClusterFitError(
-        f"the sweep needs {', '.join(f'{r}={float(needed.get(r, 0.0)):g}' for r in ('CPU', 'GPU'))} "
-        f"(max_concurrent {n} × per trial CPU={per.get('CPU', 0):g} GPU={per.get('GPU', 0):g} [{detail}]) "
-        f"but the cluster has {', '.join(f'{r}={float(available.get(r, 0.0)):g}' for r in ('CPU', 'GPU'))}; "
-        f"short of {', '.join(short)}. Ray would wait forever for the missing resources.{hint} "
-        "or add nodes."
-    )
 
 
 def spec_paths(folder: str | os.PathLike = SWEEPS_DIR) -> list[Path]:

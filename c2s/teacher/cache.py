@@ -123,13 +123,6 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
     return data
 
 
-def _pool_resources(cfg: Mapping[str, Any]) -> dict[str, float]:
-    teacher = cfg["teacher"]
-    actors = int(list(teacher["actors"])[1])
-    return {"CPU": actors * float(teacher["num_cpus"]) + 2 * float(cfg["data"]["num_cpus"]),
-            "GPU": actors * float(teacher["num_gpus"])}
-
-
 def _epoch_fn(batch: dict[str, np.ndarray], info: Any, epoch: int) -> dict[str, np.ndarray]:
     from c2s.train.pipeline import seen_labels
 
@@ -146,13 +139,14 @@ def build_token_cache(cfg: Any, data_root: str | os.PathLike, root: str | os.Pat
     ``teacher.cache_epochs`` epochs and writes every row's tokens. ``manifest["teacher_calls"]`` counts the
     batches / images CLIP processed; ``manifest["built"]`` is True when this call built it.
     """
-    import ray
 
     from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import build_dataset
     from c2s.paths import atomic_path
     from c2s.teacher.tokens import TeacherActor, map_batches_kwargs, read_call_counts
-    from c2s.train.resolve import check_resources
+    from c2s.train.cluster import cluster_from_ray
+    from c2s.train.placement import job_bundles
+    from c2s.train.resolve import check_placement, job_parts
 
     final = cache_dir(cfg, data_root, root)
     existing = read_manifest(final)
@@ -162,7 +156,9 @@ def build_token_cache(cfg: Any, data_root: str | os.PathLike, root: str | os.Pat
     if epochs < 1:
         raise ValueError(f"teacher.cache_epochs must be >= 1, got {epochs}")
     info = get_dataset_info(str(cfg.data.dataset))
-    check_resources(_pool_resources(cfg), ray.cluster_resources())
+    # The pool and the data tasks, placed per node (the cache build runs no training workers).
+    parts = {k: v for k, v in job_parts(cfg, with_teacher=True).items() if k != "train worker"}
+    check_placement(job_bundles(parts), cluster_from_ray(), what="the token cache build")
     started = time.perf_counter()
     seed = int(cfg.train.seed)
     if log:

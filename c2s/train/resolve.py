@@ -116,6 +116,52 @@ def resource_parts(cfg: Mapping[str, Any], with_teacher: bool) -> dict[str, dict
     }
 
 
+def job_parts(cfg: Mapping[str, Any], with_teacher: bool) -> dict[str, tuple[int, dict[str, float]]]:
+    """The same parts as :func:`resource_parts`, per bundle: ``{"train worker": (count, {"CPU", "GPU"}), ...}``.
+    Ray places each bundle on one node, so the placement preflight needs them one by one."""
+    train, teacher = cfg["train"], cfg["teacher"]
+    return {
+        "train worker": (int(train["workers"]), {"CPU": float(train["cpus_per_worker"]),
+                                                 "GPU": float(train["gpus_per_worker"])}),
+        "teacher actor": (int(teacher["actors"][1]) if with_teacher else 0,
+                          {"CPU": float(teacher["num_cpus"]), "GPU": float(teacher["num_gpus"])}),
+        "data task": (2, {"CPU": float(cfg["data"]["num_cpus"]), "GPU": 0.0}),
+    }
+
+
+RESOURCE_HINT = ("Lower train.workers / train.cpus_per_worker / train.gpus_per_worker / teacher.actors / "
+                 "teacher.num_cpus / teacher.num_gpus / data.num_cpus, or add nodes (or node types the "
+                 "autoscaler may launch).")
+
+
+def check_placement(bundles, cluster, *, what: str = "the job", hint: str = RESOURCE_HINT):
+    """Fail before anything starts when ``bundles`` (c2s.train.placement.Bundle) cannot be placed on
+    ``cluster``'s nodes, running or launchable; returns the Placement (None when the search was undecided,
+    which never refuses a job). Prints the node types the placement needs the autoscaler to launch."""
+    from c2s.train.placement import PlacementUndecided, place, unplaceable_message
+
+    try:
+        placement = place(bundles, cluster)
+    except PlacementUndecided as err:
+        print(f"[c2s] preflight: placement of {len(bundles)} bundles not decided ({err}); Ray will try", flush=True)
+        return None
+    if placement is None:
+        raise PreflightError(f"{unplaceable_message(bundles, cluster, what)} {hint}")
+    if placement.launched:
+        new = ", ".join(f"{n} x {name}" for name, n in placement.launched.items())
+        print(f"[c2s] preflight: {what} fits once the autoscaler launches {new} (from {cluster.source})",
+              flush=True)
+    return placement
+
+
+def check_job_placement(cfg: Mapping[str, Any], with_teacher: bool):
+    """:func:`check_placement` of a training job on the connected Ray cluster."""
+    from c2s.train.cluster import cluster_from_ray
+    from c2s.train.placement import job_bundles
+
+    return check_placement(job_bundles(job_parts(cfg, with_teacher)), cluster_from_ray())
+
+
 def resources_needed(cfg: Mapping[str, Any], with_teacher: bool) -> dict[str, float]:
     """CPU/GPU the job asks for at once: the sum of :func:`resource_parts`."""
     parts = resource_parts(cfg, with_teacher).values()

@@ -16,7 +16,7 @@ from typing import Any
 
 from c2s.config import dump_config, from_dict, load_config, to_dict
 from c2s.train.pipeline import TrainDatasetFactory, needs_teacher, per_worker_batch
-from c2s.train.resolve import check_resources, resolve_inputs, resources_needed, text_embeddings_for
+from c2s.train.resolve import check_job_placement, resolve_inputs, text_embeddings_for
 from c2s.train.storage import (
     check_run_location,
     check_shared_storage,
@@ -136,7 +136,6 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     true`` the token cache is built first when missing (c2s.teacher.cache). CLIP calls made by this run's
     teacher actors are counted under ``run_dir/teacher_calls/`` (``summary["teacher_calls"]``).
     """
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -163,7 +162,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
         from c2s.teacher.cache import ensure_token_cache
 
         ensure_token_cache(cfg, inputs.data_root, inputs.cache_root)
-    check_resources(resources_needed(cfg, with_teacher and not cached), ray.cluster_resources())
+    check_job_placement(cfg, with_teacher and not cached)  # per node, counting nodes the autoscaler may add
     train_cfg = cfg.train
     teacher_desc = ('token cache (no CLIP actor)' if cached else 'pool of ' + str(tuple(cfg.teacher.actors))) \
         if with_teacher else 'not needed (baseline)'
