@@ -331,7 +331,9 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
     from c2s.train.cluster import cluster_from_ray
 
     # Before any trial (or cache build) starts: totals, then bundles per node (with autoscaled node types).
-    check_cluster_fits(needed, ray.cluster_resources(), cluster=cluster_from_ray(), spec=spec)
+    cluster = cluster_from_ray()
+    check_cluster_fits(needed, ray.cluster_resources(), cluster=cluster, spec=spec)
+    _check_sweep_storage(sweep_dir, cluster)
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     stored = dict(state["trials"]) if state else {}
@@ -389,6 +391,18 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
     return summary
 
 
+def _check_sweep_storage(sweep_dir: Path, cluster: Any) -> None:
+    """The sweep directory (every trial's run folder) outlives the job and, when trials may run on several
+    hosts, is on storage they all write to (the training job's own check, c2s.train.storage)."""
+    import ray
+
+    from c2s.train.storage import check_shared_storage, cluster_hosts, node_local_roots, under_ray_job
+
+    hosts = cluster_hosts(ray.nodes(), may_grow=any(t.launchable != 0 for t in cluster.node_types))
+    check_shared_storage(sweep_dir, under_job=under_ray_job(), cwd=Path.cwd(), hosts=hosts,
+                         local_roots=node_local_roots(), key="--out")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="c2s sweep", description="Run a sweep spec (sweeps/*.yaml) with Ray Tune; "
                                      "results go to Parquet tables under the sweep directory.")
@@ -416,6 +430,13 @@ def main(argv: list[str]) -> int:
             spec = load_spec(args.spec, updates)
             print(f"[sweep {spec.name}] resuming with the stored spec updates {updates}", flush=True)
     try:
+        from c2s.train.storage import check_run_location, under_ray_job
+
+        # Under `ray job submit` a relative --out (or the default <work_dir>/sweeps/..., work_dir "runs") would
+        # land in Ray's temporary package folder, deleted with the session.
+        check_run_location(args.out if args.out is not None else spec.base_config().work_dir,
+                           key="--out" if args.out is not None else "work_dir", under_job=under_ray_job(),
+                           cwd=Path.cwd())
         summary = run_sweep(spec, sweep_dir, resume=args.resume, updates=updates,
                             log=lambda line: print(line, flush=True))
     except (SweepError, SpecError, ClusterFitError, PreflightError) as err:

@@ -76,7 +76,7 @@ def check_run_location(given: str | Path, *, key: str, under_job: bool, cwd: Pat
 
 
 def check_shared_storage(run_dir: Path, *, under_job: bool, cwd: Path, hosts: int,
-                         local_roots: Iterable[Path]) -> None:
+                         local_roots: Iterable[Path], key: str = "work_dir") -> None:
     """Refuse a run directory that is temporary (under a job, inside Ray's session folder) or, when the
     training workers may run on another host (``hosts > 1``), on a node-local path.
 
@@ -96,10 +96,53 @@ def check_shared_storage(run_dir: Path, *, under_job: bool, cwd: Path, hosts: in
     for root in local_roots:
         if _inside(run_dir, root):
             raise PreflightError(
-                f"work_dir: the run directory {run_dir} is under {root}, which is local to each node, but this "
+                f"{key}: the run directory {run_dir} is under {root}, which is local to each node, but this "
                 f"run's workers may run on {hosts} hosts: checkpoints and metrics written on another node "
                 f"would never reach this one. Use shared storage every node mounts (NFS/EFS), e.g. {SHARED_EXAMPLE}"
             )
+
+
+def job_input_paths(cfg, cache_root: Path, *, cached: bool) -> dict[str, Path]:
+    """Files and folders the job's workers, teacher actors and data tasks open on whichever node they run,
+    by config key: ``data.root``, a dataset file (``data.dataset``), ``teacher.checkpoint``,
+    ``model.pretrained`` and, when training reads the token cache (``teacher.cache``), the cache root."""
+    from c2s.data.custom import is_dataset_file
+
+    paths = {"data.root": cfg.data.root, "teacher.checkpoint": cfg.teacher.checkpoint,
+             "model.pretrained": cfg.model.get("pretrained")}
+    if is_dataset_file(cfg.data.dataset):
+        paths["data.dataset"] = cfg.data.dataset
+    if cached:
+        paths["cache_root (token cache)"] = cache_root
+    return {key: Path(value) for key, value in paths.items() if value is not None}
+
+
+def check_shared_inputs(paths: Mapping[str, Path], *, hosts: int, local_roots: Iterable[Path]) -> None:
+    """Refuse, when the job may run on more than one host, inputs on a node-local path: another node would
+    read its own (empty or stale) copy or none. Every offending key is named at once."""
+    if hosts <= 1:
+        return
+    roots = list(local_roots)
+    bad = []
+    for key, path in paths.items():
+        real = Path(os.path.realpath(path))
+        root = next((r for r in roots if _inside(real, r)), None)
+        if root is not None:
+            bad.append(f"{key} = {str(path)!r} is under {root}")
+    if bad:
+        raise PreflightError(
+            f"this job may run on {hosts} hosts, but {'; '.join(bad)}, which is local to each node: workers, "
+            "teacher actors and data tasks on other nodes would not find it. Put it on storage every node mounts "
+            "(NFS/EFS) and pass that path, e.g. data.root=/data/VOCaug teacher.checkpoint=/data/ViT-B-16.pt "
+            "cache_root=/data/c2s-cache"
+        )
+
+
+def cluster_hosts(nodes: Iterable[Mapping], *, may_grow: bool) -> int:
+    """Distinct addresses of alive ``ray.nodes()`` rows; at least 2 when the autoscaler may add nodes
+    (``may_grow``): a sweep's trials go wherever resources are free, new nodes included."""
+    hosts = len({n.get("NodeManagerAddress") for n in nodes if n.get("Alive")})
+    return max(hosts, 2) if may_grow else hosts
 
 
 def worker_hosts(nodes: Iterable[Mapping], driver_node_id: str, per_worker: Mapping[str, float]) -> int:

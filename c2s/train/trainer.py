@@ -19,7 +19,9 @@ from c2s.train.pipeline import TrainDatasetFactory, needs_teacher, per_worker_ba
 from c2s.train.resolve import check_job_placement, resolve_inputs, text_embeddings_for
 from c2s.train.storage import (
     check_run_location,
+    check_shared_inputs,
     check_shared_storage,
+    job_input_paths,
     node_local_roots,
     under_ray_job,
     worker_hosts,
@@ -157,12 +159,13 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     with_teacher = needs_teacher(cfg)
     cached = with_teacher and bool(cfg.teacher.get("cache"))
     init_ray()
-    check_run_storage(cfg, run_dir)
+    placement = check_job_placement(cfg, with_teacher and not cached)  # per node, with autoscaled node types
+    check_run_storage(cfg, run_dir, inputs, cached=cached,
+                      new_nodes=sum(placement.launched.values()) if placement is not None else 0)
     if cached:
         from c2s.teacher.cache import ensure_token_cache
 
         ensure_token_cache(cfg, inputs.data_root, inputs.cache_root)
-    check_job_placement(cfg, with_teacher and not cached)  # per node, counting nodes the autoscaler may add
     train_cfg = cfg.train
     teacher_desc = ('token cache (no CLIP actor)' if cached else 'pool of ' + str(tuple(cfg.teacher.actors))) \
         if with_teacher else 'not needed (baseline)'
@@ -244,15 +247,21 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     return summary
 
 
-def check_run_storage(cfg, run_dir: Path) -> None:
+def check_run_storage(cfg, run_dir: Path, inputs: Any = None, *, cached: bool = False, new_nodes: int = 0) -> None:
     """Preflight (Ray connected, nothing started): the run directory outlives the job and every host the
-    workers may use writes to the same place (c2s.train.storage)."""
+    workers may use writes to the same place; with ``inputs`` (JobInputs) the data, teacher, backbone and
+    token cache are on storage every host reads too (c2s.train.storage). ``new_nodes``: nodes the placement
+    needs the autoscaler to launch (then the job spans hosts even if only the head runs now)."""
     import ray
 
     per_worker = {"CPU": float(cfg.train.cpus_per_worker), "GPU": float(cfg.train.gpus_per_worker)}
     hosts = worker_hosts(ray.nodes(), ray.get_runtime_context().get_node_id(), per_worker)
+    hosts = max(hosts, 2) if new_nodes else hosts
     check_shared_storage(run_dir, under_job=under_ray_job(), cwd=Path.cwd(), hosts=hosts,
                          local_roots=node_local_roots())
+    if inputs is not None:
+        check_shared_inputs(job_input_paths(cfg, inputs.cache_root, cached=cached), hosts=hosts,
+                            local_roots=node_local_roots())
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
