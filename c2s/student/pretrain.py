@@ -58,7 +58,8 @@ DEFAULT_BACKBONE_PRETRAIN: dict[str, Any] = dict(
 # Keys that change neither the data nor the result worth a new cache entry.
 _NOT_HASHED = ("threads", "log_every")
 # Student keys that do not shape the backbone.
-_MODEL_KEYS_NOT_HASHED = ("pretrained", "embed_dim", "dropout_ratio", "head_channels")
+_MODEL_KEYS_NOT_HASHED = ("pretrained", "embed_dim", "dropout_ratio", "head_channels", "center_features",
+                          "center_momentum")
 
 
 def pretrain_params(pcfg: Mapping[str, Any] | None) -> dict[str, Any]:
