@@ -127,14 +127,21 @@ class Progress:
 
 
 # --- parallel work -------------------------------------------------------------------------------------------
-class Pool:
-    """``submit(fn, *args)`` to a spawn process pool (``workers > 1``) or inline, with at most ``4 * workers``
-    tasks in flight so a streamed archive is never held in memory; ``on_done`` runs per finished task in
-    the calling thread (progress, counts). A worker's exception is re-raised here by :meth:`drain`."""
+def _run_batch(batch: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+    return [fn(*args) for fn, args in batch]
 
-    def __init__(self, workers: int, on_done: Callable[[Any], None]) -> None:
-        self.workers, self.on_done = max(1, workers), on_done
+
+class Pool:
+    """``submit(fn, *args)`` to a spawn process pool (``workers > 1``) or inline. Tasks travel in batches of
+    ``batch`` (one conversion takes a few ms, about the cost of a round trip to a worker) with at most
+    ``4 * workers`` batches in flight, so a streamed archive is never held in memory; ``on_done`` runs per
+    finished task in the calling process (progress, counts). A worker's exception is re-raised by
+    :meth:`submit` or :meth:`drain`."""
+
+    def __init__(self, workers: int, on_done: Callable[[Any], None], batch: int = 16) -> None:
+        self.workers, self.on_done, self.batch_size = max(1, workers), on_done, batch
         self.pending: deque[Future] = deque()
+        self.batch: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         # spawn, not fork: the caller may run threads (as c2s data check does).
         self.executor = (ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
                          if self.workers > 1 else None)
@@ -143,21 +150,36 @@ class Pool:
         if self.executor is None:
             self.on_done(fn(*args))
             return
-        self.pending.append(self.executor.submit(fn, *args))
+        self.batch.append((fn, args))
+        if len(self.batch) >= self.batch_size:
+            self._flush()
         while len(self.pending) > 4 * self.workers:
-            self.on_done(self.pending.popleft().result())
+            self._finish(self.pending.popleft())
+
+    def here(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` in this process: plain copies, whose bytes would cost more to send to a worker than to
+        write (the workers keep converting meanwhile)."""
+        self.on_done(fn(*args))
 
     def drain(self) -> None:
+        self._flush()
         while self.pending:
-            self.on_done(self.pending.popleft().result())
+            self._finish(self.pending.popleft())
+
+    def _flush(self) -> None:
+        if self.batch and self.executor is not None:
+            self.pending.append(self.executor.submit(_run_batch, self.batch))
+            self.batch = []
+
+    def _finish(self, future: Future) -> None:
+        for result in future.result():
+            self.on_done(result)
 
     def __enter__(self) -> Pool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.executor is not None:
-            for f in self.pending:
-                f.cancel()
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 

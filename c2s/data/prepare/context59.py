@@ -123,7 +123,7 @@ def prepare(args, out: Path, pool, counts, log) -> dict[str, object]:
         if final.exists():
             counts["already there"] += 1
         else:
-            pool.submit(_copy, str(out), read(), str(final))
+            pool.here(_copy, str(out), read(), str(final))
     if not jpegs:
         raise PrepareError(f"--voc {args.voc}: no VOCdevkit/VOC2010/JPEGImages/*.jpg members "
                            "(expected VOCtrainval_03-May-2010.tar)")

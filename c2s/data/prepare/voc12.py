@@ -68,11 +68,11 @@ def prepare(args, out: Path, pool, counts: dict[str, int], log) -> dict[str, obj
         if m.group(1).startswith("ImageSets/"):
             data = read()
             lists[f"voc {final.stem}"] = _lines(data)
-            pool.submit(copy_bytes, str(out), data, str(final))
+            pool.here(copy_bytes, str(out), data, str(final))
         elif final.exists():
             counts["already there"] += 1
         else:
-            pool.submit(copy_bytes, str(out), read(), str(final))
+            pool.here(copy_bytes, str(out), read(), str(final))
     for needed in ("voc train", "voc val"):
         if needed not in lists:
             raise PrepareError(f"--voc {args.voc}: no VOCdevkit/VOC2012/{SEG}/{needed[4:]}.txt in the archive "
