@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, type=Path, required=True, nargs=nargs, help=text)
         p.add_argument("--out", type=Path, required=True, help="the dataset root to write (mmseg's data_root)")
         p.add_argument("--workers", type=int, default=default_workers(),
-                       help="conversion processes (default: %(default)s, the usable CPUs)")
+                       help="conversion processes; 1 = none, all in the reading process (default: %(default)s, "
+                             "the usable CPUs but one)")
         p.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 

@@ -36,7 +36,10 @@ class PrepareError(RuntimeError):
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """The usable CPUs minus the one the reading process keeps busy (streaming members, writing copies); on
+    2 CPUs that is 1, i.e. no pool: measured faster there (9.7 s vs 11.1 s for 2,400 SBD masks)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus - 1)
 
 
 # --- atomic outputs ---------------------------------------------------------------------------------------
