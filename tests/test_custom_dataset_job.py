@@ -1,4 +1,4 @@
-"""A toy world declared as a dataset YAML trains and evaluates (integration: the session's local Ray).
+"""A toy world declared as a dataset YAML trains, evaluates and predicts (integration: the session's local Ray).
 
 The file is passed by a RELATIVE path from another working directory than the Ray workers': the preflight
 makes it absolute, so the workers' pipeline and the rank-0 evaluator open the same file. The training text
@@ -76,3 +76,12 @@ def test_yaml_dataset_trains_and_evaluates(ray_local, cache_root, tmp_path, monk
     assert printed["step"] == 2 and printed["images"] == final["images"] == 4
     for key in ("sIoU", "uIoU", "hIoU"):
         assert printed[key] == pytest.approx(final[key], abs=1e-4), key
+
+    from c2s import predict
+
+    monkeypatch.chdir(tmp_path)  # --dataset by the same relative path
+    assert predict.main([str(tmp_path / "run"), str(world / "img_dir" / "val"), "--dataset", "mytoy.yaml",
+                         "--out", str(tmp_path / "pred")]) == 0
+    summary_line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary_line["images"] == 4 and summary_line["classes"] == list(TOY_CLASSES)
+    assert len(list((tmp_path / "pred").glob("*_label.png"))) == 4
