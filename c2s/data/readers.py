@@ -297,7 +297,7 @@ def build_dataset(data_cfg: Mapping[str, Any], root: Path, split: str, *, seed: 
     pairs = listing.pairs[:limit] if limit is not None else listing.pairs
     if not pairs:
         raise FileNotFoundError(f"{root}: split {split!r} of {info.name} has no image/mask pairs "
-                                f"(run `c2s data check {root} --dataset {info.name}`)")
+                                f"(run `c2s data check {root} --dataset {info.ref}`)")
     stop = len(pairs) if stop is None else int(stop)
     if not 0 <= int(start) < stop:
         raise ValueError(f"build_dataset: rows start={start} .. stop={stop} is empty or negative "

@@ -221,7 +221,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
             raise
         raise BadSampleError(
             f"bad training data: {culprit}\n(data.on_bad_sample=error stops at the first bad file: fix or remove "
-            f"it - `c2s data check {inputs.data_root} --dataset {info.name}` lists them all - or set "
+            f"it - `c2s data check {inputs.data_root} --dataset {info.ref}` lists them all - or set "
             "data.on_bad_sample=skip to drop and count bad samples)") from None
     finally:
         tail.stop.set()
