@@ -142,6 +142,7 @@ def main(argv: list[str]) -> int:
     student.eval()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(student.state_dict(), args.out / "student.pt")
+    torch.save(objective.state_dict(), args.out / "objective.pt")  # logit bias, generator, bank: for probes
     metrics = evaluate_student(student, all_text, cfg, inputs.data_root, args.out, panels=True)
     result = {"config": args.config, "overrides": args.overrides, "train_s": round(train_s, 1),
               **{k: round(v, 2) for k, v in metrics.items()}}
