@@ -194,9 +194,10 @@ def test_job_preflight_resolves_the_file_and_checks_templates(tmp_path, monkeypa
         _pair(root, f"images/{split}/x.jpg", f"masks/{split}/x.png", [1])
     (tmp_path / "mydata.yaml").write_text(yaml.safe_dump(GOOD))
     monkeypatch.chdir(tmp_path)
-    cfg = load_config("toy_tiny", ["data.dataset=mydata.yaml", f"data.root={root}", "model.pretrained=null"])
+    cfg = load_config("toy_tiny", ["data.dataset=mydata.yaml", "data.root=root", "model.pretrained=null"])
     resolve_inputs(cfg)
-    assert cfg.data.dataset == str(tmp_path / "mydata.yaml")  # absolute: Ray workers open the same file
+    # absolute: Ray workers (another working directory) open the same file and folder
+    assert (cfg.data.dataset, cfg.data.root) == (str(tmp_path / "mydata.yaml"), str(root))
     (tmp_path / "ens.yaml").write_text(yaml.safe_dump(with_(templates="ensemble")))
     cfg = load_config("toy_tiny", ["data.dataset=ens.yaml", f"data.root={root}", "model.pretrained=null"])
     with pytest.raises(DatasetFileError, match="templates: 'ensemble', but teacher.templates = 'single'"):

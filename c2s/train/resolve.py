@@ -44,6 +44,7 @@ def resolve_inputs(cfg) -> JobInputs:
         data.root = str(ensure_world(data.world, root_dir))
     if not Path(data.root).is_dir():
         raise PreflightError(f"data.root = {data.root!r} does not exist or is not a directory")
+    data.root = str(Path(data.root).resolve())  # workers run in another directory than the driver
     from c2s.data.custom import prepare_job_dataset
 
     prepare_job_dataset(cfg)  # a dataset .yaml: absolute path for workers, folders and templates checked
