@@ -147,6 +147,13 @@ def test_coco_stuff_layout_ids_counts_check_and_mmseg_listing(tmp_path, capsys):
     capsys.readouterr()
     assert prepare.main(argv) == 0
     assert "is already prepared" in capsys.readouterr().out
+    # as if interrupted before the end: no manifest, one label map missing -> only that one is written
+    (out / ".c2s-prepare.json").unlink()
+    (out / "annotations" / "val2017" / f"{VAL[0]}_labelTrainIds.png").unlink()
+    assert prepare.main(argv) == 0
+    assert "  files written 1, already there from an earlier run 9" in capsys.readouterr().out
+    assert np.array_equal(np.array(Image.open(out / "annotations" / "val2017" / f"{VAL[0]}_labelTrainIds.png")),
+                          to_train_ids(stuff_map(3), "x"))
 
 
 def test_a_bad_label_map_names_its_member(tmp_path, capsys):

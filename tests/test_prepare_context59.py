@@ -207,6 +207,15 @@ def test_context59_masks_lists_counts_check_and_mmseg_listing(tmp_path, capsys):
         assert theirs == list_split(get_dataset_info("context59"), out, split).pairs
         assert len(theirs) == {"train": 2, "val": 3}[split]
 
+    # as if interrupted before the end: no manifest, one mask missing -> only that one (and the lists) rewritten
+    (out / ".c2s-prepare.json").unlink()
+    (out / "SegmentationClassContext" / "2008_000008.png").unlink()
+    capsys.readouterr()
+    assert prepare.main(argv) == 0
+    assert "  files written 1, already there from an earlier run 11" in capsys.readouterr().out
+    assert np.array_equal(np.array(Image.open(out / "SegmentationClassContext" / "2008_000008.png")),
+                          expected["2008_000008"])
+
 
 def test_a_category_outside_the_59_names_its_image(tmp_path, capsys):
     tar_path, js, _ = make_inputs(tmp_path / "dl", bad_category=1)
