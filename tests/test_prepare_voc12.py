@@ -207,6 +207,8 @@ def test_wrong_archives_are_named(tmp_path, capsys):
     assert prepare.main(["voc12", "--voc", str(tmp_path / "nope.tar"), "--sbd", str(sbd), "--out",
                          str(tmp_path / "o")]) == 1
     assert f"--voc {tmp_path / 'nope.tar'}: no such file" in capsys.readouterr().err
+    assert prepare.main(_argv(voc, sbd, sbd)) == 1
+    assert f"--out {sbd} exists and is not a folder" in capsys.readouterr().err
     truncated = tmp_path / "dl" / "cut.tgz"
     truncated.write_bytes(sbd.read_bytes()[:300])
     assert prepare.main(_argv(voc, truncated, tmp_path / "o2")) == 1

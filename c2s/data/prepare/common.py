@@ -68,6 +68,8 @@ def write_lines(out: Path, final: Path, lines: list[str]) -> None:
 
 def start_output(out: Path) -> None:
     """Create ``out``; clear temp files an interrupted run left (finished outputs are kept)."""
+    if out.exists() and not out.is_dir():
+        raise PrepareError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / TMP_DIR, ignore_errors=True)
     (out / TMP_DIR).mkdir()
