@@ -177,6 +177,28 @@ def test_local_candidates_image_vs_batch():
     assert float(li) < float(lb)  # fewer negatives per query
 
 
+def test_local_false_negative_filter_hand_value():
+    # Two images. Image 0: a seen region (class 0, token e2) and a latent region (token e1); image 1: a latent
+    # region of the same concept (token e1 again). Prototypes equal their tokens. The paper's Eq. 4 keeps the
+    # other image's e1 as a negative of each e1 row; the filter (cosine >= 0.95) drops it.
+    e1, e2 = torch.eye(D)[0], torch.eye(D)[1]
+    tokens = torch.stack([torch.stack([e2, e1]), torch.stack([e1, torch.zeros(D)])])  # (B=2, L=2, D)
+    ids = torch.tensor([[0, NS], [NS, 0]])
+    valid = torch.tensor([[True, True], [True, False]])
+    t = 1 / 0.07
+    literal, filtered = make()[0], make({"distill.local_false_negative_cos": 0.95})[0]
+    # rows: e2 (candidates e2, e1, e1), e1 of image 0, e1 of image 1
+    want_literal = (math.log(1 + 2 * math.exp(-t)) + 2 * math.log(2 + math.exp(-t))) / 3
+    want_filtered = (math.log(1 + 2 * math.exp(-t)) + 2 * math.log(1 + math.exp(-t))) / 3
+    got_literal = literal._local_loss(tokens, tokens, ids, valid)
+    got_filtered = filtered._local_loss(tokens, tokens, ids, valid)
+    assert float(got_literal) == pytest.approx(want_literal, rel=1e-5)
+    assert float(got_filtered) == pytest.approx(want_filtered, abs=1e-6)
+    assert float(got_literal) > 0.46 and float(got_filtered) < 1e-5  # the duplicate held 2/3 log 2
+    with pytest.raises(ValueError, match="distill.local_false_negative_cos"):
+        make({"distill.local_false_negative_cos": 1.5})
+
+
 def test_classify_hand_value():
     feats = torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)
     text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])

@@ -142,6 +142,14 @@ class C2SObjective(nn.Module):
         if self.local_candidates not in LOCAL_CANDIDATES:
             raise ValueError(f"config key 'distill.local_candidates' must be one of {', '.join(LOCAL_CANDIDATES)}; "
                              f"got {self.local_candidates!r}")
+        # Drop from the local InfoNCE's denominator every candidate whose teacher token is this close (cosine)
+        # to the positive's: the same concept in another region (a latent region's id is per image, so the
+        # same unseen object in two images is otherwise a negative). None = the paper's literal Eq. 4.
+        fn_cos = distill.get("local_false_negative_cos")
+        self.local_fn_cos = None if fn_cos is None else float(fn_cos)
+        if self.local_fn_cos is not None and not -1.0 <= self.local_fn_cos <= 1.0:
+            raise ValueError(f"config key 'distill.local_false_negative_cos' must be a cosine in [-1, 1] or None; "
+                             f"got {fn_cos!r}")
         self.projector: FrosterProjector | None = None
         if self.distill_kind == "froster":
             self.projector = FrosterProjector(self.dim, int(_key(distill, "distill", "froster_hidden")),
@@ -204,7 +212,8 @@ class C2SObjective(nn.Module):
         Candidates are the local tokens of all valid slots (``distill.local_candidates=batch``) or of the
         same image only (``image``). A token of the *same seen class* in another image is removed from the
         denominator: it is a false negative, not a different concept. Latent ids are per image, so latent
-        tokens of other images stay negatives.
+        tokens of other images stay negatives unless ``distill.local_false_negative_cos`` is set: then every
+        candidate whose teacher token has at least that cosine with the positive's token is removed too.
         """
         img = torch.arange(valid.shape[0], device=valid.device).unsqueeze(1).expand_as(valid)[valid]
         f, c, cid = protos[valid], tokens[valid], ids[valid]
@@ -218,6 +227,9 @@ class C2SObjective(nn.Module):
         else:
             same_seen = (cid.unsqueeze(1) == cid.unsqueeze(0)) & (cid < self.num_seen).unsqueeze(1)
             keep = ~(same_seen & ~same_img)
+        if self.local_fn_cos is not None:
+            unit = F.normalize(c, dim=-1)
+            keep = keep & ~(unit @ unit.T >= self.local_fn_cos)
         return info_nce(f, c, torch.arange(n, device=f.device), self.tau, key_mask=keep | eye)
 
     # ----------------------------------------------------------------------------------------- forward

@@ -44,6 +44,9 @@ distill = dict(
     # Negatives of the local InfoNCE: batch (all regions of the batch; the same seen class in another image
     # is dropped from the denominator as a false negative) | image (only the regions of the same image).
     local_candidates="batch",
+    # Teacher-token cosine at or above which a local candidate counts as the positive's own concept and leaves
+    # the denominator (c2s.method.objective.C2SObjective._local_loss). null = the paper's literal Eq. 4.
+    local_false_negative_cos=None,
     # Attention pooling of the global prototype F_g (c2s.method.losses.global_prototype): paper (the
     # literal softmax(C_g^T F / sqrt(D)) F^T) | centered (on F minus the batch's mean feature) | cosine
     # (softmax(cos(C_g, f) / global_attn_tau)).
