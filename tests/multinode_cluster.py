@@ -1,6 +1,6 @@
 """Scenarios on a simulated multi-node cluster (``ray.cluster_utils.Cluster``: one raylet per node on this
 machine, CPU only), run in a subprocess by tests/test_multinode_*.py so that the test session's own local
-Ray (tests/conftest.py) is never touched: ``python tests/multinode_cluster.py SCENARIO OUT_DIR``.
+Ray (tests/conftest.py) is never touched: ``python tests/multinode_cluster.py SCENARIO OUT_DIR WORK_DIR``.
 
 Each scenario starts its own cluster, prints progress, writes ``OUT_DIR/result.json`` and shuts the cluster
 down. Nodes get whole CPUs (Ray's ``num_cpus`` of a node is an integer); toy_tiny's parts are fractions.
@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
 import traceback
+import uuid
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -77,7 +82,7 @@ def scenario_placement(out: Path) -> dict[str, Any]:
         watcher.start()
         t1 = time.perf_counter()
         summary = run_training(load_config("toy_tiny", [*SPREAD, "train.iters=3", "train.checkpoint_interval=3"]),
-                               out / "spread")
+                               WORK / "spread")
         stop.set()
         watcher.join()
         result["spread"] = {"wall_s": round(time.perf_counter() - t1, 1), "step": summary.get("step"),
@@ -86,7 +91,7 @@ def scenario_placement(out: Path) -> dict[str, Any]:
         t2 = time.perf_counter()
         try:
             run_training(load_config("toy_tiny", ["train.workers=1", "train.cpus_per_worker=1.5",
-                                                  "teacher.num_cpus=0.5", "data.num_cpus=0.25"]), out / "refused")
+                                                  "teacher.num_cpus=0.5", "data.num_cpus=0.25"]), WORK / "refused")
             result["refused"] = {"error": None}
         except PreflightError as err:
             result["refused"] = {"error": str(err), "wall_s": round(time.perf_counter() - t2, 2)}
@@ -98,12 +103,302 @@ def scenario_placement(out: Path) -> dict[str, Any]:
     return result
 
 
-SCENARIOS = {"placement": scenario_placement}
+_STEP_OF: dict[Path, int] = {}
+
+
+def _checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of the checkpoints under ``run_dir`` (Train V2 names them by time; the step is in state.pt)."""
+    from c2s.train.checkpoint import load_state
+
+    for state in run_dir.glob("checkpoint_*/state.pt"):
+        if state not in _STEP_OF:
+            try:
+                _STEP_OF[state] = int(load_state(state.parent)["step"])
+            except (RuntimeError, EOFError, OSError, KeyError, ValueError):  # still being written: next poll
+                continue
+    return sorted(step for state, step in _STEP_OF.items() if state.exists())
+
+
+def _registered_steps(run_dir: Path) -> list[int]:
+    """Steps of the checkpoints Ray Train's controller has registered (its checkpoint_manager_snapshot.json):
+    a restart restores only these, not a state.pt that is on disk but not yet registered."""
+    path = run_dir / "checkpoint_manager_snapshot.json"
+    try:
+        snapshot = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):  # absent, or being rewritten
+        return []
+    return sorted(int(c["metrics"]["step"]) for c in snapshot.get("checkpoint_results", []))
+
+
+def _train_steps(run_dir: Path) -> list[int]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a row being written
+            continue
+        if row.get("kind") == "train":
+            rows.append(int(row["step"]))
+    return rows
+
+
+def run_killing(job, try_kill, poll_s: float = 0.3):
+    """Run ``job()`` in a thread while this (main) thread calls ``try_kill()`` every ``poll_s`` until it returns
+    True once: Ray's ``Cluster.add_node`` works only in the main thread. Returns the job's result or raises
+    its exception."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = job()
+        except BaseException as err:  # handed to the main thread  # noqa: BLE001
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    killed = False
+    while thread.is_alive():
+        if not killed:
+            killed = try_kill()
+        thread.join(poll_s)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def scenario_node_loss(out: Path, target: str) -> dict[str, Any]:
+    """Issue 18.2 (``target="worker"``) / 18.3 (``"teacher"``): a head with no CPU (the driver only) and
+    three 1-CPU nodes; once a checkpoint exists and training is past it, the node running one training
+    worker (or the teacher actor) is killed without warning, and a fresh 1-CPU node is added so the job's
+    3 CPUs fit again. The job must finish with every step once in metrics.jsonl."""
+    import ray
+
+    from c2s.config import load_config
+    from c2s.train.resolve import PreflightError
+    from c2s.train.trainer import run_training
+
+    t0 = time.perf_counter()
+    cluster, nodes = start_cluster([0, 1, 1, 1])
+    result: dict[str, Any] = {"cluster_start_s": round(time.perf_counter() - t0, 1), "target": target}
+    run_dir = WORK / "run"
+    iters = 10
+    fraction = "RayTrainWorker" if target == "worker" else "TeacherActor"
+    stop = threading.Event()
+
+    def try_kill() -> bool:
+        done = _registered_steps(run_dir)
+        steps = _train_steps(run_dir)
+        if not (done and steps and steps[-1] > done[-1]):
+            return False
+        victims = [n for n in nodes if n.node_id in set(actor_nodes(fraction))]
+        if not victims:
+            return False
+        victim = victims[0]
+        result["killed"] = {"node": victim.node_id, "at_step": steps[-1], "checkpoints": done,
+                            "after_s": round(time.perf_counter() - t1, 1),
+                            "actors_there": sorted(a["ActorClassName"] for a in ray._private.state.actors().values()
+                                                   if a["State"] == "ALIVE"
+                                                   and a["Address"]["NodeID"] == victim.node_id)}
+        cluster.remove_node(victim, allow_graceful=False)
+        cluster.add_node(num_cpus=1)  # main thread only: Ray's Node registers a SIGTERM handler
+        return True
+
+    workers_seen: set[str] = set()
+    teacher_restarts: dict[str, int] = {}
+
+    def watch_actors() -> None:  # training worker actors (a new one = a Train restart) and teacher restarts
+        while not stop.is_set():
+            for actor_id, a in ray._private.state.actors().items():
+                if "RayTrainWorker" in a["ActorClassName"]:
+                    workers_seen.add(actor_id)
+                elif "TeacherActor" in a["ActorClassName"]:
+                    teacher_restarts[actor_id] = max(teacher_restarts.get(actor_id, 0), int(a.get("NumRestarts", 0)))
+            stop.wait(0.5)
+
+    watcher = threading.Thread(target=watch_actors, daemon=True)
+    try:
+        cfg = load_config("toy_tiny", [*SPREAD, f"train.iters={iters}", "train.checkpoint_interval=2",
+                                       "train.max_failures=2", "train.num_to_keep=20", "train.log_interval=1",
+                                       ])
+        # Issue 18.6: the head runs no worker (CPU 0), so the workers write from other nodes: a run directory
+        # under the system temp dir is refused before anything starts (these nodes share one disk, real ones
+        # would not).
+        try:
+            run_training(load_config("toy_tiny", SPREAD), out / "tmp-run")
+            result["tmp_refused"] = None
+        except PreflightError as err:
+            result["tmp_refused"] = str(err)
+        t1 = time.perf_counter()
+        watcher.start()
+        summary = run_killing(lambda: run_training(cfg, run_dir), try_kill)
+        stop.set()
+        watcher.join()
+        result.update(train_worker_actors=len(workers_seen), teacher_actor_restarts=teacher_restarts,wall_s=round(time.perf_counter() - t1, 1), step=summary.get("step"),
+                      trained_images=summary.get("trained_images"), teacher_images=summary.get("teacher_images"),
+                      steps=_train_steps(run_dir), checkpoints=_checkpoint_steps(run_dir),
+                      batch_size=int(cfg.train.batch_size), iters=iters)
+    finally:
+        stop.set()
+        ray.shutdown()
+        cluster.shutdown()
+    return result
+
+
+SWEEP_TINY = {
+    "teacher.arch": "c2s-test-vit", "teacher.allow_random": True, "teacher.image_size": 32,
+    "teacher.dense_size": 48, "teacher.batch_size": 4, "model.embed_dim": 64, "model.pretrained": None,
+    "data.world.images_train": 24, "data.world.images_val": 4, "data.num_cpus": 0.25,
+    "train.batch_size": 4, "bank.size": 12, "train.iters": 8, "train.log_interval": 1,
+    "train.checkpoint_interval": 2, "train.eval_interval": 100, "optim.warmup_iters": 1,
+    "teacher.cache": True,  # built once before the trials (the pool on one node); trials read it
+}
+
+
+def scenario_sweep_node_loss(out: Path) -> dict[str, Any]:
+    """Issue 18.4: 4 trials, max_concurrent 2, on a CPU-0 head + three 1-CPU nodes (a trial asks 1.25 CPU:
+    driver 0.25, worker 0.5, two data tasks 0.25). While two trials run, the node of one trial's training worker
+    is killed (and a fresh node added); Tune retries the trial(s) that lost an actor (max_failures 1) and
+    the sweep ends with every row completed once."""
+    import pandas as pd
+    import ray
+    import yaml
+
+    from c2s.sweep.run import run_sweep
+    from c2s.sweep.spec import load_spec
+
+    t0 = time.perf_counter()
+    cluster, nodes = start_cluster([0, 1, 1, 1])
+    result: dict[str, Any] = {"cluster_start_s": round(time.perf_counter() - t0, 1)}
+    spec_file = WORK / "mn.yaml"
+    spec_file.write_text(yaml.safe_dump({
+        "name": "mn", "base": "toy_c2s", "overrides": SWEEP_TINY,
+        "space": {"loss.tau": {"grid": [0.05, 0.1]}}, "seeds": [0, 1], "metric": "hIoU", "max_concurrent": 2,
+        "max_failures": 1, "resources": {"driver_cpus": 0.25, "train_workers": 1, "cpus_per_worker": 0.5,
+                                         "teacher_actors": [1, 1], "teacher_cpus": 0.5}}, sort_keys=False))
+    sweep_dir = WORK / "sweep"
+    lines: list[str] = []
+
+    def try_kill() -> bool:
+        runs = sorted(d for d in (sweep_dir / "runs").glob("*") if d.is_dir()) if (sweep_dir / "runs").is_dir() else []
+        ready = [d.name for d in runs if _registered_steps(d) and _train_steps(d)
+                 and _train_steps(d)[-1] > _registered_steps(d)[-1] and not (d / "final").exists()]
+        if not ready or sum(1 for line in lines if "start " in line) < 2:
+            return False
+        victims = [n for n in nodes if n.node_id in set(actor_nodes("RayTrainWorker"))]
+        if not victims:
+            return False
+        victim = victims[0]
+        result["killed"] = {
+            "node": victim.node_id, "after_s": round(time.perf_counter() - t1, 1), "ready": ready,
+            "actors_there": sorted(a["ActorClassName"] for a in ray._private.state.actors().values()
+                                   if a["State"] == "ALIVE" and a["Address"]["NodeID"] == victim.node_id)}
+        cluster.remove_node(victim, allow_graceful=False)
+        cluster.add_node(num_cpus=1)
+        return True
+
+    try:
+        t1 = time.perf_counter()
+        summary = run_killing(lambda: run_sweep(load_spec(spec_file), sweep_dir,
+                                                log=lambda line: (lines.append(line), print(line, flush=True))),
+                              try_kill)
+        trials = pd.read_parquet(sweep_dir / "trials.parquet")
+        result.update(wall_s=round(time.perf_counter() - t1, 1), summary={k: summary[k] for k in
+                                                                           ("completed", "failed", "stopped")},
+                      rows=sorted(zip(trials["trial_id"], trials["seed"].astype(int), trials["status"])),
+                      retries=[line for line in lines if " retry " in line or line.split("]")[-1].startswith(" retry")],
+                      log=lines)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return result
+
+
+def scenario_elastic_pool(out: Path) -> dict[str, Any]:
+    """Issue 18.5: ``teacher.actors=[1,3]`` with a teacher far slower than the student (dense tokens at 160 px
+    on CPU against a tiny student), on a CPU-0 head + two 2-CPU nodes (workers 2 x 1, data 2 x 0.25, up to 3
+    actors x 0.5: 4 CPU). Counts the ALIVE teacher actors over the run (GCS actor table) and keeps each
+    interval's teacher wait from metrics.jsonl."""
+    import ray
+
+    from c2s.config import load_config
+    from c2s.train.trainer import run_training
+
+    t0 = time.perf_counter()
+    cluster, _ = start_cluster([0, 2, 2])
+    result: dict[str, Any] = {"cluster_start_s": round(time.perf_counter() - t0, 1)}
+    counts: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            alive = sum(1 for a in ray._private.state.actors().values()
+                        if a["State"] == "ALIVE" and "TeacherActor" in a["ActorClassName"])
+            counts.append((round(time.perf_counter() - t1, 1), alive))
+            stop.wait(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        cfg = load_config("toy_tiny", [*SPREAD, "teacher.actors=[1,3]", "teacher.dense_size=160",
+                                       "teacher.batch_size=2", "train.iters=12", "train.checkpoint_interval=100"])
+        t1 = time.perf_counter()
+        watcher.start()
+        summary = run_training(cfg, WORK / "run")
+        stop.set()
+        watcher.join()
+        rows = [json.loads(line) for line in (WORK / "run" / "metrics.jsonl").read_text().splitlines()]
+        result.update(wall_s=round(time.perf_counter() - t1, 1), step=summary.get("step"),
+                      actor_counts=counts, max_actors=max((c for _, c in counts), default=0),
+                      teacher_wait=[r.get("teacher_wait_frac") for r in rows if r.get("kind") == "train"])
+    finally:
+        stop.set()
+        ray.shutdown()
+        cluster.shutdown()
+    return result
+
+
+SCENARIOS = {"placement": scenario_placement, "elastic_pool": scenario_elastic_pool, "sweep_node_loss": scenario_sweep_node_loss,
+             "worker_node_loss": lambda out: scenario_node_loss(out, "worker"),
+             "teacher_node_loss": lambda out: scenario_node_loss(out, "teacher")}
+
+
+@pytest.fixture
+def shared_dir():
+    """Run directories and the toy cache of a scenario: NOT under the system temp dir, which the storage
+    preflight refuses when workers may run off the driver's node (these simulated nodes share one disk)."""
+    path = Path.home() / ".cache" / "c2s-multinode-tests" / uuid.uuid4().hex[:12]
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_scenario(name: str, out: Path, work: Path, timeout: int = 540) -> dict:
+    """tests/multinode_cluster.py SCENARIO in a subprocess (its own cluster); its result.json."""
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "multinode_cluster.py"), name, str(out), str(work)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    result_file = out / "result.json"
+    assert result_file.is_file(), f"scenario {name} wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
+    result = json.loads(result_file.read_text())
+    assert "exception" not in result, result["exception"]
+    return result
+
+
+WORK = Path()  # set by main: run directories and the cache, outside the node-local temp dir
 
 
 def main(argv: list[str]) -> int:
-    name, out = argv[0], Path(argv[1])
+    """``SCENARIO OUT_DIR WORK_DIR``: result.json goes to OUT_DIR; runs and the toy cache under WORK_DIR, which
+    must not be under the system temp dir (on a cluster whose workers may run off the driver's node the
+    storage preflight refuses node-local folders)."""
+    global WORK
+    name, out, WORK = argv[0], Path(argv[1]), Path(argv[2])
     out.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    os.environ["C2S_CACHE"] = str(WORK / "cache")
     started = time.perf_counter()
     try:
         result = SCENARIOS[name](out)

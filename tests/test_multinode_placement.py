@@ -8,33 +8,14 @@ tasks (0.25): 3 CPU asked, 3 in all, so the job runs only with one worker per no
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from multinode_cluster import run_scenario, shared_dir  # noqa: F401  (shared_dir: a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def run_scenario(name: str, out: Path, cache_root: Path, timeout: int = 540) -> dict:
-    env = {**os.environ, "C2S_CACHE": str(cache_root)}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "multinode_cluster.py"), name, str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    result_file = out / "result.json"
-    assert result_file.is_file(), f"scenario {name} wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
-    result = json.loads(result_file.read_text())
-    assert "exception" not in result, result["exception"]
-    return result
-
-
-def test_job_spreads_over_nodes_and_unplaceable_job_fails_before_fit(cache_root, tmp_path):
-    result = run_scenario("placement", tmp_path / "out", cache_root)
+def test_job_spreads_over_nodes_and_unplaceable_job_fails_before_fit(shared_dir, tmp_path):  # noqa: F811
+    result = run_scenario("placement", tmp_path / "out", shared_dir)
     spread = result["spread"]
     assert spread["step"] == 3
     assert len(spread["nodes"]) == 3
@@ -45,4 +26,4 @@ def test_job_spreads_over_nodes_and_unplaceable_job_fails_before_fit(cache_root,
                               "but no node has that much (largest per node: {CPU: 1})")
     assert "Asked: 1 x train worker {CPU: 1.5}, 1 x teacher actor {CPU: 0.5}, 2 x data task {CPU: 0.25}" in refused
     assert refused.count(": {CPU: 1}") == 3  # the three nodes, each with its CPU
-    assert not (tmp_path / "out" / "refused" / "metrics.jsonl").exists()  # nothing was trained
+    assert not (shared_dir / "refused" / "metrics.jsonl").exists()  # nothing was trained
