@@ -92,5 +92,5 @@ def test_logit_bias_is_learnable_and_changes_nel_only():
     # CE is shift-invariant; NEL is not
     assert torch.allclose(masked_cross_entropy(logits, label), masked_cross_entropy(unbiased, label), atol=1e-5)
     assert not torch.allclose(nel_loss(logits, label)[0], nel_loss(unbiased, label)[0], rtol=0.1)
-    plain, _ = _objective(**{"distill.enabled": "false", "latent.enabled": "false"})
+    plain, _ = _objective(**{"loss.learn_logit_bias": "false", "distill.enabled": "false", "latent.enabled": "false"})
     assert plain.logit_bias is None

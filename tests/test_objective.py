@@ -186,7 +186,8 @@ def test_local_false_negative_filter_hand_value():
     ids = torch.tensor([[0, NS], [NS, 0]])
     valid = torch.tensor([[True, True], [True, False]])
     t = 1 / 0.07
-    literal, filtered = make()[0], make({"distill.local_false_negative_cos": 0.95})[0]
+    literal = make({"distill.local_false_negative_cos": None})[0]
+    filtered = make({"distill.local_false_negative_cos": 0.95})[0]
     # rows: e2 (candidates e2, e1, e1), e1 of image 0, e1 of image 1
     want_literal = (math.log(1 + 2 * math.exp(-t)) + 2 * math.log(2 + math.exp(-t))) / 3
     want_filtered = (math.log(1 + 2 * math.exp(-t)) + 2 * math.log(1 + math.exp(-t))) / 3

@@ -287,13 +287,14 @@ class C2SObjective(nn.Module):
             reg["global"], local, slot_valid,
         )  # A'_u: (B, K, D)
         cos = torch.einsum("bdhw,bkd->bkhw", F.normalize(feats, dim=1), F.normalize(embeds, dim=-1))
-        latent_logits = (self.beta * cos).masked_fill(~latent_valid[:, :, None, None], PAD_LOGIT)
+        # the shared bias goes on before the padding, so padded classes stay exactly at PAD_LOGIT
+        latent_logits = self._biased(self.beta * cos).masked_fill(~latent_valid[:, :, None, None], PAD_LOGIT)
         # latent pixels without a generated embedding cannot be supervised: ignore them
         is_latent = (pseudo >= self.num_seen) & (pseudo != IGNORE_INDEX)
         j = (pseudo - self.num_seen).clamp(0, self.k_max - 1).flatten(1)
         has_embed = torch.gather(latent_valid, 1, j).view_as(pseudo)
         target = torch.where(is_latent & ~has_embed, torch.full_like(pseudo, IGNORE_INDEX), pseudo)
-        return self._biased(torch.cat([seen_logits, latent_logits], dim=1)), target
+        return torch.cat([self._biased(seen_logits), latent_logits], dim=1), target
 
     @torch.no_grad()
     def pixel_logits(self, feats: Tensor, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
