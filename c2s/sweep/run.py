@@ -271,14 +271,10 @@ def _check_resume(state: Mapping[str, Any] | None, trials: Sequence[TrialSpec], 
 
 
 def _init_ray() -> None:
-    import ray
-    from ray.data import DataContext
+    from c2s.raystart import init_ray
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-        # Trials log to their own files; the sweep prints one line per trial start/finish itself.
-        ray.init(log_to_driver=False)
-    DataContext.get_current().enable_progress_bars = False
+    # Trials log to their own files; the sweep prints one line per trial start/finish itself.
+    init_ray(log_to_driver=False)
 
 
 def prepare_token_caches(spec: SweepSpec, trials: Sequence[TrialSpec],

@@ -124,7 +124,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def _epoch_fn(batch: dict[str, np.ndarray], info: Any, epoch: int) -> dict[str, np.ndarray]:
-    from c2s.train.pipeline import seen_labels
+    from c2s.data.labels import seen_labels
 
     batch = seen_labels(batch, info)
     batch["epoch"] = np.full(len(batch["label"]), epoch, dtype=np.int64)
@@ -243,8 +243,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     from c2s.config import load_config
+    from c2s.raystart import init_ray
     from c2s.train.resolve import resolve_inputs
-    from c2s.train.trainer import init_ray
 
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)

@@ -20,23 +20,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from c2s.data.catalog import DatasetInfo
+from c2s.data.labels import seen_labels  # noqa: F401  (the stage lives in the data layer; re-exported)
 
 
 def needs_teacher(cfg: Mapping[str, Any]) -> bool:
     """The baseline (no distillation, no latent embeddings) never needs CLIP tokens."""
     return bool(cfg["distill"]["enabled"] or cfg["latent"]["enabled"])
-
-
-def seen_labels(batch: dict[str, np.ndarray], info: DatasetInfo) -> dict[str, np.ndarray]:
-    """``map_batches`` function: class-id labels -> seen-index labels (unseen and background -> ignore).
-
-    This is the inductive rule on the data side: after this operator no unseen annotation exists.
-    """
-    batch["label"] = info.to_train_labels(batch["label"]).astype(np.int64)
-    return batch
 
 
 def repeats_epochs(cfg: Mapping[str, Any]) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -15,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from c2s.config import dump_config, from_dict, load_config, to_dict
+
+# Ray start-up lives in c2s.raystart (shared with the token cache and the sweep); re-exported for callers.
+from c2s.raystart import JOB_ENV_VARS, init_ray, job_runtime_env  # noqa: F401
 from c2s.train.pipeline import TrainDatasetFactory, needs_teacher, per_worker_batch
 from c2s.train.resolve import check_job_placement, resolve_inputs, text_embeddings_for
 from c2s.train.storage import (
@@ -26,51 +28,6 @@ from c2s.train.storage import (
     under_ray_job,
     worker_hosts,
 )
-
-# Set for every task and actor of the job. Ray Data builds Train V2's datasets inside its own actors
-# (DatasetManager, SplitCoordinator), whose DataContext is not the driver's: without this each of them
-# streams per-operator progress bars (hundreds of lines per epoch in a job log). Ray Data reads it in
-# ray/data/context.py (DEFAULT_ENABLE_PROGRESS_BARS).
-JOB_ENV_VARS = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
-
-
-def job_runtime_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """``ray.init``'s runtime_env: :data:`JOB_ENV_VARS` (a value in ``environ`` wins), less the keys a
-    submitted job's own runtime_env sets already (Ray refuses to merge one key from both:
-    ray/_private/worker.py, ``_merge_runtime_env``)."""
-    environ = os.environ if environ is None else environ
-    submitted: dict[str, Any] = {}
-    if environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
-        submitted = (json.loads(environ["RAY_JOB_CONFIG_JSON_ENV_VAR"]).get("runtime_env") or {}).get("env_vars") or {}
-    env_vars = {k: environ.get(k, v) for k, v in JOB_ENV_VARS.items() if k not in submitted}
-    # The job's cluster address for Ray's own actors too: Train's PlacementGroupCleaner queries the state API
-    # without an address and, on a machine running several Ray instances, dies with "Found multiple active
-    # Ray instances" (a 30-line traceback in the job log) unless RAY_ADDRESS names the one it belongs to.
-    if environ.get("RAY_ADDRESS") and "RAY_ADDRESS" not in submitted:
-        env_vars["RAY_ADDRESS"] = environ["RAY_ADDRESS"]
-    return {"env_vars": env_vars} if env_vars else {}
-
-
-def init_ray(num_cpus: int | None = None) -> None:
-    """Connect to the cluster's Ray (``ray job submit`` sets RAY_ADDRESS) or start a local one.
-
-    A local Ray keeps worker logs in its session folder: the job prints one progress line per log
-    interval itself (:class:`ProgressTail`), instead of Ray's per-actor log stream.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    runtime_env = job_runtime_env() or None
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True, runtime_env=runtime_env)
-    else:
-        ray.init(num_cpus=num_cpus, log_to_driver=False, runtime_env=runtime_env)
-    # One readable line per log interval from the job itself instead of per-operator progress bars.
-    from ray.data import DataContext
-
-    DataContext.get_current().enable_progress_bars = False
 
 
 class ProgressTail(threading.Thread):
