@@ -95,7 +95,7 @@ def test_missing_cache_is_a_clear_error(tmp_path):
 def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
     import pyarrow.parquet as pq
 
-    from c2s.teacher.cache import build_token_cache, cache_dir
+    from c2s.teacher.cache import STORED_COLUMNS, build_token_cache, cache_dir, load_token_cache
     from c2s.train.resolve import resolve_inputs
 
     cfg = load_config("toy_tiny", [*TINY, "teacher.cache_epochs=2"])
@@ -108,9 +108,11 @@ def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
     table = pq.read_table(folder / "data")
-    assert set(TOKEN_COLUMNS) | {"epoch"} == set(table.column_names)
+    assert set(STORED_COLUMNS) == set(table.column_names)  # format 2: no pixels, no labels
+    assert manifest["source"]["items"] == 24
+    rows = load_token_cache(cfg, inputs.data_root, inputs.cache_root)  # replayed from the source files
     epochs = table["epoch"].to_numpy()
-    images = table["image"].to_numpy()
+    images = rows["image"]
     digests = [{images[i].tobytes() for i in np.flatnonzero(epochs == e)} for e in (0, 1)]
     assert len(digests[0]) == 24 and len(digests[1]) == 24
     assert len(digests[0] & digests[1]) < 12  # epoch 1 holds other crops than epoch 0 (reader seed + 1)
@@ -132,4 +134,9 @@ def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
     assert batch["global"].shape == (4, 64) and batch["local"].shape == (4, 16, 64)
     assert batch["pseudo_mask"].shape == (4, 96, 96) and batch["local_valid"].dtype == bool
     assert read_call_counts(tmp_path / "calls") == {"batches": 0, "images": 0}  # CLIP never ran
+    # the Ray read path replays the same rows as the in-process reader (as multisets: Ray may reorder)
+    read = ds.take_all()
+    assert sorted(r["image"].tobytes() + r["pseudo_mask"].tobytes() for r in read) == sorted(
+        rows["image"][i].tobytes() + rows["pseudo_mask"][i].tobytes() for i in range(48))
+    assert read[0]["global"].dtype == np.float32 and read[0]["pseudo_mask"].dtype == np.int64
     assert json.loads((folder / "manifest.json").read_text())["teacher_calls"]["images"] == 48  # unchanged

@@ -243,20 +243,42 @@ class _Loader:
             # dataset has been consumed (a fire-and-forget call could still be in flight).
             ray.get(self.counter.add.remote(self.split, str(err)))
             return []
-        # Per-row generator keyed by (seed + epoch, item index): the same rows whatever the scheduling,
-        # block sizes or number of tasks, a fresh augmentation every epoch, and epoch e of a stream equal to
-        # a one-epoch dataset built with seed + e (how the token cache builds its epoch e).
-        rng = np.random.default_rng((int(self.seed) + epoch, item))
-        if self.split == "train":
-            image, label = train_transform(image, label, self.data_cfg, rng)
-        else:
-            image, label = eval_transform(image, label, self.data_cfg, rng)
+        image, label = augment(image, label, self.data_cfg, self.split, int(self.seed) + epoch, item)
         out = {"image": image, "label": label.astype(np.int64)}
         if self.with_paths:
             out.update(index=item, image_path=str(image_path), label_path=str(label_path))
         if self.with_row:
             out["row"] = position
         return [out]
+
+
+def augment(image: np.ndarray, label: np.ndarray, data_cfg: Mapping[str, Any], split: str, seed: int,
+            item: int) -> tuple[np.ndarray, np.ndarray]:
+    """A decoded pair through the split's pipeline, with the generator the readers key by ``(seed, item)``.
+
+    ``seed`` is the reader seed of the row's epoch (``train.seed + epoch``), ``item`` its file index. Keyed
+    per row: the same rows whatever the scheduling, block sizes or number of tasks, a fresh augmentation
+    every epoch, and epoch e of a stream equal to a one-epoch dataset built with seed + e (how the token
+    cache builds its epoch e). The token cache stores only ``(epoch, item)`` and calls this again
+    (:func:`replay_sample`) to get back, bit for bit, the pixels and mask the teacher saw.
+    """
+    rng = np.random.default_rng((int(seed), int(item)))
+    if split == "train":
+        return train_transform(image, label, data_cfg, rng)
+    return eval_transform(image, label, data_cfg, rng)
+
+
+def replay_sample(info: DatasetInfo, data_cfg: Mapping[str, Any], pairs: Sequence[tuple[Any, Any]], seed: int,
+                  epoch: int, item: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Row ``item`` of epoch ``epoch`` of a dataset built with reader seed ``seed`` (:func:`build_dataset`),
+    decoded from its source files again: ``(image uint8 (H, W, 3), label int64 (H, W) in class ids)``,
+    equal bit for bit to what the readers produced (same decode, same :func:`augment`)."""
+    if not 0 <= int(item) < len(pairs):
+        raise IndexError(f"replay: item {item} of split {split!r}, which has {len(pairs)} pairs")
+    image_path, label_path = (Path(p) for p in pairs[int(item)])
+    image, label = decode_pair(info, image_path, label_path)
+    image, label = augment(image, label, data_cfg, split, int(seed) + int(epoch), int(item))
+    return image, label.astype(np.int64)
 
 
 def stream_position(position: int, n_items: int) -> tuple[int, int]:

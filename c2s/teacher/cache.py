@@ -7,8 +7,16 @@ seed can read the same tokens instead of running the CLIP actor pool again::
     c2s tokens toy_c2s teacher.cache_epochs=2          # materialise once (jobs/tokens.py for ray job submit)
     c2s train toy_c2s teacher.cache=true loss.tau=0.05  # reads the cache; no CLIP actor is started
 
-Layout: ``<cache_root>/tokens/<key>/`` holds ``manifest.json`` (key inputs, rows, CLIP calls) and
-``data/*.parquet`` with the columns of :data:`TOKEN_COLUMNS` plus ``epoch``. Epoch ``e`` is the training
+Layout (version 2): ``<cache_root>/tokens/<key>/`` holds ``manifest.json`` (key inputs, rows, CLIP calls,
+the source listing's fingerprint) and ``data/*.parquet`` (zstd) with the columns of :data:`STORED_COLUMNS`:
+no pixels. A row stores what the augmentation needs to run again, ``(epoch, item)`` (the readers key a row's
+generator by ``(train.seed + epoch, item)``: c2s.data.readers.augment), and the teacher's outputs: tokens in
+fp16, region ids int16, and the pseudo mask's latent part as uint8 (the seen part IS the replayed label, so
+it is not stored twice). Reading (:func:`read_token_cache`) decodes the source image and mask again and
+replays the augmentation (:func:`replay_batch`), bit for bit the pixels and mask the teacher saw, and
+gives the columns of :data:`TOKEN_COLUMNS` in the live path's dtypes. Version 1 stored the augmented
+pixels (39 KB of a toy world's 40 KB per row; about 0.8 MB at 512x512); it is refused, never misread.
+Epoch ``e`` is the training
 pipeline run with reader seed ``train.seed + e`` (so several cached epochs are several different
 augmentations, and cached epoch ``e`` holds the images and labels of the live stream's epoch ``e``:
 c2s.data.readers.build_dataset). The folder is written under a temporary name and renamed into place when complete
@@ -36,8 +44,14 @@ from typing import Any
 
 import numpy as np
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# what training reads (the live path's columns and dtypes)
 TOKEN_COLUMNS = ("image", "label", "global", "local", "local_ids", "local_valid", "pseudo_mask")
+# what the Parquet files hold (version 2), and the dtype each is stored in
+STORED_DTYPES = {"epoch": np.int32, "item": np.int32, "global": np.float16, "local": np.float16,
+                 "local_ids": np.int16, "local_valid": np.bool_, "latent_mask": np.uint8}
+STORED_COLUMNS = tuple(STORED_DTYPES)
+PARQUET_COMPRESSION = "zstd"
 # teacher.* keys that choose how many actors run where, not what they compute
 POOL_KEYS = ("actors", "num_gpus", "num_cpus", "batch_size", "cache", "cache_epochs", "torch_threads")
 DATA_RESOURCE_KEYS = ("num_cpus", "root")
@@ -70,7 +84,8 @@ def _checkpoint_fingerprint(checkpoint: str | None) -> dict[str, Any] | None:
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def cache_key_inputs(cfg: Mapping[str, Any], data_root: str | os.PathLike) -> dict[str, Any]:
+def cache_key_inputs(cfg: Mapping[str, Any], data_root: str | os.PathLike, *,
+                     version: int = CACHE_VERSION) -> dict[str, Any]:
     """Everything the cached tokens depend on (see the module docstring), as a JSON-able dict.
 
     ``cfg`` must have ``teacher.checkpoint`` resolved (:func:`c2s.train.resolve.resolve_inputs`).
@@ -83,7 +98,7 @@ def cache_key_inputs(cfg: Mapping[str, Any], data_root: str | os.PathLike) -> di
     if teacher_part.get("precision") == "auto":
         teacher_part["precision"] = "fp16" if float(teacher["num_gpus"]) > 0 else "fp32"
     return _plain({
-        "version": CACHE_VERSION,
+        "version": int(version),
         "dataset": data["dataset"],
         "data_root": str(Path(data_root).resolve()),
         "data": {k: v for k, v in data.items() if k not in DATA_RESOURCE_KEYS},
@@ -96,15 +111,39 @@ def cache_key_inputs(cfg: Mapping[str, Any], data_root: str | os.PathLike) -> di
     })
 
 
-def cache_key(cfg: Mapping[str, Any], data_root: str | os.PathLike) -> str:
-    """A 20-hex-digit hash of :func:`cache_key_inputs`."""
-    blob = json.dumps(cache_key_inputs(cfg, data_root), sort_keys=True, separators=(",", ":"))
+def cache_key(cfg: Mapping[str, Any], data_root: str | os.PathLike, *, version: int = CACHE_VERSION) -> str:
+    """A 20-hex-digit hash of :func:`cache_key_inputs` (the format version is one of the inputs, so a new
+    format never lands in an old cache's folder)."""
+    blob = json.dumps(cache_key_inputs(cfg, data_root, version=version), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def cache_dir(cfg: Mapping[str, Any], data_root: str | os.PathLike, root: str | os.PathLike) -> Path:
-    """``<root>/tokens/<key>`` (``root`` is the cache root)."""
-    return Path(root) / "tokens" / cache_key(cfg, data_root)
+def cache_dir(cfg: Mapping[str, Any], data_root: str | os.PathLike, root: str | os.PathLike, *,
+              version: int = CACHE_VERSION) -> Path:
+    """``<root>/tokens/<key>`` (``root`` is the cache root); ``version`` < :data:`CACHE_VERSION` gives where an
+    older c2s kept the same config's cache (to refuse it by name)."""
+    return Path(root) / "tokens" / cache_key(cfg, data_root, version=version)
+
+
+def old_cache_dirs(cfg: Mapping[str, Any], data_root: str | os.PathLike, root: str | os.PathLike) -> list[Path]:
+    """Existing cache folders an older c2s built for this config (older format versions)."""
+    return [d for v in range(1, CACHE_VERSION) if (d := cache_dir(cfg, data_root, root, version=v)).is_dir()]
+
+
+def source_fingerprint(info: Any, data_root: str | os.PathLike) -> dict[str, Any]:
+    """The training split's file list as the readers see it: the count and a hash of every pair's paths
+    (relative to the data root) and byte sizes. The cache stores item indices into this list, so a folder
+    whose files were added, removed or replaced since the build would replay other pixels: refused."""
+    from c2s.data.catalog import list_split
+
+    root = Path(data_root)
+    digest = hashlib.sha256()
+    pairs = list_split(info, root, "train").pairs
+    for image_path, label_path in pairs:
+        for f in (Path(image_path), Path(label_path)):
+            rel = os.path.relpath(f, root)
+            digest.update(f"{rel}\0{f.stat().st_size}\n".encode())
+    return {"items": len(pairs), "sha256": digest.hexdigest()}
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -118,9 +157,15 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
         raise TokenCacheError(f"{p}: not valid JSON ({err}); delete {Path(path)} and rebuild with `c2s tokens`") \
             from err
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
-        raise TokenCacheError(f"{p}: cache version {data.get('version') if isinstance(data, dict) else '?'}, this "
-                              f"c2s reads version {CACHE_VERSION}; delete {Path(path)} and rebuild with `c2s tokens`")
+        raise TokenCacheError(old_version_message(Path(path), data.get("version") if isinstance(data, dict) else "?"))
     return data
+
+
+def old_version_message(folder: Path, version: Any) -> str:
+    return (f"token cache {folder} is format version {version}; this c2s reads version {CACHE_VERSION} (version 2 "
+            "stores the augmentation's seed and replays the pixels instead of storing them). Rebuild it with "
+            "`c2s tokens CONFIG <the same overrides>` (it goes to a new folder), then delete "
+            f"{folder}")
 
 
 def _epoch_fn(batch: dict[str, np.ndarray], info: Any, epoch: int) -> dict[str, np.ndarray]:
@@ -128,7 +173,63 @@ def _epoch_fn(batch: dict[str, np.ndarray], info: Any, epoch: int) -> dict[str, 
 
     batch = seen_labels(batch, info)
     batch["epoch"] = np.full(len(batch["label"]), epoch, dtype=np.int64)
+    # a one-epoch dataset: the stream position is the file index the readers keyed the augmentation by
+    batch["item"] = batch.pop("row")
     return batch
+
+
+def to_storage(batch: dict[str, np.ndarray], ignore_index: int) -> dict[str, np.ndarray]:
+    """``map_batches`` stage after the teacher: the row as stored (:data:`STORED_DTYPES`), pixels dropped.
+
+    The pseudo mask keeps every seen label (c2s.teacher.mining), so only its latent part is stored, with
+    ``ignore_index`` on seen pixels; :func:`replay_batch` puts the replayed labels back. Checked here, not
+    assumed: a mask that breaks the rule, ids uint8 cannot hold, or tokens fp16 cannot hold are errors.
+    """
+    label, pseudo = np.asarray(batch["label"]), np.asarray(batch["pseudo_mask"])
+    seen = label != ignore_index
+    if not np.array_equal(pseudo[seen], label[seen]):
+        raise ValueError("token cache: the teacher's pseudo_mask differs from the seen label on seen pixels; "
+                         "the cache stores only its latent part and cannot hold this mask")
+    latent = np.where(seen, ignore_index, pseudo)
+    if latent.min(initial=0) < 0 or latent.max(initial=0) > 255:
+        raise ValueError(f"token cache: pseudo_mask ids span {latent.min()}..{latent.max()}; uint8 storage holds "
+                         "0..255 (mining.k_max + seen classes must stay below teacher.ignore_index)")
+    out = {"epoch": batch["epoch"], "item": batch["item"], "global": batch["global"], "local": batch["local"],
+           "local_ids": batch["local_ids"], "local_valid": batch["local_valid"], "latent_mask": latent}
+    with np.errstate(over="ignore"):  # an fp16 overflow becomes inf, refused just below
+        out = {k: np.asarray(v).astype(STORED_DTYPES[k]) for k, v in out.items()}
+    for k in ("global", "local"):
+        if not np.isfinite(out[k]).all():
+            raise ValueError(f"token cache: teacher {k!r} tokens overflow fp16 (max |x| "
+                             f"{np.abs(np.asarray(batch[k])).max():.4g}); expected L2-normalised tokens")
+    return out
+
+
+def replay_batch(batch: Mapping[str, np.ndarray], info: Any, data_cfg: Mapping[str, Any],
+                 pairs: list[tuple[str, str]], seed: int, ignore_index: int) -> dict[str, np.ndarray]:
+    """``map_batches`` stage reading the cache: stored rows -> the training rows the teacher saw
+    (:data:`TOKEN_COLUMNS`, the live path's dtypes). Image and label come from the source files again
+    through the readers' own decode and augmentation (c2s.data.readers.replay_sample, reader seed
+    ``seed + epoch``), then the seen-label rule; the pseudo mask is the replayed label plus the stored
+    latent part."""
+    from c2s.data.labels import seen_labels
+    from c2s.data.readers import replay_sample
+
+    images, labels = [], []
+    for epoch, item in zip(np.asarray(batch["epoch"]), np.asarray(batch["item"])):
+        image, label = replay_sample(info, data_cfg, pairs, seed, int(epoch), int(item))
+        images.append(image)
+        labels.append(label)
+    label = seen_labels({"label": np.stack(labels)}, info)["label"]
+    latent = np.asarray(batch["latent_mask"]).astype(np.int64)
+    return {
+        "image": np.stack(images), "label": label,
+        "global": np.asarray(batch["global"]).astype(np.float32),
+        "local": np.asarray(batch["local"]).astype(np.float32),
+        "local_ids": np.asarray(batch["local_ids"]).astype(np.int64),
+        "local_valid": np.asarray(batch["local_valid"]).astype(bool),
+        "pseudo_mask": np.where(label != ignore_index, label, latent),
+    }
 
 
 def build_token_cache(cfg: Any, data_root: str | os.PathLike, root: str | os.PathLike, *,
@@ -168,17 +269,21 @@ def build_token_cache(cfg: Any, data_root: str | os.PathLike, root: str | os.Pat
         tmp.mkdir()
         parts = []
         for epoch in range(epochs):
-            ds = build_dataset(cfg.data, Path(data_root), "train", seed=seed + epoch)
+            ds = build_dataset(cfg.data, Path(data_root), "train", seed=seed + epoch, with_row=True)
             parts.append(ds.map_batches(_epoch_fn, fn_kwargs={"info": info, "epoch": epoch}, batch_format="numpy",
                                         num_cpus=float(cfg.data.num_cpus)))
         ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
         ds = ds.map_batches(TeacherActor, **map_batches_kwargs(cfg, len(info.seen_ids), tmp / "teacher_calls"))
-        ds.write_parquet(str(tmp / "data"), ray_remote_args={"num_cpus": float(cfg.data.num_cpus)})
+        ds = ds.map_batches(to_storage, fn_kwargs={"ignore_index": int(cfg.teacher.ignore_index)},
+                            batch_format="numpy", num_cpus=float(cfg.data.num_cpus))
+        ds.write_parquet(str(tmp / "data"), compression=PARQUET_COMPRESSION,
+                         ray_remote_args={"num_cpus": float(cfg.data.num_cpus)})
         rows_per_epoch = _rows_per_epoch(tmp / "data")
         manifest = {
             "version": CACHE_VERSION, "key": final.name, "inputs": cache_key_inputs(cfg, data_root),
             "epochs": epochs, "rows": int(sum(rows_per_epoch.values())),
             "rows_per_epoch": {str(k): v for k, v in sorted(rows_per_epoch.items())},
+            "source": source_fingerprint(info, data_root),
             "teacher_calls": read_call_counts(tmp / "teacher_calls"),
             "wall_s": round(time.perf_counter() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -210,15 +315,66 @@ def read_token_cache(cfg: Mapping[str, Any], data_root: str | os.PathLike, root:
     """
     import ray
 
+    folder, info, pairs = _checked_cache(cfg, data_root, root)
+    ds = ray.data.read_parquet(str(folder / "data"), columns=list(STORED_COLUMNS),
+                               num_cpus=float(cfg["data"]["num_cpus"]))
+    return ds.map_batches(replay_batch, batch_format="numpy", num_cpus=float(cfg["data"]["num_cpus"]),
+                          fn_kwargs={"info": info, "data_cfg": dict(cfg["data"]), "pairs": pairs,
+                                     "seed": int(cfg["train"]["seed"]),
+                                     "ignore_index": int(cfg["teacher"]["ignore_index"])})
+
+
+def load_token_cache(cfg: Mapping[str, Any], data_root: str | os.PathLike, root: str | os.PathLike
+                     ) -> dict[str, np.ndarray]:
+    """Every cached row, replayed, as arrays ``(N, ...)`` of :data:`TOKEN_COLUMNS` in file order (no Ray:
+    probes such as tools/offline_c2s.py)."""
+    import pyarrow.dataset as pads
+
+    folder, info, pairs = _checked_cache(cfg, data_root, root)
+    table = pads.dataset(str(folder / "data")).to_table(columns=list(STORED_COLUMNS))
+    stored = {}
+    for name in STORED_COLUMNS:
+        column = table.column(name).combine_chunks()
+        meta = table.schema.field(name).metadata or {}
+        if b"ARROW:extension:metadata" in meta:  # Ray's fixed-shape tensor extension: flat values + shape
+            shape = json.loads(meta[b"ARROW:extension:metadata"])
+            stored[name] = column.values.to_numpy(zero_copy_only=False).reshape(len(table), *shape)
+        else:
+            stored[name] = column.to_numpy(zero_copy_only=False)
+    return replay_batch(stored, info, dict(cfg["data"]), pairs, int(cfg["train"]["seed"]),
+                        int(cfg["teacher"]["ignore_index"]))
+
+
+def _checked_cache(cfg: Mapping[str, Any], data_root: str | os.PathLike, root: str | os.PathLike
+                   ) -> tuple[Path, Any, list[tuple[str, str]]]:
+    """(folder, dataset info, the training split's pairs) of a complete, current-format cache whose source
+    files are the ones it was built from; :class:`TokenCacheError` saying what to do otherwise."""
+    from c2s.data.catalog import get_dataset_info, list_split
+
     folder = cache_dir(cfg, data_root, root)
-    if read_manifest(folder) is None:
+    if not folder.is_dir():
+        old = old_cache_dirs(cfg, data_root, root)
+        if old:
+            manifest = old[-1] / MANIFEST
+            version = json.loads(manifest.read_text()).get("version", "?") if manifest.is_file() else "?"
+            raise TokenCacheError(old_version_message(old[-1], version))
+    manifest = read_manifest(folder)
+    if manifest is None:
         raise TokenCacheError(
             f"teacher.cache = true but there is no token cache for this config at {folder} (key inputs: dataset "
             f"{cfg['data']['dataset']!r}, data root {data_root}, teacher {cfg['teacher']['arch']!r}, mining, "
             f"train.seed {cfg['train']['seed']}, teacher.cache_epochs {cfg['teacher']['cache_epochs']}). Build it "
             "first with `c2s tokens CONFIG <the same overrides>` (or jobs/tokens.py), or set teacher.cache=false")
-    return ray.data.read_parquet(str(folder / "data"), columns=list(TOKEN_COLUMNS),
-                                 num_cpus=float(cfg["data"]["num_cpus"]))
+    info = get_dataset_info(str(cfg["data"]["dataset"]))
+    now = source_fingerprint(info, data_root)
+    if manifest.get("source") != now:
+        raise TokenCacheError(
+            f"token cache {folder} was built from {manifest.get('source', {}).get('items')} training pairs under "
+            f"{data_root} (listing sha256 {manifest.get('source', {}).get('sha256')}); the folder now lists "
+            f"{now['items']} (sha256 {now['sha256']}). The cache replays pixels from those files by index, so "
+            "it would read other images: rebuild it with `c2s tokens CONFIG <the same overrides> --force`")
+    pairs = [(str(i), str(m)) for i, m in list_split(info, Path(data_root), "train").pairs]
+    return folder, info, pairs
 
 
 def ensure_token_cache(cfg: Any, data_root: str | os.PathLike, root: str | os.PathLike, *,
