@@ -43,9 +43,7 @@ def test_losing_the_teachers_node_keeps_every_step_once(shared_dir, tmp_path):  
 def test_sweep_node_loss_fails_only_its_trials_which_retry(shared_dir, tmp_path):  # noqa: F811
     r = run_scenario("sweep_node_loss", tmp_path / "out", shared_dir)
     assert "RayTrainWorker" in r["killed"]["actors_there"]
-    assert r["summary"] == {"completed": 4, "failed": 0, "stopped": 0}
-    ids = [row[0] for row in r["rows"]]
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == 4  # one row per trial, no duplicates
-    assert {row[2] for row in r["rows"]} == {"completed"}
-    # only trials that were running when the node died were retried (at most max_concurrent = 2)
+    assert r["summary"] == {"completed": 2, "failed": 0, "stopped": 0}
+    assert r["rows"] == [["t000_s0", 0, "completed"], ["t000_s1", 1, "completed"]]  # one row each, no duplicates
+    # the trial(s) that lost an actor with the node were retried by Tune (max_failures 1), at most the 2 running
     assert 1 <= len(r["retries"]) <= 2, r["log"]
