@@ -29,7 +29,8 @@ TENSOR_KEYS = ("label", "global", "local", "local_ids", "local_valid", "pseudo_m
 
 
 def load_rows(folder: Path) -> dict[str, np.ndarray]:
-    """All cached rows as arrays (N, ...), shapes from the Ray tensor extension metadata."""
+    """All rows of a FORMAT-1 cache (pixels stored) as arrays (N, ...), shapes from the Ray tensor extension
+    metadata. Format 2 (no pixels) is read with c2s.teacher.cache.load_token_cache."""
     import pyarrow.dataset as pads
 
     table = pads.dataset(str(folder / "data")).to_table()
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> int:
     from c2s.method.diagnostics import global_distill_stats
     from c2s.method.objective import C2SObjective
     from c2s.student import build_student
-    from c2s.teacher.cache import TokenCacheError, cache_dir, read_manifest
+    from c2s.teacher.cache import TokenCacheError, cache_dir, load_token_cache, old_cache_dirs
     from c2s.train.resolve import resolve_inputs, text_embeddings_for
     from c2s.train.schedule import build_optimizer
 
@@ -87,9 +88,15 @@ def main(argv: list[str]) -> int:
     inputs = resolve_inputs(cfg)
     seen_text, all_text = text_embeddings_for(cfg, inputs)
     folder = cache_dir(cfg, inputs.data_root, inputs.cache_root)
-    if read_manifest(folder) is None:
+    old = old_cache_dirs(cfg, inputs.data_root, inputs.cache_root)
+    if not folder.is_dir() and old and json.loads((old[-1] / "manifest.json").read_text()).get("version") == 1:
+        # A probe may still read a format-1 cache (pixels stored): same rows, fp32 tokens.
+        print(f"[offline] reading the format-1 token cache {old[-1]} (pixels stored)", flush=True)
+        rows = load_rows(old[-1])
+    elif folder.is_dir():
+        rows = load_token_cache(cfg, inputs.data_root, inputs.cache_root)  # format 2: pixels replayed
+    else:
         raise TokenCacheError(f"no token cache at {folder}; build it with `c2s tokens {args.config} <same overrides>`")
-    rows = load_rows(folder)
     n = len(rows["image"])
 
     seed = int(cfg.train.seed)
