@@ -191,9 +191,10 @@ def scenario_node_loss(out: Path, target: str) -> dict[str, Any]:
     def try_kill() -> bool:
         done = _registered_steps(run_dir)
         steps = _train_steps(run_dir)
-        # A worker: once a registered checkpoint is behind the last step. The teacher: as soon as training
-        # runs (it encodes the whole stream ahead of training and its actor is gone when the stream ends).
-        if not steps or (target == "worker" and not (done and steps[-1] > done[-1])):
+        # A worker: once a registered checkpoint is behind the last step. The teacher: as soon as its actor
+        # runs (measured: it encodes this run's whole 40-image stream ahead of training, and Ray Data ends the
+        # actor when the stream is done, before the first step's row is written).
+        if target == "worker" and not (steps and done and steps[-1] > done[-1]):
             return False
         victims = [n for n in nodes if n.node_id in set(actor_nodes(fraction))]
         if not victims:

@@ -33,6 +33,8 @@ def test_losing_a_training_workers_node_restores_from_the_checkpoint(shared_dir,
 
 
 def test_losing_the_teachers_node_keeps_every_step_once(shared_dir, tmp_path):  # noqa: F811
+    """The teacher's node dies while its actor encodes the stream (before the first step: the actor encodes
+    the whole toy stream ahead of training and is gone by then)."""
     r = run_scenario("teacher_node_loss", tmp_path / "out", shared_dir)
     assert any("TeacherActor" in name for name in r["killed"]["actors_there"])
     assert r["step"] == r["iters"] == 10
@@ -47,3 +49,4 @@ def test_sweep_node_loss_fails_only_its_trials_which_retry(shared_dir, tmp_path)
     assert r["rows"] == [["t000_s0", 0, "completed"], ["t000_s1", 1, "completed"]]  # one row each, no duplicates
     # the trial(s) that lost an actor with the node were retried by Tune (max_failures 1), at most the 2 running
     assert 1 <= len(r["retries"]) <= 2, r["log"]
+    assert all(r["killed"]["node"] in line for line in r["retries"])  # each retry names the lost node's worker
