@@ -200,7 +200,7 @@ def scenario_node_loss(out: Path, target: str) -> dict[str, Any]:
         if not victims:
             return False
         victim = victims[0]
-        result["killed"] = {"node": victim.node_id, "at_step": steps[-1], "checkpoints": done,
+        result["killed"] = {"node": victim.node_id, "at_step": steps[-1] if steps else 0, "checkpoints": done,
                             "after_s": round(time.perf_counter() - t1, 1),
                             "actors_there": sorted(a["ActorClassName"] for a in ray._private.state.actors().values()
                                                    if a["State"] == "ALIVE"
@@ -329,50 +329,7 @@ def scenario_sweep_node_loss(out: Path) -> dict[str, Any]:
     return result
 
 
-def scenario_elastic_pool(out: Path) -> dict[str, Any]:
-    """Issue 18.5: ``teacher.actors=[1,3]`` with a teacher far slower than the student (dense tokens at 160 px
-    on CPU against a tiny student), on a CPU-0 head + two 2-CPU nodes (workers 2 x 1, data 2 x 0.25, up to 3
-    actors x 0.5: 4 CPU). Counts the ALIVE teacher actors over the run (GCS actor table) and keeps each
-    interval's teacher wait from metrics.jsonl."""
-    import ray
-
-    from c2s.config import load_config
-    from c2s.train.trainer import run_training
-
-    t0 = time.perf_counter()
-    cluster, _ = start_cluster([0, 2, 2])
-    result: dict[str, Any] = {"cluster_start_s": round(time.perf_counter() - t0, 1)}
-    counts: list[tuple[float, int]] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            alive = sum(1 for a in ray._private.state.actors().values()
-                        if a["State"] == "ALIVE" and "TeacherActor" in a["ActorClassName"])
-            counts.append((round(time.perf_counter() - t1, 1), alive))
-            stop.wait(0.5)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    try:
-        cfg = load_config("toy_tiny", [*SPREAD, "teacher.actors=[1,3]", "teacher.dense_size=160",
-                                       "teacher.batch_size=2", "train.iters=12", "train.checkpoint_interval=100"])
-        t1 = time.perf_counter()
-        watcher.start()
-        summary = run_training(cfg, WORK / "run")
-        stop.set()
-        watcher.join()
-        rows = [json.loads(line) for line in (WORK / "run" / "metrics.jsonl").read_text().splitlines()]
-        result.update(wall_s=round(time.perf_counter() - t1, 1), step=summary.get("step"),
-                      actor_counts=counts, max_actors=max((c for _, c in counts), default=0),
-                      teacher_wait=[r.get("teacher_wait_frac") for r in rows if r.get("kind") == "train"])
-    finally:
-        stop.set()
-        ray.shutdown()
-        cluster.shutdown()
-    return result
-
-
-SCENARIOS = {"placement": scenario_placement, "elastic_pool": scenario_elastic_pool, "sweep_node_loss": scenario_sweep_node_loss,
+SCENARIOS = {"placement": scenario_placement, "sweep_node_loss": scenario_sweep_node_loss,
              "worker_node_loss": lambda out: scenario_node_loss(out, "worker"),
              "teacher_node_loss": lambda out: scenario_node_loss(out, "teacher")}
 
