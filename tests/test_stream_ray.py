@@ -21,14 +21,15 @@ def _by_image(rows):
 
 
 def test_live_epoch_equals_cached_epoch(ray_local, cache_root, tmp_path):
-    from c2s.teacher.cache import build_token_cache
+    from c2s.teacher.cache import build_token_cache, load_token_cache
     from c2s.train.pipeline import build_train_dataset
     from c2s.train.resolve import resolve_inputs
 
     cfg = load_config("toy_tiny", [*ONE, "teacher.cache_epochs=2", "train.seed=7"])
     inputs = resolve_inputs(cfg)
     folder, _ = build_token_cache(cfg, inputs.data_root, inputs.cache_root, log=False)
-    cached = ray_local.data.read_parquet(str(folder / "data"), columns=["image", "label", "epoch"]).take_all()
+    rows = load_token_cache(cfg, inputs.data_root, inputs.cache_root)  # format 2: pixels replayed
+    cached = [{k: rows[k][i] for k in ("image", "label", "epoch")} for i in range(len(rows["epoch"]))]
     # The live stream of a 12-step run (48 rows = 2 epochs); the baseline keeps the teacher out of it.
     live_cfg = load_config("toy_tiny", [*ONE, "train.iters=12", "train.seed=7", "distill.enabled=false",
                                         "latent.enabled=false"])

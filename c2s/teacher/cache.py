@@ -326,8 +326,8 @@ def read_token_cache(cfg: Mapping[str, Any], data_root: str | os.PathLike, root:
 
 def load_token_cache(cfg: Mapping[str, Any], data_root: str | os.PathLike, root: str | os.PathLike
                      ) -> dict[str, np.ndarray]:
-    """Every cached row, replayed, as arrays ``(N, ...)`` of :data:`TOKEN_COLUMNS` in file order (no Ray:
-    probes such as tools/offline_c2s.py)."""
+    """Every cached row, replayed, as arrays ``(N, ...)`` of :data:`TOKEN_COLUMNS` plus ``epoch`` and
+    ``item``, in file order (no Ray: probes such as tools/offline_c2s.py)."""
     import pyarrow.dataset as pads
 
     folder, info, pairs = _checked_cache(cfg, data_root, root)
@@ -341,8 +341,9 @@ def load_token_cache(cfg: Mapping[str, Any], data_root: str | os.PathLike, root:
             stored[name] = column.values.to_numpy(zero_copy_only=False).reshape(len(table), *shape)
         else:
             stored[name] = column.to_numpy(zero_copy_only=False)
-    return replay_batch(stored, info, dict(cfg["data"]), pairs, int(cfg["train"]["seed"]),
+    rows = replay_batch(stored, info, dict(cfg["data"]), pairs, int(cfg["train"]["seed"]),
                         int(cfg["teacher"]["ignore_index"]))
+    return {**rows, "epoch": stored["epoch"], "item": stored["item"]}
 
 
 def _checked_cache(cfg: Mapping[str, Any], data_root: str | os.PathLike, root: str | os.PathLike
