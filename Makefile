@@ -3,10 +3,11 @@ PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.c2s-installed
-# Integration tests start one local Ray with 2 CPUs; keep every test bounded.
-PYTEST_ARGS ?= -q --timeout=600
+# Integration tests start one local Ray with 2 CPUs; keep every test bounded. The simulated-cluster tests
+# (marker multinode, about 16 min together on 2 cores) run with `make test-multinode`, not in `make test`.
+PYTEST_ARGS ?= -q --timeout=600 -m "not multinode"
 
-.PHONY: setup test demo lint bench clean mutate
+.PHONY: setup test test-multinode demo lint bench clean mutate
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +23,10 @@ setup: $(STAMP)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Issue 18's scenarios on a ray.cluster_utils.Cluster: placement, node loss (worker, teacher), sweep retry.
+test-multinode: setup
+	$(BIN)/python -m pytest -q --timeout=900 -m multinode
 
 demo: setup
 	$(BIN)/c2s demo

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from multinode_cluster import run_scenario, shared_dir  # noqa: F401  (shared_dir: a fixture)
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode]
 
 
 def test_losing_a_training_workers_node_restores_from_the_checkpoint(shared_dir, tmp_path):  # noqa: F811

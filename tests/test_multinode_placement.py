@@ -13,7 +13,7 @@ import re
 import pytest
 from multinode_cluster import run_scenario, shared_dir  # noqa: F401  (shared_dir: a fixture)
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode]
 
 
 def test_job_spreads_over_nodes_and_unplaceable_job_fails_before_fit(shared_dir, tmp_path):  # noqa: F811
