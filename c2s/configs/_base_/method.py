@@ -32,7 +32,7 @@ loss = dict(
     # sIoU / uIoU / hIoU): without it ZegCLIP's NEL can only push every absent class down through a feature
     # component shared by all pixels, which acts as a per-class bias (mean feature norm 62 vs pixel median 64,
     # seen classes' mean logit -5.2 vs unseen -4.2): 87% of seen pixels went to an unseen class, 4.0 / 19.7 /
-    # 6.7, and L_g ended at 2.16. With it: 24.2 / 12.1 / 16.1, seen->unseen 17%, L_g 1.08, shared offset 0.25
+    # 6.7, and L_g ended at 2.16. With it: 24.2 / 12.1 / 16.1, seen->unseen 17%, L_g 0.93, shared offset 0.25
     # of the pixel norm. (model.center_features removes the offset structurally: 24.2 / 10.2 / 14.3; centring
     # without this bias leaves NEL stuck at 29.5 after 100 steps.)
     learn_logit_bias=True,
@@ -63,7 +63,7 @@ distill = dict(
     # (softmax(cos(C_g, f) / global_attn_tau)).
     # cosine is the default (issue 13, same probe as loss.learn_logit_bias, both with the bias): with "paper"
     # the attention was near uniform (99.5% of positions effective) since C_g^T F / sqrt(D) is small, so F_g
-    # was the image's mean feature: 24.2 / 12.1 / 16.1; "cosine": 12% of positions, L_g 1.08 -> 0.64,
+    # was the image's mean feature: 24.2 / 12.1 / 16.1; "cosine": 12% of positions, L_g 0.93 -> 0.64,
     # 35.6 / 18.3 / 24.2.
     global_pool="cosine",
     global_attn_tau=0.07,
