@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,32 @@ def cache_root(tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.setenv("C2S_CACHE", str(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def mmseg_build():
+    """``build(config, root, split)``: (img, seg_map, reduce_zero_label) as mmseg 1.2.2's own dataset config
+    (``.mim/configs/_base_/datasets/<config>``) lists ``root``."""
+    import c2s.compat
+
+    c2s.compat.install()
+    import mmseg
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    configs = Path(mmseg.__file__).parent / ".mim" / "configs" / "_base_" / "datasets"
+
+    def build(config: str, root: Path, split: str) -> list[tuple[Path, Path, bool]]:
+        cfg = Config.fromfile(str(configs / config))
+        dcfg = (cfg.train_dataloader if split == "train" else cfg.val_dataloader).dataset
+        for sub in dcfg.get("datasets", [dcfg]):
+            sub.data_root, sub.pipeline = str(root), []
+        with DefaultScope.overwrite_default_scope("mmseg"):  # ConcatDataset builds its parts in mmseg's scope
+            ds = DATASETS.build(dcfg)
+        infos = [ds.get_data_info(i) for i in range(len(ds))]
+        return [(Path(d["img_path"]), Path(d["seg_map_path"]), d["reduce_zero_label"]) for d in infos]
+
+    return build

@@ -20,33 +20,6 @@ from c2s.data.catalog import get_dataset_info, list_split
 from c2s.data.readers import decode_pair
 
 
-@pytest.fixture(scope="module")
-def mmseg_build():
-    import c2s.compat
-
-    c2s.compat.install()
-    import mmseg
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import DATASETS
-    from mmseg.utils import register_all_modules
-
-    register_all_modules(init_default_scope=False)
-    configs = Path(mmseg.__file__).parent / ".mim" / "configs" / "_base_" / "datasets"
-
-    def build(config: str, root: Path, split: str) -> list[tuple[Path, Path, bool]]:
-        cfg = Config.fromfile(str(configs / config))
-        dcfg = (cfg.train_dataloader if split == "train" else cfg.val_dataloader).dataset
-        for sub in dcfg.get("datasets", [dcfg]):
-            sub.data_root, sub.pipeline = str(root), []
-        with DefaultScope.overwrite_default_scope("mmseg"):  # ConcatDataset builds its parts in mmseg's scope
-            ds = DATASETS.build(dcfg)
-        infos = [ds.get_data_info(i) for i in range(len(ds))]
-        return [(Path(d["img_path"]), Path(d["seg_map_path"]), d["reduce_zero_label"]) for d in infos]
-
-    return build
-
-
 def _image(path: Path, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((6, 8, 3), seed * 9 % 256, np.uint8)).save(path)

@@ -105,7 +105,7 @@ def make_zips(folder: Path) -> tuple[Path, Path, Path]:
     return train, val, _zip(folder / "stuffthingmaps_trainval2017.zip", maps)
 
 
-def test_coco_stuff_layout_ids_counts_check_and_mmseg_listing(tmp_path, capsys):
+def test_coco_stuff_layout_ids_counts_check_and_mmseg_listing(tmp_path, capsys, mmseg_build):
     train, val, maps = make_zips(tmp_path / "dl")
     out = tmp_path / "coco"
     argv = ["coco_stuff164k", "--images", str(train), str(val), "--annotations", str(maps), "--out", str(out),
@@ -125,22 +125,8 @@ def test_coco_stuff_layout_ids_counts_check_and_mmseg_listing(tmp_path, capsys):
         assert (out / "images" / split / f"{n}.jpg").is_file()
     assert check_main([str(out), "--dataset", "coco_stuff164k", "--allow-subset", "--workers", "1", "--quiet"]) == 0
 
-    import c2s.compat
-
-    c2s.compat.install()
-    import mmseg
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import DATASETS
-    from mmseg.utils import register_all_modules
-
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(str(Path(mmseg.__file__).parent / ".mim/configs/_base_/datasets/coco-stuff164k.py"))
-    for split, dcfg in (("train", cfg.train_dataloader.dataset), ("val", cfg.val_dataloader.dataset)):
-        dcfg.data_root, dcfg.pipeline = str(out), []
-        with DefaultScope.overwrite_default_scope("mmseg"):
-            ds = DATASETS.build(dcfg)
-        theirs = [(Path(d["img_path"]), Path(d["seg_map_path"])) for d in (ds.get_data_info(i) for i in range(len(ds)))]
+    for split in ("train", "val"):
+        theirs = [(img, seg) for img, seg, _ in mmseg_build("coco-stuff164k.py", out, split)]
         assert theirs == list_split(get_dataset_info("coco_stuff164k"), out, split).pairs
         assert len(theirs) == {"train": 3, "val": 2}[split]
 

@@ -165,7 +165,7 @@ def _recompute_expected(js: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def test_context59_masks_lists_counts_check_and_mmseg_listing(tmp_path, capsys):
+def test_context59_masks_lists_counts_check_and_mmseg_listing(tmp_path, capsys, mmseg_build):
     tar_path, js, _ = make_inputs(tmp_path / "dl")
     out = tmp_path / "VOC2010"
     argv = ["context59", "--voc", str(tar_path), "--annotations", str(js), "--out", str(out), "--workers", "2",
@@ -188,22 +188,8 @@ def test_context59_masks_lists_counts_check_and_mmseg_listing(tmp_path, capsys):
     assert not (out / "SegmentationClassContext" / "2008_000010.png").exists()  # phase 'test'
     assert check_main([str(out), "--dataset", "context59", "--allow-subset", "--workers", "1", "--quiet"]) == 0
 
-    import c2s.compat
-
-    c2s.compat.install()
-    import mmseg
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import DATASETS
-    from mmseg.utils import register_all_modules
-
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(str(Path(mmseg.__file__).parent / ".mim/configs/_base_/datasets/pascal_context_59.py"))
-    for split, dcfg in (("train", cfg.train_dataloader.dataset), ("val", cfg.val_dataloader.dataset)):
-        dcfg.data_root, dcfg.pipeline = str(out), []
-        with DefaultScope.overwrite_default_scope("mmseg"):
-            ds = DATASETS.build(dcfg)
-        theirs = [(Path(d["img_path"]), Path(d["seg_map_path"])) for d in (ds.get_data_info(i) for i in range(len(ds)))]
+    for split in ("train", "val"):
+        theirs = [(img, seg) for img, seg, _ in mmseg_build("pascal_context_59.py", out, split)]
         assert theirs == list_split(get_dataset_info("context59"), out, split).pairs
         assert len(theirs) == {"train": 2, "val": 3}[split]
 
