@@ -19,7 +19,8 @@ def test_quick_run_json_is_consistent(capsys):
     assert out["bench"] == "inference" and out["size"] == 64 and out["batch"] == 1 and out["repeats"] == 2
     clip, student = out["clip_pipeline"], out["students"]["segformer_tiny"]
     # images/s = batch / median seconds; the speedup is the ratio of the two. Recomputed from the JSON's rounded
-    # values (3 decimals): within that rounding, relative for large values, 6e-4 absolute for small ones.
+    # values (seconds to 6 significant digits, images/s to 3 decimals): within that rounding, relative for large
+    # values, 6e-4 absolute for small ones.
     assert clip["images_per_s"] == pytest.approx(1 / clip["forward_median_s"], rel=1e-3, abs=6e-4)
     assert student["images_per_s"] == pytest.approx(1 / student["forward_median_s"], rel=1e-3, abs=6e-4)
     assert student["speedup_vs_clip"] == pytest.approx(student["images_per_s"] / clip["images_per_s"],

@@ -27,6 +27,9 @@ def test_spread_by_hand():
     assert spread([1.0, 2.0, 4.0, 8.0]) == {"median": 3.0, "min": 1.0, "max": 8.0, "q1": 1.75, "q3": 5.0, "n": 4}
     assert flat("x", [2.0, 1.0, 3.0]) == {"x_median_s": 2.0, "x_min_s": 1.0, "x_max_s": 3.0, "x_q1_s": 1.5,
                                           "x_q3_s": 2.5}
+    # small times keep 6 significant digits (a 3.1 ms median rounded to 5 decimals became 3.10 ms: 0.16% off)
+    assert flat("x", [0.00310012345])["x_median_s"] == 0.00310012
+    assert flat("x", [1234.56789])["x_median_s"] == 1234.57
 
 
 def _json_last(capsys) -> dict:
