@@ -5,9 +5,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.c2s-installed
 # Integration tests start one local Ray with 2 CPUs; keep every test bounded. The simulated-cluster tests
 # (marker multinode, about 16 min together on 2 cores) run with `make test-multinode`, not in `make test`.
-PYTEST_ARGS ?= -q --timeout=600 -m "not multinode"
+# GPU paths (marker gpu) run with `make test-gpu` on a CUDA machine.
+PYTEST_ARGS ?= -q --timeout=600 -m "not multinode and not gpu"
 
-.PHONY: setup test test-multinode demo lint bench clean mutate
+.PHONY: setup test test-multinode test-gpu demo lint bench clean mutate
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +28,10 @@ test: setup
 # Issue 18's scenarios on a ray.cluster_utils.Cluster: placement, node loss (worker, teacher), sweep retry.
 test-multinode: setup
 	$(BIN)/python -m pytest -q --timeout=900 -m multinode
+
+# bf16 training step, fp16 teacher, amp off on cuda, each against fp32 on the CPU (tests/test_gpu.py).
+test-gpu: setup
+	$(BIN)/python -m pytest -q --timeout=600 -m gpu -rs
 
 demo: setup
 	$(BIN)/c2s demo

@@ -27,6 +27,7 @@ from torch.utils._pytree import tree_flatten
 
 from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved, parse_with_quick
 from c2s.method.losses import IGNORE_INDEX
+from c2s.train.precision import training_autocast
 
 
 def make_synthetic_batch(batch: int, size: int, dim: int, num_seen: int, k_max: int, seen_regions: int = 6,
@@ -135,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
                         "in seconds instead of minutes; --size on CUDA, where kernels are tuned per shape)")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="train.amp: bf16 autocast on CUDA around student + objective, as the worker loop")
     return p
 
 
@@ -171,11 +174,14 @@ def main(argv: list[str]) -> int:
     params = [p for p in list(student.parameters()) + list(objective.parameters()) if p.requires_grad]
 
     def student_step(size: int) -> None:
-        feats = student(images[size])
+        with training_autocast(device, args.amp):
+            feats = student(images[size])
         feats.float().square().mean().backward()  # the cheapest loss that backpropagates through F
 
     def objective_step(size: int) -> None:
-        objective(student(images[size]), full if size == args.size else small)["loss"].backward()
+        with training_autocast(device, args.amp):  # as the worker loop: student and objective inside
+            out = objective(student(images[size]), full if size == args.size else small)
+        out["loss"].backward()
 
     with torch.no_grad():
         feats_fixed = student(images[args.size]).detach()
@@ -230,6 +236,7 @@ def main(argv: list[str]) -> int:
         "seen": args.seen,
         "k_max": args.k_max,
         "repeats": args.repeats,
+        "amp": "bf16" if args.amp and device.type == "cuda" else "fp32",
         "student_s": student_s,
         **{k: v for k, v in flat("student", times["student"]).items() if k != "student_median_s"},
         "objective_s": objective_s,

@@ -10,7 +10,8 @@ random weights). Timed variants, interleaved over ``--repeats`` rounds (c2s.benc
   class mining on each dense map (Eq. 1);
 - ``regions_batched``: encode_regions of ``--batch x --regions`` regions in one call; ``regions_per_call``:
   the same regions one call each (``local_batching_speedup`` = per-call / batched, medians);
-- ``student_step``: ``--student-batch`` crops through the student, forward + backward.
+- ``student_step``: ``--student-batch`` crops through the student, forward + backward (on CUDA under
+  bf16 autocast as training runs it; ``--no-amp``: fp32).
 
 The text tower runs once per run (class-name prompts; reported, not per image). Per image, the teacher
 costs ``(global + dense + mining) / batch + P x regions_batched / (batch x regions)`` for P regions per
@@ -32,6 +33,7 @@ from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interlea
 from c2s.config import load_config
 from c2s.teacher.clip import load_teacher
 from c2s.teacher.mining import mine_latent_classes
+from c2s.train.precision import training_autocast
 
 QUICK = {"arch": "c2s-test-vit", "size": 64, "image_size": 32, "dense_size": 48, "batch": 1, "regions": 2,
          "student": "segformer_tiny", "student_size": 64, "student_dim": 64, "text_classes": 20}
@@ -76,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--student-size", type=int, default=512, help="student crop side")
     p.add_argument("--student-batch", type=int, default=1, help="crops per student step")
     p.add_argument("--student-dim", type=int, default=512, help="student embedding dim D (the teacher's)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="the student step under train.amp's bf16 autocast on CUDA, as training runs it")
     p.add_argument("--text-classes", type=int, default=171,
                    help="class-name prompts encoded once (COCO-Stuff 171); 0 skips")
     p.add_argument("--repeats", type=int, default=MIN_REPEATS, help=f"interleaved timed rounds (default {MIN_REPEATS})")
@@ -148,10 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         def student_step() -> None:
             for p in student.parameters():
                 p.grad = None
-            student(crops).float().square().mean().backward()  # the cheapest loss that backpropagates
+            with training_autocast(device, args.amp):
+                feats = student(crops)
+            feats.float().square().mean().backward()  # the cheapest loss that backpropagates
 
         variants["student_step"] = student_step
         student_info = {"student": args.student, "student_size": args.student_size,
+                        "student_amp": "bf16" if args.amp and device.type == "cuda" else "fp32",
                         "student_batch": args.student_batch, "student_dim": args.student_dim,
                         "student_params_m": round(sum(p.numel() for p in student.parameters()) / 1e6, 2)}
 

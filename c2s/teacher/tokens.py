@@ -185,6 +185,9 @@ class TeacherActor:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() and _actor_has_gpu() else "cpu"
         self.teacher = load_teacher(self.cfg.teacher, device)
+        # one line per actor on the driver's console: where the teacher runs, and in which precision
+        print(f"[c2s] teacher actor: {self.teacher.arch} on {device} "
+              f"({next(self.teacher.model.parameters()).dtype})", flush=True)
         self.calls_dir = calls_dir
         self.counter_name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.batches = self.images = 0

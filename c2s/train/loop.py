@@ -8,7 +8,6 @@ metrics reported with a checkpoint (architecture.md), so curves need their own s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from c2s.data.readers import bad_sample_counts, raise_bad_sample
 from c2s.train.checkpoint import load_state, save_state, set_rng_state
 from c2s.train.curves import CurveWriter
 from c2s.train.pipeline import per_worker_batch, repeats_epochs
+from c2s.train.precision import training_autocast
 from c2s.train.schedule import build_optimizer
 
 NONFINITE_MARKER = "NONFINITE_LOSS.json"
@@ -118,12 +118,6 @@ def quiet_report_log() -> None:
     train_context.logger.setLevel(logging.WARNING)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry: ``config`` holds the resolved config dict, the run dir and text embeddings."""
     import ray.train
@@ -170,6 +164,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         module.to(device)
         print(f"[c2s] resumed from checkpoint at step {step}/{total}", flush=True)
     if rank == 0:
+        amp = "bf16 autocast" if device.type == "cuda" and bool(train_cfg.amp) else "fp32"
+        print(f"[c2s] {world} worker(s), rank 0 on {device} ({amp})", flush=True)
         truncate_jsonl(run_dir / "metrics.jsonl", step)  # a restart repeats the steps after `step`
     curves = CurveWriter(run_dir, start_step=step) if rank == 0 else None  # TensorBoard, beside metrics.jsonl
 
@@ -196,7 +192,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         t1 = time.perf_counter()
         images = student.normalize(batch["image"].to(device))
         tensors = {k: batch[k].to(device) for k in TENSOR_KEYS if k in batch}
-        with _autocast(device, bool(train_cfg.amp)):
+        with training_autocast(device, bool(train_cfg.amp)):
             out = model(images, tensors)
         for name, value in out.items():
             if not torch.isfinite(value).all():

@@ -1,0 +1,47 @@
+#!/bin/bash
+# The GPU checks in one go, for a CUDA machine lent for a few minutes: GPU unit tests (tests/test_gpu.py),
+# the teacher cost table (c2s bench teacher: ViT-B/16 at the teacher's sizes next to a SegFormer-B4 bf16
+# step), the objective's overhead and Table 2's inference speed on the GPU, and a short Ray job with the
+# teacher actors and the Train worker on GPU fractions. One log per step under OUTDIR (at most 7 files).
+#
+#   bash tools/gpu_check.sh OUTDIR
+#
+# Where the machine lacks c2s's dependencies (ray, mmsegmentation, open_clip, ...), put their wheels under
+# .whl/ in the repository (any python3 whose torch sees the GPU): they are installed to /tmp/site first.
+set -u
+OUTDIR=${1:?usage: bash tools/gpu_check.sh OUTDIR}
+mkdir -p "$OUTDIR"
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1 C2S_CACHE=${C2S_CACHE:-/tmp/c2s-gpu-cache}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if compgen -G ".whl/*.whl" > /dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "wheel install failed"; exit 1; }
+    export PYTHONPATH=$PWD:/tmp/site
+fi
+T0=$(date +%s)
+step() {  # step NAME SECONDS CMD...: the command's output to OUTDIR/NAME.log, a status line and its last lines here
+    local name=$1 limit=$2 start rc
+    shift 2
+    start=$(date +%s)
+    timeout "$limit" "$@" > "$OUTDIR/$name.log" 2>&1
+    rc=$?
+    echo "=== $name rc=$rc $(( $(date +%s) - start ))s (at $(( $(date +%s) - T0 ))s)"
+    tail -n 4 "$OUTDIR/$name.log" | cut -c1-600
+}
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    $PY -c "import torch, ray, mmseg, open_clip, sys; print(sys.version.split()[0], 'torch', torch.__version__, \
+torch.cuda.get_device_name(0), 'ray', ray.__version__, 'mmseg', mmseg.__version__, 'open_clip', open_clip.__version__)"
+    nproc
+} > "$OUTDIR/env.log" 2>&1
+cat "$OUTDIR/env.log"
+C2S="$PY -m c2s.cli"
+step pytest_gpu 180 $PY -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
+step bench_teacher 150 $C2S bench teacher --device cuda
+step train_ray_gpu 200 $C2S train toy_tiny train.iters=12 train.gpus_per_worker=0.5 teacher.num_gpus=0.25 \
+    'teacher.actors=[2,2]' --run-dir /tmp/c2s-gpu-runs/toy_tiny
+step bench_objective 120 $C2S bench objective --device cuda
+step bench_inference_fp32 120 $C2S bench inference --device cuda
+step bench_inference_bf16 120 $C2S bench inference --device cuda --dtype bf16
+echo "=== all done at $(( $(date +%s) - T0 ))s"
