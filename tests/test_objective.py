@@ -122,6 +122,14 @@ def test_global_infonce_uses_bank_negatives_and_state_round_trip():
     assert torch.equal(other.bank.get(), obj.bank.get())
     with torch.no_grad():
         assert torch.allclose(other(feats, batch)["loss_global"], obj(feats, batch)["loss_global"])
+    # the bank's tokens are negatives of the InfoNCE: the same features and batch against an empty bank and
+    # against the restored one (both in eval mode, so neither bank moves) give different losses
+    empty, _, _ = make(seed=0)
+    empty.eval(), other.eval()
+    with torch.no_grad():
+        without_bank, with_bank = empty(feats, batch)["loss_global"], other(feats, batch)["loss_global"]
+    assert len(empty.bank) == 0 and len(other.bank) == 4
+    assert float(with_bank - without_bank) > 0.01  # 4 more negatives only add terms to the denominator
     # eval mode does not touch the bank
     obj.eval()
     before = obj.bank.get().clone()

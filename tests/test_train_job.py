@@ -1,4 +1,5 @@
-"""Integration tests of the training job on one local Ray (2 CPUs): 2 workers + 1 teacher actor.
+"""Integration tests of the training job on one local Ray (2 CPUs): 2 workers + 1 teacher actor (the early
+path errors, which need no Ray, are unit tests in test_train_units.py).
 
 Uses the random-weight test CLIP (c2s-test-vit) and a tiny toy world so each run takes seconds of
 compute; most of the wall time is Ray starting actors.
@@ -16,7 +17,6 @@ import torch
 
 from c2s.config import load_config
 from c2s.train.checkpoint import latest_checkpoint, load_state
-from c2s.train.resolve import PreflightError
 from c2s.train.schedule import lr_factor
 from c2s.train.trainer import run_training
 
@@ -142,31 +142,3 @@ def test_killed_worker_resumes_from_checkpoint(ray_local, cache_root, tmp_path):
     lines = [line for line in (run_dir / "metrics.jsonl").read_text().splitlines()
              if json.loads(line).get("kind") == "train"]
     assert lines[:2] == [watcher.before_crash[1], watcher.before_crash[2]]
-
-
-def test_early_errors_before_any_worker(cache_root, tmp_path, monkeypatch):
-    """Path errors fire before Ray is touched: no Ray here, and starting one would fail the test."""
-    import ray
-
-    import c2s.train.trainer as trainer_module
-
-    def no_ray(*args, **kwargs):
-        raise AssertionError("Ray was started before the preflight errors")
-
-    monkeypatch.setattr(trainer_module, "init_ray", no_ray)
-    monkeypatch.setattr(ray, "init", no_ray)
-    missing_root = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'nope'}",
-                                                      "teacher.checkpoint=/x/ViT-B-16.pt"])
-    with pytest.raises(PreflightError, match="data.root = .*nope.* does not exist"):
-        run_training(missing_root, tmp_path / "r1")
-    (tmp_path / "voc").mkdir()
-    missing_ckpt = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'voc'}",
-                                                      "teacher.checkpoint=/x/ViT-B-16.pt"])
-    with pytest.raises(PreflightError, match=r"teacher.checkpoint.*'/x/ViT-B-16.pt'.* does not exist"):
-        run_training(missing_ckpt, tmp_path / "r2")
-    no_ckpt = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'voc'}"])
-    with pytest.raises(PreflightError, match="teacher.checkpoint is not set"):
-        run_training(no_ckpt, tmp_path / "r3")
-    # nothing was written for any of them: no config dump, no metrics, no checkpoint
-    for run in ("r1", "r2", "r3"):
-        assert not (tmp_path / run).exists() or not any((tmp_path / run).iterdir()), run

@@ -177,3 +177,32 @@ def test_latest_checkpoint_is_the_newest_state(tmp_path):
     (tmp_path / "checkpoint_000099").mkdir()  # newest folder, but no state.pt: not a checkpoint
     # the most recently written checkpoint folder wins (not the highest number); equal times: the name
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint_000003"
+
+
+def test_early_errors_before_any_worker(cache_root, tmp_path, monkeypatch):
+    """Path errors fire before Ray is touched: no Ray here, and starting one would fail the test (a unit test:
+    ``init_ray`` and ``ray.init`` are stand-ins that raise)."""
+    import ray
+
+    import c2s.train.trainer as trainer_module
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started before the preflight errors")
+
+    monkeypatch.setattr(trainer_module, "init_ray", no_ray)
+    monkeypatch.setattr(ray, "init", no_ray)
+    missing_root = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'nope'}",
+                                                      "teacher.checkpoint=/x/ViT-B-16.pt"])
+    with pytest.raises(PreflightError, match="data.root = .*nope.* does not exist"):
+        trainer_module.run_training(missing_root, tmp_path / "r1")
+    (tmp_path / "voc").mkdir()
+    missing_ckpt = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'voc'}",
+                                                      "teacher.checkpoint=/x/ViT-B-16.pt"])
+    with pytest.raises(PreflightError, match=r"teacher.checkpoint.*'/x/ViT-B-16.pt'.* does not exist"):
+        trainer_module.run_training(missing_ckpt, tmp_path / "r2")
+    no_ckpt = load_config("voc12_segformer_b4", [f"data.root={tmp_path / 'voc'}"])
+    with pytest.raises(PreflightError, match="teacher.checkpoint is not set"):
+        trainer_module.run_training(no_ckpt, tmp_path / "r3")
+    # nothing was written for any of them: no config dump, no metrics, no checkpoint
+    for run in ("r1", "r2", "r3"):
+        assert not (tmp_path / run).exists() or not any((tmp_path / run).iterdir()), run
