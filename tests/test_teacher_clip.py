@@ -67,6 +67,10 @@ def test_global_matches_open_clip_at_trained_size(teacher):
     assert g.shape == (2, 64) and g.dtype == torch.float32
     assert torch.allclose(g.norm(dim=1), torch.ones(2), atol=1e-5)
     assert (g - _open_clip_reference(teacher, images, Image.BILINEAR)).abs().max() < 1e-5
+    # the normalisation constants are OpenAI CLIP's, as open_clip/constants.py (mlfoundations/open_clip) writes
+    # them: OPENAI_DATASET_MEAN / OPENAI_DATASET_STD
+    assert teacher._mean.flatten().tolist() == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert teacher._std.flatten().tolist() == pytest.approx([0.26862954, 0.26130258, 0.27577711])
     # Another size: the whole image resized (bilinear, antialiased like PIL's), no centre crop.
     larger = _images(h=56, w=56)
     assert (teacher.encode_global(larger) - _open_clip_reference(teacher, larger, Image.BILINEAR)).abs().max() < 1e-5
@@ -128,6 +132,35 @@ def test_dense_variants_match_their_definitions_and_differ():
     # the three are different maps (cosine between variants well below 1 somewhere)
     for a, b in (("maskclip", "clearclip"), ("maskclip", "sclip"), ("clearclip", "sclip")):
         assert float((dense[a] * dense[b]).sum(dim=1).min()) < 0.99, (a, b)
+
+
+def test_dense_variants_hand_values_on_a_two_token_block():
+    """``_last_block_dense`` on a hand-built block (width 2, one head, ln_1 the identity) whose q, k, v are known:
+    q = a*y, k = 0, v = y for the patch tokens y = e1, e2, with a^2 / sqrt(2) = ln 3 so that softmax(q q^T scale)
+    rows are [3/4, 1/4]. MaskCLIP keeps v; ClearCLIP (q-q attention, no residual, no FFN) gives
+    (3/4, 1/4), (1/4, 3/4); SCLIP adds softmax(k k^T scale) v = the uniform average (1/2, 1/2). The CLS token
+    (index 0, set large) takes no part."""
+    import math
+
+    from c2s.teacher.clip import _last_block_dense
+
+    attn = torch.nn.MultiheadAttention(2, 1)
+    a = math.sqrt(math.sqrt(2) * math.log(3))
+    with torch.no_grad():
+        attn.in_proj_weight.copy_(torch.cat([a * torch.eye(2), torch.zeros(2, 2), torch.eye(2)]))
+        attn.in_proj_bias.zero_()
+        attn.out_proj.weight.copy_(torch.eye(2))
+        attn.out_proj.bias.zero_()
+    block = torch.nn.Module()
+    block.attn, block.ln_1 = attn, torch.nn.Identity()
+    x = torch.tensor([[[50.0, -20.0], [1.0, 0.0], [0.0, 1.0]]])  # (B=1, CLS + 2 patches, C=2)
+    want = {"maskclip": [[1.0, 0.0], [0.0, 1.0]],
+            "clearclip": [[0.75, 0.25], [0.25, 0.75]],
+            "sclip": [[1.25, 0.75], [0.75, 1.25]]}
+    with torch.no_grad():
+        for variant, expected in want.items():
+            got = _last_block_dense(block, x, variant)
+            assert torch.allclose(got, torch.tensor([expected]), atol=1e-6), (variant, got)
 
 
 def _regions():
