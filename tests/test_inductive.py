@@ -1,20 +1,26 @@
 """The inductive rule (paper Sec. 4.1): no unseen class id ever reaches the training labels.
 
 Checked through the very function the training pipeline maps over its batches
-(``c2s.train.pipeline.seen_labels``, which calls ``DatasetInfo.to_train_labels``), for every catalog
-dataset and for the labels of a generated toy world. The expected mapping is rebuilt here from the class
-names alone, not from the catalog's lookup tables.
+(``c2s.data.labels.seen_labels``, which calls ``DatasetInfo.to_train_labels``; the live pipeline and the token
+cache both call it, pinned below), for every catalog dataset, a YAML-declared dataset and the labels of a
+generated toy world. The expected mapping is rebuilt here from the class names alone, not from the catalog's
+lookup tables. No Ray is started.
 """
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import c2s
 from c2s.data.catalog import DATASETS, get_dataset_info
+from c2s.data.custom import parse_dataset
+from c2s.data.labels import seen_labels
 from c2s.data.readers import iter_samples
 from c2s.data.toyworld import generate_world
-from c2s.train.pipeline import seen_labels
 
 # (seen, unseen) class counts of the zero-shot splits the paper uses (ZegCLIP's splits)
 SPLITS = {"voc12": (15, 5), "coco_stuff164k": (156, 15), "context59": (49, 10), "toy": (15, 5)}
@@ -72,3 +78,40 @@ def test_generated_toy_world_training_labels_hold_no_unseen_pixel(tmp_path):
         seen_pixels += int(labelled.sum())
         assert np.array_equal(train[labelled], expected_train_ids(info.classes, info.unseen)[label[labelled]])
     assert unseen_pixels > 0 and seen_pixels > 0  # the world does draw unseen objects: the check is not empty
+
+
+def test_custom_dataset_interior_unseen_ids_never_reach_training():
+    """A YAML dataset whose unseen classes sit between seen ones (ids 1 and 3 of 5), with reduce_zero_label."""
+    info = parse_dataset({"name": "mine", "classes": ["road", "car", "person", "bicycle", "tree"],
+                          "unseen": ["car", "bicycle"], "reduce_zero_label": True,
+                          "layout": {"img_dir": {"train": "i/t", "val": "i/v"}, "ann_dir": {"train": "a/t", "val": "a/v"},
+                                     "img_suffix": ".jpg", "seg_map_suffix": ".png"}})
+    ids = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    out = seen_labels({"label": ids.copy()}, info)["label"].reshape(-1)
+    assert out[:5].tolist() == [0, 255, 1, 255, 2] and np.all(out[5:] == 255)
+
+
+def _calls_of(path: Path, name: str) -> list[ast.Call]:
+    """Every call in ``path`` that names ``name`` as the callee or as an argument (``map_batches(name, ...)``)."""
+    calls = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            named = [node.func, *node.args]
+            if any(isinstance(n, ast.Name) and n.id == name for n in named):
+                calls.append(node)
+    return calls
+
+
+def test_pipeline_and_token_cache_map_labels_through_this_function():
+    """The function tested above is the one training applies: the live pipeline maps it over its batches
+    (``map_batches(seen_labels, ...)``) and the token cache's readers call it; the pipeline's name is the
+    data layer's object, not a copy."""
+    import c2s.train.pipeline as pipeline
+
+    assert pipeline.seen_labels is seen_labels
+    package = Path(c2s.__file__).parent
+    stages = [c for c in _calls_of(package / "train" / "pipeline.py", "seen_labels")
+              if isinstance(c.func, ast.Attribute) and c.func.attr == "map_batches"]
+    assert len(stages) == 1
+    assert len([c for c in _calls_of(package / "teacher" / "cache.py", "seen_labels")
+                if isinstance(c.func, ast.Name) and c.func.id == "seen_labels"]) == 2
