@@ -44,3 +44,15 @@ def test_clip_pipeline_runs_at_the_interpolated_size_and_counts_its_head():
     params, flops = count(clip, (x[:1], text))
     assert params == sum(p.numel() for p in clip.parameters())
     assert flops > one[1] and two[1] > one[1] and (two[1] - one[1]) < one[1]
+
+
+def test_clip_flops_are_per_image_like_the_students(capsys):
+    """--batch 2 reports the same per-image GFLOPs as --batch 1 for both sides of the comparison (a batch-16
+    run on an H200 once printed the CLIP pipeline's count for the whole batch next to per-image students)."""
+    runs = []
+    for batch in ("1", "2"):
+        assert main(["--quick", "--repeats", "1", "--batch", batch]) == 0
+        runs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert runs[1]["batch"] == 2
+    assert runs[1]["clip_pipeline"]["flops"] == runs[0]["clip_pipeline"]["flops"] > 0
+    assert runs[1]["students"]["segformer_tiny"]["flops"] == runs[0]["students"]["segformer_tiny"]["flops"]

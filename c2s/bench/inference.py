@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{clip.teacher.embed_dim}", file=sys.stderr)
         return 2
     clip_in = (pixels - clip.teacher._mean.cpu()) / clip.teacher._std.cpu()  # CLIP's normalisation
-    clip_params, clip_flops = count(clip, (clip_in, text))
+    # per image, like the students' counts (c2s.bench.flops): a --batch 16 run printed 16x the GFLOPs before
+    clip_params, clip_flops = count(clip, (clip_in[:1], text))
     head_params = sum(p.numel() for p in clip.head.parameters())
     print(f"{'clip_pipeline':<14} {clip_params / 1e6:7.2f} M params ({head_params / 1e6:.2f} M head)  "
           f"{clip_flops / 1e9:7.2f} GFLOPs", flush=True)
