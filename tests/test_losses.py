@@ -244,3 +244,23 @@ def test_masked_cross_entropy():
     assert math.isclose(float(masked_cross_entropy(logits, target)), math.log(2), rel_tol=1e-6)
     all_ignored = torch.full((1, 1, 3), 255)
     assert float(masked_cross_entropy(logits, all_ignored)) == 0.0
+
+
+def test_sigmoid_focal_equals_torchvisions_for_binary_targets():
+    """c2s's 9-op form equals torchvision.ops.sigmoid_focal_loss (the form ZegCLIP's criterion.py copies:
+    alpha_t * BCE * (1 - p_t)^gamma) element-wise, including saturated logits and the padded-class logit,
+    whose loss and gradient stay exactly 0 as negatives."""
+    from torchvision.ops import sigmoid_focal_loss
+
+    from c2s.method.losses import PAD_LOGIT, sigmoid_focal
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(500, generator=g) * 4, torch.tensor([30.0, -30.0, 80.0, -80.0, 0.0])])
+    t = (torch.rand(x.shape, generator=g) < 0.3).float()
+    for alpha, gamma in ((0.25, 2.0), (0.5, 1.0), (0.9, 0.0)):
+        ours, ref = sigmoid_focal(x, t, alpha, gamma), sigmoid_focal_loss(x, t, alpha, gamma, reduction="none")
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7)
+    pad = torch.full((3,), PAD_LOGIT, requires_grad=True)
+    loss = sigmoid_focal(pad, torch.zeros(3)).sum()
+    loss.backward()
+    assert float(loss) == 0.0 and float(pad.grad.abs().sum()) == 0.0

@@ -115,6 +115,42 @@ class LiveTensorMemory(TorchDispatchMode):
         return out
 
 
+def profile_objective(run, device: torch.device, top: int, rounds: int = 3) -> dict[str, float]:
+    """Profile ``rounds`` calls of ``run`` (the objective alone, forward + backward) with torch.profiler.
+
+    Prints the objective's parts (the ``c2s.objective.*`` record_function labels of
+    c2s.method.objective, forward only: autograd runs their backward outside the labels) and the ``top`` ops
+    by self time; returns ``{part: ms per call}`` (device time on CUDA, CPU time otherwise)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(rounds):
+            run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    events = prof.key_averages()
+    on_device = device.type == "cuda"
+
+    def total_us(e) -> float:
+        return float(e.device_time_total if on_device else e.cpu_time_total)
+
+    def self_us(e) -> float:
+        return float(e.self_device_time_total if on_device else e.self_cpu_time_total)
+
+    kind = "device" if on_device else "CPU"
+    parts = {e.key.removeprefix("c2s.objective."): round(total_us(e) / rounds / 1e3, 3)
+             for e in events if e.key.startswith("c2s.objective.")}
+    print(f"[bench] objective parts, forward, {kind} ms per call: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])), flush=True)
+    # aten ops only: on CUDA the profiler also lists every kernel under its own (long) name
+    ops = sorted((e for e in events if e.key.startswith("aten::")), key=self_us, reverse=True)[:top]
+    print(f"[bench] top {len(ops)} ops by self {kind} time (ms per call, calls per call):", flush=True)
+    for e in ops:
+        print(f"[bench]   {self_us(e) / rounds / 1e3:8.3f}  {e.count / rounds:6.1f}x  {e.key}", flush=True)
+    return parts
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="c2s bench objective", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="coco_stuff164k_segformer_b4",
@@ -138,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="train.amp: bf16 autocast on CUDA around student + objective, as the worker loop")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile the objective alone (forward + backward, torch.profiler): its "
+                        "parts (c2s.objective.*) and the N most expensive ops; the JSON gets profile_ms")
     return p
 
 
@@ -223,6 +262,8 @@ def main(argv: list[str]) -> int:
         peak = tracker.peak
         method = "live-tensor accounting of the objective's ops (TorchDispatchMode), incl. dL/dF"
 
+    profile = profile_objective(lambda: fresh(objective_alone, args.size)(), device, args.profile) \
+        if args.profile else None
     for name in ("student", "objective", "alone"):
         print(describe(name, times[name]), flush=True)
     student_s, objective_s, alone_s = (flat(k, times[k])[f"{k}_median_s"] for k in ("student", "objective", "alone"))
@@ -248,6 +289,7 @@ def main(argv: list[str]) -> int:
         "objective_peak_mib": round(peak / 2**20, 1),
         "memory_method": method,
         "timing": f"median of {args.repeats} interleaved rounds (student, objective, alone); ratios of medians",
+        **({"profile_ms": profile} if profile is not None else {}),
     }
     print(json.dumps(result), flush=True)
     return 0

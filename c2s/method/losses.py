@@ -198,12 +198,16 @@ def _world_size() -> int:
 
 
 def sigmoid_focal(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
-    """Element-wise binary sigmoid focal loss (Lin et al. 2017), same shapes in and out."""
-    p = torch.sigmoid(logits)
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # stable log-sigmoid
-    p_t = p * targets + (1 - p) * (1 - targets)
-    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-    return alpha_t * ce * (1 - p_t).pow(gamma)
+    """Element-wise binary sigmoid focal loss (Lin et al. 2017) for targets in {0, 1}, same shapes in and out.
+
+    ``alpha_t * BCE(x, t) * (1 - p_t)^gamma`` written with ``z = x`` for positives and ``-x`` for negatives:
+    ``BCE = softplus(-z)`` and ``1 - p_t = sigmoid(-z)`` (equal to ZegCLIP's ``sigmoid_focal_loss`` for 0/1
+    targets, in 9 element-wise ops instead of 15: over all class maps at label size this is the objective's
+    largest cost on a GPU, `c2s bench objective --profile`).
+    """
+    z = logits * (2 * targets - 1)
+    alpha_t = (1 - alpha) + (2 * alpha - 1) * targets
+    return alpha_t * F.softplus(-z) * torch.sigmoid(-z).pow(gamma)
 
 
 NEL_MODES = ("zegclip", "present")

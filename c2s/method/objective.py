@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from c2s.method.bank import ClsTokenBank
 from c2s.method.latent import LatentGenerator
@@ -308,26 +309,36 @@ class C2SObjective(nn.Module):
     def _forward(self, feats: Tensor, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         if feats.dim() != 4 or feats.shape[1] != self.dim:
             raise ValueError(f"student features must be (B, {self.dim}, h, w), got {tuple(feats.shape)}")
+        # record_function labels name each part in a profile (`c2s bench objective --profile`); free otherwise
         out = dict.fromkeys(COMPONENTS, feats.new_zeros(()))
-        reg = self._regions(feats, batch) if self.distill_enabled or self.latent_enabled else None
+        with record_function("c2s.objective.regions"):
+            reg = self._regions(feats, batch) if self.distill_enabled or self.latent_enabled else None
         if self.distill_enabled:
             assert reg is not None
-            proto = global_prototype(feats, reg["global"], self.global_pool, self.global_attn_tau)
-            out["loss_global"] = self._global_loss(proto, reg["global"])
-            out["loss_local"] = self._local_loss(reg["protos"], reg["local"], reg["local_ids"], reg["slot_valid"])
+            with record_function("c2s.objective.global"):
+                proto = global_prototype(feats, reg["global"], self.global_pool, self.global_attn_tau)
+                out["loss_global"] = self._global_loss(proto, reg["global"])
+            with record_function("c2s.objective.local"):
+                out["loss_local"] = self._local_loss(reg["protos"], reg["local"], reg["local_ids"],
+                                                     reg["slot_valid"])
             if self.training:
                 self.bank.enqueue(reg["global"])  # after the loss: the bank holds previous steps only
 
-        logits, target = self._logits(feats, batch, reg)
+        with record_function("c2s.objective.logits"):  # X_s, and the latent generator's X_u
+            logits, target = self._logits(feats, batch, reg)
         size = tuple(target.shape[-2:])
-        # Both pixel losses see the logits upsampled bilinearly to label resolution (NEL upsamples itself:
-        # all maps in ZegCLIP's mode, only the present classes' in the "present" mode).
+        # Both pixel losses see the logits upsampled bilinearly to label resolution, upsampled once here
+        # (nel_loss's "present" mode then selects the present maps: the same values it would upsample itself).
+        with record_function("c2s.objective.upsample"):
+            if tuple(logits.shape[-2:]) != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         if self.use_nel:
-            focal, dice = nel_loss(logits, target, IGNORE_INDEX, self.focal_alpha, self.focal_gamma, self.nel_mode)
-            out["loss_nel"] = self.nel_focal_weight * focal + self.nel_dice_weight * dice
-        if tuple(logits.shape[-2:]) != size:
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        out["loss_ce"] = self.ce_weight * masked_cross_entropy(logits, target)
+            with record_function("c2s.objective.nel"):
+                focal, dice = nel_loss(logits, target, IGNORE_INDEX, self.focal_alpha, self.focal_gamma,
+                                       self.nel_mode)
+                out["loss_nel"] = self.nel_focal_weight * focal + self.nel_dice_weight * dice
+        with record_function("c2s.objective.ce"):
+            out["loss_ce"] = self.ce_weight * masked_cross_entropy(logits, target)
         out["loss_pixel"] = out["loss_nel"] + out["loss_ce"]
         out["loss"] = (self.w_global * out["loss_global"] + self.w_local * out["loss_local"]
                        + self.w_pixel * out["loss_pixel"])
