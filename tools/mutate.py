@@ -2,7 +2,7 @@
 
     python tools/mutate.py                          # fresh snapshot, every module, JSON line last
     python tools/mutate.py --modules c2s/metrics.py # one module
-    python tools/mutate.py --resume --modules ...   # continue in the same snapshot (chunked runs)
+    python tools/mutate.py --resume --modules ...   # same snapshot, current tests: re-test these modules
     python tools/mutate.py --summary                # only print the JSON line of what was measured
 
 mutmut works on a snapshot of ``c2s/`` and ``tests/`` under ``build/mutate/`` (its ``mutants/`` copy lives
@@ -29,10 +29,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("c2s/method/", "c2s/metrics.py", "c2s/train/checkpoint.py", "c2s/sweep/tables.py",
            "c2s/data/transforms.py")
-# Unit test files that exercise the modules above (the integration tests start Ray: never here).
+# Unit test files that exercise the modules above (the integration tests start Ray: never here), plus every
+# tests/test_*_edges.py (unit tests written to kill surviving mutants).
 TEST_FILES = ("test_bank.py", "test_latent.py", "test_losses.py", "test_objective.py", "test_global_distill.py",
-              "test_metrics.py", "test_metrics_edges.py", "test_evaluate.py", "test_train_units.py", "test_sweep_tables.py",
-              "test_report.py", "test_transforms.py")
+              "test_metrics.py", "test_evaluate.py", "test_train_units.py", "test_sweep_tables.py",
+              "test_report.py", "test_transforms.py", "test_feature_centering.py")
+
+
+def test_files() -> list[str]:
+    edges = sorted(p.name for p in (ROOT / "tests").glob("test_*_edges.py"))
+    return [t for t in (*TEST_FILES, *edges) if (ROOT / "tests" / t).exists()]
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
 
@@ -48,6 +54,13 @@ def _globs(modules: list[str]) -> list[str]:
     return [m + "*" if m.endswith("/") else m for m in modules]
 
 
+def copy_tests(work: Path, tests: list[str]) -> None:
+    """The selected test files (and conftest.py) into the snapshot; mutmut copies them into mutants/ each run."""
+    (work / "tests").mkdir(exist_ok=True)
+    for name in ["conftest.py", *tests]:
+        shutil.copy2(ROOT / "tests" / name, work / "tests" / name)
+
+
 def snapshot(work: Path, modules: list[str], tests: list[str]) -> None:
     """Fresh copy of the package and the selected tests plus mutmut's configuration (setup.cfg)."""
     if work.exists():
@@ -55,15 +68,16 @@ def snapshot(work: Path, modules: list[str], tests: list[str]) -> None:
     work.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "c2s", work / "c2s", ignore=ignore)
-    (work / "tests").mkdir()
-    for name in ["conftest.py", *tests]:
-        shutil.copy2(ROOT / "tests" / name, work / "tests" / name)
+    copy_tests(work, tests)
     lines = "\n    ".join
     (work / "setup.cfg").write_text(
         "[mutmut]\n"
         "source_paths = c2s\n"
         f"only_mutate =\n    {lines(_globs(modules))}\n"
-        f"pytest_add_cli_args_test_selection =\n    {lines('tests/' + t for t in tests)}\n"
+        # the folder, not the file list: the snapshot's tests/ holds only the selected files, and a test file added
+        # on --resume is then new tests (stats collected for them) rather than a changed selection (mutmut would
+        # reset every cached verdict)
+        "pytest_add_cli_args_test_selection =\n    tests\n"
         "pytest_add_cli_args =\n    -m\n    not integration and not slow\n    -p\n    no:cacheprovider\n"
         "    -p\n    no:timeout\n"
         "process_isolation = forkserver\n"
@@ -131,10 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     mutmut = Path(sys.executable).with_name("mutmut")
     if not mutmut.exists():
         parser.error(f"{mutmut} not found: install the dev extra (pip install -e '.[dev]')")
-    tests = [t for t in TEST_FILES if (ROOT / "tests" / t).exists()]
+    tests = test_files()
     if not args.summary:
         if not (args.resume and (args.work / "setup.cfg").exists()):
             snapshot(args.work, list(MODULES), tests)  # all modules in one snapshot: chunks share it
+        else:
+            # the library stays as snapshotted (its mutants are cached); the tests are the working tree's, so
+            # tests written against survivors count on the next chunk. The named modules' mutants are re-tested.
+            copy_tests(args.work, tests)
         names = [m.rstrip("/").removesuffix(".py").replace("/", ".") + ".*" for m in args.modules]
         run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names],
                              cwd=args.work, env=_env())
