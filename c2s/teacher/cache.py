@@ -53,7 +53,8 @@ STORED_DTYPES = {"epoch": np.int32, "item": np.int32, "global": np.float16, "loc
 STORED_COLUMNS = tuple(STORED_DTYPES)
 PARQUET_COMPRESSION = "zstd"
 # teacher.* keys that choose how many actors run where, not what they compute
-POOL_KEYS = ("actors", "num_gpus", "num_cpus", "batch_size", "cache", "cache_epochs", "torch_threads")
+POOL_KEYS = ("actors", "num_gpus", "num_cpus", "batch_size", "cache", "cache_epochs", "torch_threads",
+             "simulate_delay_s")
 DATA_RESOURCE_KEYS = ("num_cpus", "root")
 MANIFEST = "manifest.json"
 

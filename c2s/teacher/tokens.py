@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -136,12 +137,15 @@ def _actor_has_gpu() -> bool:
 CALLS_SUFFIX = ".calls.json"
 
 
-def write_call_count(calls_dir: str | os.PathLike, name: str, batches: int, images: int) -> None:
-    """Write one counter's totals to ``calls_dir/<name>.calls.json`` (atomic rename; overwritten each call)."""
+def write_call_count(calls_dir: str | os.PathLike, name: str, batches: int, images: int,
+                     device: str | None = None) -> None:
+    """Write one counter's totals (and the device the actor runs CLIP on) to ``calls_dir/<name>.calls.json``
+    (atomic rename; overwritten each call)."""
     folder = Path(calls_dir)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.tmp"
-    tmp.write_text(json.dumps({"batches": int(batches), "images": int(images)}))
+    record = {"batches": int(batches), "images": int(images), **({"device": device} if device else {})}
+    tmp.write_text(json.dumps(record))
     os.replace(tmp, folder / f"{name}{CALLS_SUFFIX}")
 
 
@@ -161,6 +165,29 @@ def read_call_counts(calls_dir: str | os.PathLike) -> dict[str, int]:
         for key in total:
             total[key] += int(data.get(key, 0))
     return total
+
+
+def read_actor_devices(calls_dir: str | os.PathLike) -> list[str]:
+    """The distinct devices the actors that wrote to ``calls_dir`` ran CLIP on, e.g. ``["cuda (float16)"]``."""
+    folder = Path(calls_dir)
+    paths = sorted(folder.glob(f"*{CALLS_SUFFIX}")) if folder.is_dir() else []
+    return sorted({str(json.loads(p.read_text()).get("device", "unknown")) for p in paths})
+
+
+def read_actor_batches(calls_dir: str | os.PathLike) -> dict[str, int]:
+    """``{actor id: batches}`` from each actor's counter in ``calls_dir`` (empty when CLIP never ran there):
+    how many actors the elastic pool has used so far, and which are still working between two reads."""
+    folder = Path(calls_dir)
+    if not folder.is_dir():
+        return {}
+    counts = {}
+    for path in sorted(folder.glob(f"*{CALLS_SUFFIX}")):
+        try:
+            counts[path.name.removesuffix(CALLS_SUFFIX)] = int(json.loads(path.read_text()).get("batches", 0))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: teacher call counter is not valid JSON ({err}); expected "
+                             '{"batches": int, "images": int}') from err
+    return counts
 
 
 class TeacherActor:
@@ -185,19 +212,23 @@ class TeacherActor:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() and _actor_has_gpu() else "cpu"
         self.teacher = load_teacher(self.cfg.teacher, device)
-        # one line per actor on the driver's console: where the teacher runs, and in which precision
-        print(f"[c2s] teacher actor: {self.teacher.arch} on {device} "
-              f"({next(self.teacher.model.parameters()).dtype})", flush=True)
+        # where CLIP runs, in the actor's counter file (summary.json's teacher_devices): worker prints do not
+        # reach a local run's console
+        dtype = str(next(self.teacher.model.parameters()).dtype).removeprefix("torch.")
+        self.device_desc = f"{device} ({dtype})"
         self.calls_dir = calls_dir
         self.counter_name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.batches = self.images = 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        delay = float(self.cfg.teacher.get("simulate_delay_s", 0.0))
+        if delay > 0:
+            time.sleep(delay)  # teacher.simulate_delay_s: a slow teacher on purpose (tests of the elastic pool)
         out = teacher_tokens(self.teacher, batch, self.num_seen, self.cfg)
         self.batches += 1
         self.images += len(out["global"])
         if self.calls_dir is not None:
-            write_call_count(self.calls_dir, self.counter_name, self.batches, self.images)
+            write_call_count(self.calls_dir, self.counter_name, self.batches, self.images, self.device_desc)
         return out
 
 

@@ -23,6 +23,7 @@ import torch
 
 from c2s.config import from_dict
 from c2s.data.readers import bad_sample_counts, raise_bad_sample
+from c2s.teacher.tokens import read_actor_batches
 from c2s.train.checkpoint import load_state, save_state, set_rng_state
 from c2s.train.curves import CurveWriter
 from c2s.train.pipeline import per_worker_batch, repeats_epochs
@@ -164,8 +165,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         module.to(device)
         print(f"[c2s] resumed from checkpoint at step {step}/{total}", flush=True)
     if rank == 0:
+        # where the student trains, for summary.json (a worker's prints do not reach a local run's console)
         amp = "bf16 autocast" if device.type == "cuda" and bool(train_cfg.amp) else "fp32"
-        print(f"[c2s] {world} worker(s), rank 0 on {device} ({amp})", flush=True)
+        (run_dir / "worker_device.json").write_text(json.dumps({"device": str(device), "precision": amp,
+                                                                "workers": world}))
         truncate_jsonl(run_dir / "metrics.jsonl", step)  # a restart repeats the steps after `step`
     curves = CurveWriter(run_dir, start_step=step) if rank == 0 else None  # TensorBoard, beside metrics.jsonl
 
@@ -181,6 +184,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     wait_s = busy_s = 0.0
     interval_steps = 0
     interval_start = time.perf_counter()
+    calls_dir = run_dir / "teacher_calls"  # the live pool's per-actor counters (c2s.teacher.tokens)
+    actor_batches = read_actor_batches(calls_dir) if rank == 0 else {}
 
     while step < total:
         t0 = time.perf_counter()
@@ -235,6 +240,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                "teacher_wait_frac": wait_s / max(wait_s + busy_s, 1e-9)}
         sums, wait_s, busy_s, interval_steps = {}, 0.0, 0.0, 0
         interval_start = time.perf_counter()
+        if rank == 0 and calls_dir.is_dir():
+            # the elastic pool (teacher.actors = [min, max]): actors that ran CLIP in this interval, and so far
+            now = read_actor_batches(calls_dir)
+            row["teacher_actors_active"] = sum(n > actor_batches.get(a, 0) for a, n in now.items())
+            row["teacher_actors_seen"] = len(now)
+            actor_batches = now
         if rank == 0 and config.get("bad_samples_skipped_before") is not None:  # data.on_bad_sample=skip
             row["bad_samples_skipped"] = bad_sample_counts().get("train", 0) - config["bad_samples_skipped_before"]
         if rank == 0:

@@ -84,6 +84,7 @@ def format_progress(row: dict[str, Any], total: int, label: str) -> str:
                      ("loss_global", "loss_local", "loss_pixel") if row.get(k))
     return (f"[{label}] step {row['step']}/{total}  loss {row['loss']:.3f} ({parts})  lr {row['lr']:.1e}  "
             f"{row['images_per_s']:.1f} img/s  teacher-wait {100 * row['teacher_wait_frac']:.0f}%"
+            + (f"  teacher actors {row['teacher_actors_active']}" if "teacher_actors_active" in row else "")
             + (f"  skipped {row['bad_samples_skipped']}" if "bad_samples_skipped" in row else ""))
 
 
@@ -100,7 +101,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
 
     from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import BadSampleError, bad_sample_counts, bad_sample_examples, bad_sample_message
-    from c2s.teacher.tokens import read_call_counts
+    from c2s.teacher.tokens import read_actor_devices, read_call_counts
     from c2s.train.loop import train_loop_per_worker
 
     run_dir = Path(run_dir).resolve()
@@ -191,6 +192,9 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     # CLIP work against training's consumption (issue 15: <= 1.1); counted over every attempt of the run.
     trained_step = int((result.metrics or {}).get("step", 0))
     summary["teacher_images"] = summary["teacher_calls"]["images"]
+    summary["teacher_devices"] = read_actor_devices(run_dir / "teacher_calls")  # e.g. ["cuda (float16)"]
+    device_file = run_dir / "worker_device.json"
+    summary["worker_device"] = json.loads(device_file.read_text()) if device_file.exists() else None
     summary["trained_images"] = trained_step * per_worker_batch(int(train_cfg.batch_size), int(train_cfg.workers)) \
         * int(train_cfg.workers)
     if skipped_before is not None:

@@ -28,6 +28,9 @@ teacher = dict(
     num_gpus=0.0,
     num_cpus=0.5,
     batch_size=8,
+    # Fault injection for tests and demos of the elastic pool: every actor call sleeps this long first (a
+    # slow teacher, so training waits and Ray Data grows the pool towards actors[1]); 0 = off.
+    simulate_delay_s=0.0,
     # Token cache (c2s/teacher/cache.py, `c2s tokens`): the teacher's outputs for `cache_epochs` augmented
     # epochs (epoch e uses reader seed train.seed + e), under <cache_root>/tokens/<key>/, shared by every run
     # with the same dataset, data pipeline, teacher, mining and seed (loss/bank/student keys do not matter).
