@@ -3,6 +3,7 @@
     python tools/mutate.py                          # fresh snapshot, every module, JSON line last
     python tools/mutate.py --modules c2s/metrics.py # one module
     python tools/mutate.py --resume --modules ...   # same snapshot, current tests: re-test these modules
+    python tools/mutate.py --resume --survivors     # re-test only the survivors against the current tests
     python tools/mutate.py --summary                # only print the JSON line of what was measured
 
 mutmut works on a snapshot of ``c2s/`` and ``tests/`` under ``build/mutate/`` (its ``mutants/`` copy lives
@@ -138,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel")
     parser.add_argument("--resume", action="store_true", help="keep the snapshot and mutmut's cached results")
     parser.add_argument("--summary", action="store_true", help="only summarise the results already measured")
+    parser.add_argument("--survivors", action="store_true",
+                        help="with --resume: re-test only the named modules' surviving mutants against the current "
+                             "tests (the quick loop after writing tests against them)")
     args = parser.parse_args(argv)
+    if args.survivors and not args.resume:
+        parser.error("--survivors re-tests the survivors of an earlier run: give --resume too")
     bad = [m for m in args.modules if not (ROOT / m).exists() or not m.startswith("c2s/")]
     if bad:
         parser.error(f"--modules {bad}: expected paths under c2s/ that exist (e.g. {MODULES[1]})")
@@ -154,10 +160,14 @@ def main(argv: list[str] | None = None) -> int:
             # tests written against survivors count on the next chunk. The named modules' mutants are re-tested.
             copy_tests(args.work, tests)
         names = [m.rstrip("/").removesuffix(".py").replace("/", ".") + ".*" for m in args.modules]
-        run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names],
-                             cwd=args.work, env=_env())
-        if run.returncode not in (0, 1):  # 1: mutmut exits non-zero when mutants survive
-            print(f"mutmut run exited with {run.returncode} (see the output above)", file=sys.stderr)
+        if args.survivors:
+            names = [n for survivors in summary(results(args.work, mutmut), args.modules)["survivors_by_module"].values()
+                     for n in survivors]
+        if names:
+            run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names],
+                                 cwd=args.work, env=_env())
+            if run.returncode not in (0, 1):  # 1: mutmut exits non-zero when mutants survive
+                print(f"mutmut run exited with {run.returncode} (see the output above)", file=sys.stderr)
     if not (args.work / "mutants").is_dir():
         print(f"no mutmut results under {args.work}: run without --summary first", file=sys.stderr)
         return 2
