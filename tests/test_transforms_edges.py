@@ -12,9 +12,11 @@ from c2s.data.transforms import _hsv_to_rgb, _rgb_to_hsv, photometric_distortion
 
 
 def _pixels() -> np.ndarray:
-    """Primaries, greys, black, white and random colours as float RGB (N, 3) in 0..255."""
+    """Primaries, greys, black, white, dark, nearly grey and random colours as float RGB (N, 3) in 0..255."""
     fixed = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255], [0, 0, 0],
-             [255, 255, 255], [128, 128, 128], [200, 100, 50], [50, 200, 100], [100, 50, 200], [10, 20, 30]]
+             [255, 255, 255], [128, 128, 128], [200, 100, 50], [50, 200, 100], [100, 50, 200], [10, 20, 30],
+             # dark (V <= 1) and nearly grey (max - min < 1) colours: float images after brightness/contrast
+             [1, 0, 0], [0.5, 0.25, 0], [0.2, 0.9, 0.4], [10, 9.6, 9.5], [200, 199.5, 199.2], [3, 3.4, 3.1]]
     rand = np.random.default_rng(0).integers(0, 256, (200, 3))
     return np.concatenate([np.array(fixed), rand]).astype(np.float32)
 
