@@ -42,7 +42,7 @@ SLOW = ["teacher.arch=c2s-test-vit", "teacher.allow_random=true", "teacher.image
         "teacher.num_cpus=0.1", "teacher.batch_size=2", "teacher.simulate_delay_s=1.5"]
 
 
-def _stream_through_pool(actors: str, calls_dir, images: int = 64) -> int:
+def _stream_through_pool(actors: str, calls_dir, images: int = 96) -> int:
     """``images`` toy crops through c2s's teacher stage (TeacherActor with map_batches_kwargs from teacher.*),
     consumed slower than nothing but faster than the teacher: returns the rows that came out."""
     import ray.data
@@ -69,14 +69,14 @@ def test_pool_grows_from_min_under_a_slow_teacher(ray_local, tmp_path):
     """teacher.actors=[1,3] with a slow teacher: Ray Data's autoscaler adds actors (more than one ran CLIP,
     never more than three) and every batch ran exactly once; the same stream with [1,1] keeps one actor.
 
-    64 images, 1.5 s per call of 2: one actor alone needs 48 s, time enough for a second actor to start here
-    (an actor's start-up, CLIP included, took 20-40 s on this loaded 2-core machine; with 32 images the
-    second actor sometimes arrived after the last batch). 0.1 CPU per actor keeps Ray Data's per-operator
+    96 images, 1.5 s per call of 2: one actor alone needs 72 s, time enough for a second actor to start (an
+    actor's start-up, CLIP included, took 20-40 s on the loaded 2-core machine; with 32 images the second
+    actor once arrived after the last batch, and 64 passed once). 0.1 CPU per actor keeps Ray Data's per-operator
     budget (a share of the 2 CPUs) from capping the pool at one."""
-    assert _stream_through_pool("[1,3]", tmp_path / "grow") == 64
+    assert _stream_through_pool("[1,3]", tmp_path / "grow") == 96
     grown = read_actor_batches(tmp_path / "grow")
     assert 2 <= len(grown) <= 3, grown
-    assert sum(grown.values()) == 32  # 64 images in calls of 2: none twice, none lost
+    assert sum(grown.values()) == 48  # 96 images in calls of 2: none twice, none lost
     assert read_actor_devices(tmp_path / "grow") == ["cpu (float32)"]
     assert _stream_through_pool("[1,1]", tmp_path / "fixed", images=8) == 8
     assert len(read_actor_batches(tmp_path / "fixed")) == 1
