@@ -8,6 +8,12 @@
 #
 # Where the machine lacks c2s's dependencies (ray, mmsegmentation, open_clip, ...), put their wheels under
 # .whl/ in the repository (any python3 whose torch sees the GPU): they are installed to /tmp/site first.
+# The 2026-11-26 run (H200 image: Python 3.12, torch 2.11, no ray/mm*/open_clip) carried, fetched with
+# `pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl`:
+# ray==2.60.0 (repacked without ray/jars, rllib, serve, llm and *.js.map: 41 MB), open_clip_torch==3.3.0, ftfy,
+# wcwidth, mmengine==0.10.7, mmsegmentation==1.2.2, mmcv-lite==2.1.0, addict, yapf, platformdirs, termcolor,
+# prettytable, jsonschema, jsonschema-specifications, referencing, rpds-py, tensorboardX, pydantic,
+# pydantic-core (the version pydantic pins), annotated-types, typing-inspection, typing_extensions.
 set -u
 OUTDIR=${1:?usage: bash tools/gpu_check.sh OUTDIR}
 mkdir -p "$OUTDIR"
