@@ -140,8 +140,18 @@ def _run_job(address, headers, entrypoint: str, env_vars: dict[str, str], timeou
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(address, headers=headers)
-    job_id = client.submit_job(entrypoint=entrypoint,
-                               runtime_env={"working_dir": str(REPO), "env_vars": env_vars})
+    # The dashboard answers before the head's job agent is up; Ray then refuses with "No available agent to
+    # submit job, please try again later" (HTTP 500). Seen once on a loaded 2-core machine: retry that only.
+    agent_deadline = time.monotonic() + 120.0
+    while True:
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint,
+                                       runtime_env={"working_dir": str(REPO), "env_vars": env_vars})
+            break
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.monotonic() > agent_deadline:
+                raise
+            time.sleep(2.0)
     deadline = time.monotonic() + timeout_s
     while (status := client.get_job_status(job_id)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED,
                                                             JobStatus.STOPPED):
