@@ -149,45 +149,36 @@ def write_call_count(calls_dir: str | os.PathLike, name: str, batches: int, imag
     os.replace(tmp, folder / f"{name}{CALLS_SUFFIX}")
 
 
-def read_call_counts(calls_dir: str | os.PathLike) -> dict[str, int]:
-    """``{"batches", "images"}`` the teacher processed, summed over every actor that wrote to ``calls_dir``
-    (zeros when the folder does not exist: CLIP was never called there)."""
-    total = {"batches": 0, "images": 0}
+def read_counters(calls_dir: str | os.PathLike) -> dict[str, dict]:
+    """``{actor id: its counter record}`` for every actor that wrote to ``calls_dir`` (empty when the folder
+    does not exist: CLIP was never called there). A file that is not JSON is named in the error."""
     folder = Path(calls_dir)
-    if not folder.is_dir():
-        return total
-    for path in sorted(folder.glob(f"*{CALLS_SUFFIX}")):
+    records = {}
+    for path in sorted(folder.glob(f"*{CALLS_SUFFIX}")) if folder.is_dir() else []:
         try:
-            data = json.loads(path.read_text())
+            records[path.name.removesuffix(CALLS_SUFFIX)] = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: teacher call counter is not valid JSON ({err}); expected "
                              '{"batches": int, "images": int}') from err
-        for key in total:
-            total[key] += int(data.get(key, 0))
-    return total
+    return records
+
+
+def read_call_counts(calls_dir: str | os.PathLike) -> dict[str, int]:
+    """``{"batches", "images"}`` the teacher processed, summed over every actor that wrote to ``calls_dir``
+    (zeros when the folder does not exist: CLIP was never called there)."""
+    records = read_counters(calls_dir).values()
+    return {key: sum(int(r.get(key, 0)) for r in records) for key in ("batches", "images")}
 
 
 def read_actor_devices(calls_dir: str | os.PathLike) -> list[str]:
     """The distinct devices the actors that wrote to ``calls_dir`` ran CLIP on, e.g. ``["cuda (float16)"]``."""
-    folder = Path(calls_dir)
-    paths = sorted(folder.glob(f"*{CALLS_SUFFIX}")) if folder.is_dir() else []
-    return sorted({str(json.loads(p.read_text()).get("device", "unknown")) for p in paths})
+    return sorted({str(r.get("device", "unknown")) for r in read_counters(calls_dir).values()})
 
 
 def read_actor_batches(calls_dir: str | os.PathLike) -> dict[str, int]:
     """``{actor id: batches}`` from each actor's counter in ``calls_dir`` (empty when CLIP never ran there):
     how many actors the elastic pool has used so far, and which are still working between two reads."""
-    folder = Path(calls_dir)
-    if not folder.is_dir():
-        return {}
-    counts = {}
-    for path in sorted(folder.glob(f"*{CALLS_SUFFIX}")):
-        try:
-            counts[path.name.removesuffix(CALLS_SUFFIX)] = int(json.loads(path.read_text()).get("batches", 0))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: teacher call counter is not valid JSON ({err}); expected "
-                             '{"batches": int, "images": int}') from err
-    return counts
+    return {name: int(r.get("batches", 0)) for name, r in read_counters(calls_dir).items()}
 
 
 class TeacherActor:
