@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c2s.data.catalog import DATASETS, TOY_CLASSES, get_dataset_info
+from c2s.data.catalog import DATASETS, TOY_CLASSES, get_dataset_info, is_toy_world
 
 
 @pytest.mark.parametrize("name, n_classes, n_unseen", [
-    ("voc12", 20, 5), ("coco_stuff164k", 171, 15), ("context59", 59, 10), ("toy", 20, 5)])
+    ("voc12", 20, 5), ("coco_stuff164k", 171, 15), ("context59", 59, 10), ("toy", 20, 5),
+    ("toy_stuff", 21, 5)])
 def test_counts(name, n_classes, n_unseen):
     info = get_dataset_info(name)
     assert len(info.classes) == n_classes
@@ -70,10 +71,24 @@ def test_toy_split_is_compositional():
     assert toy.map_raw(np.array([0, 1, 20])).tolist() == [255, 0, 19]
 
 
+def test_toy_stuff_labels_the_background_as_a_seen_class():
+    toy, stuff = get_dataset_info("toy"), get_dataset_info("toy_stuff")
+    assert stuff.classes == (*TOY_CLASSES, "background") and stuff.unseen == toy.unseen
+    assert stuff.unseen_ids == toy.unseen_ids  # the 20 object classes keep their ids
+    raw = np.array([0, 1, 20, 255])
+    assert stuff.map_raw(raw).tolist() == [20, 0, 19, 255]
+    assert toy.map_raw(raw).tolist() == [255, 0, 19, 255]
+    # Training: background is the last seen class (15 seen objects first), unseen objects -> ignore.
+    train = stuff.to_train_labels(stuff.map_raw(np.array([0, 1, 4, 255])))  # 4 -> class 3 "red cross" (unseen)
+    assert train.tolist() == [15, 0, 255, 255]
+    assert stuff.seen_classes[15] == "background"
+    assert is_toy_world("toy") and is_toy_world("toy_stuff") and not is_toy_world("voc12")
+
+
 def test_unknown_dataset_lists_names():
-    with pytest.raises(ValueError, match="voc12, coco_stuff164k, context59, toy"):
+    with pytest.raises(ValueError, match="voc12, coco_stuff164k, context59, toy, toy_stuff"):
         get_dataset_info("cityscapes")
-    assert list(DATASETS) == ["voc12", "coco_stuff164k", "context59", "toy"]
+    assert list(DATASETS) == ["voc12", "coco_stuff164k", "context59", "toy", "toy_stuff"]
 
 
 def test_layout_describes_variants():

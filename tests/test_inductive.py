@@ -23,7 +23,8 @@ from c2s.data.readers import iter_samples
 from c2s.data.toyworld import generate_world
 
 # (seen, unseen) class counts of the zero-shot splits the paper uses (ZegCLIP's splits)
-SPLITS = {"voc12": (15, 5), "coco_stuff164k": (156, 15), "context59": (49, 10), "toy": (15, 5)}
+SPLITS = {"voc12": (15, 5), "coco_stuff164k": (156, 15), "context59": (49, 10), "toy": (15, 5),
+          "toy_stuff": (16, 5)}
 
 
 def expected_train_ids(classes: tuple[str, ...], unseen: tuple[str, ...]) -> np.ndarray:
@@ -63,8 +64,9 @@ def test_every_class_id_maps_to_its_seen_index_or_ignore(name, dtype):
     assert out.reshape(-1)[[i for i in range(len(info.classes)) if i not in unseen_ids]].tolist() == list(range(n_seen))
 
 
-def test_generated_toy_world_training_labels_hold_no_unseen_pixel(tmp_path):
-    info = get_dataset_info("toy")
+@pytest.mark.parametrize("dataset, n_seen", [("toy", 15), ("toy_stuff", 16)])
+def test_generated_toy_world_training_labels_hold_no_unseen_pixel(tmp_path, dataset, n_seen):
+    info = get_dataset_info(dataset)
     generate_world(dict(images_train=40, images_val=4), tmp_path)
     unseen_ids = np.array([i for i, c in enumerate(info.classes) if c in info.unseen])
     unseen_pixels = seen_pixels = 0
@@ -73,7 +75,7 @@ def test_generated_toy_world_training_labels_hold_no_unseen_pixel(tmp_path):
         is_unseen = np.isin(label, unseen_ids)
         unseen_pixels += int(is_unseen.sum())
         assert np.all(train[is_unseen] == 255)
-        assert set(np.unique(train).tolist()) <= set(range(15)) | {255}
+        assert set(np.unique(train).tolist()) <= set(range(n_seen)) | {255}
         labelled = (label != 255) & ~is_unseen
         seen_pixels += int(labelled.sum())
         assert np.array_equal(train[labelled], expected_train_ids(info.classes, info.unseen)[label[labelled]])

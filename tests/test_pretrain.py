@@ -15,6 +15,7 @@ from c2s.teacher.pretrain import (
     main,
     pretrain,
     teacher_dir,
+    teacher_key,
 )
 
 TINY_WORLD = dict(images_train=10, images_val=10, max_objects=3)
@@ -95,3 +96,21 @@ def test_config_lists_every_pretrain_knob():
 def test_unknown_pretrain_key_is_an_error():
     with pytest.raises(ValueError, match="toy_clip.epochs"):
         pretrain(TINY_WORLD, dict(epochs=3), "c2s-test-vit")
+
+
+def test_device_key_keeps_cpu_keys_and_hashes_other_devices():
+    cfg = load_config("toy_c2s")
+    world = dict(cfg.data.world)
+    # The key of the default toy CLIP before toy_clip.device existed (PRETRAIN_VERSION 2): still the same.
+    assert teacher_key(world, dict(cfg.toy_clip), "c2s-toy-vit") == "beb63a7fe7e6be20"
+    assert teacher_key(world, {**cfg.toy_clip, "device": "cpu"}, "c2s-toy-vit") == "beb63a7fe7e6be20"
+    cuda = teacher_key(world, {**cfg.toy_clip, "device": "cuda"}, "c2s-toy-vit")
+    assert cuda != "beb63a7fe7e6be20" and len(cuda) == 16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_device_without_cuda_is_an_error_naming_the_key():
+    with pytest.raises(ValueError, match=r"toy_clip.device = 'cuda', but torch sees no CUDA device"):
+        pretrain(TINY_WORLD, dict(steps=1, device="cuda"), "c2s-test-vit")
+    with pytest.raises(ValueError, match=r"toy_clip.device = 'gpu0': expected a torch device"):
+        pretrain(TINY_WORLD, dict(steps=1, device="gpu0"), "c2s-test-vit")

@@ -17,14 +17,7 @@
 set -u
 OUTDIR=${1:?usage: bash tools/gpu_check.sh OUTDIR}
 mkdir -p "$OUTDIR"
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1 C2S_CACHE=${C2S_CACHE:-/tmp/c2s-gpu-cache}
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if compgen -G ".whl/*.whl" > /dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "wheel install failed"; exit 1; }
-    export PYTHONPATH=$PWD:/tmp/site
-fi
+source tools/gpu_env.sh || exit 1
 T0=$(date +%s)
 step() {  # step NAME SECONDS CMD...: the command's output to OUTDIR/NAME.log, a status line and its last lines here
     local name=$1 limit=$2 start rc

@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after --out
 
     from c2s.config import load_config
-    from c2s.data.catalog import get_dataset_info
+    from c2s.data.catalog import get_dataset_info, is_toy_world
     from c2s.data.readers import iter_samples
     from c2s.data.transforms import eval_transform
     from c2s.evaluate import evaluate_student, predict
@@ -154,7 +154,7 @@ def main(argv: list[str]) -> int:
     result = {"config": args.config, "overrides": args.overrides, "train_s": round(train_s, 1),
               **{k: round(v, 2) for k, v in metrics.items()}}
     info = get_dataset_info(cfg.data.dataset)
-    if info.name == "toy":
+    if is_toy_world(info.name):
         conf = np.zeros((len(info.classes),) * 2, np.int64)
         with torch.no_grad():
             for image, label, _, _ in iter_samples(info, inputs.data_root, "val"):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from c2s.data.catalog import TOY_COLOURS, TOY_SHAPES, get_dataset_info
+from c2s.data.catalog import TOY_COLOURS, TOY_SHAPES, get_dataset_info, is_toy_world
 from c2s.data.toyworld import ToySample, render_many, world_key
 from c2s.paths import atomic_path
 
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     from c2s.paths import cache_root
 
     cfg = load_config(args.config, args.overrides)
-    if cfg.data.dataset != "toy":
+    if not is_toy_world(cfg.data.dataset):
         raise SystemExit(f"c2s world pretrain-student: {args.config} uses data.dataset={cfg.data.dataset!r}; "
                          "the toy backbone is for the toy world only (real students load ImageNet weights "
                          "through model.pretrained=/path/to/backbone.pth)")

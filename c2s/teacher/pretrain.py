@@ -59,6 +59,9 @@ DEFAULT_PRETRAIN: dict[str, Any] = dict(
     eval_margin=0.15,
     seed=0,
     threads=2,
+    # "cpu" (the default, deterministic across machines) or a torch device such as "cuda": batches are drawn
+    # on the CPU either way, so only the arithmetic moves. Hashed into the cache key unless "cpu".
+    device="cpu",
     log_every=100,
 )
 
@@ -79,6 +82,8 @@ def teacher_key(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | N
     p = pretrain_params(pcfg)
     # Threads and logging change neither the data nor the maths' result in a way worth a new cache entry.
     p = {k: v for k, v in p.items() if k not in ("threads", "log_every")}
+    if str(p.pop("device")) != "cpu":  # keys made before the device key existed stay valid
+        p["device"] = str(pretrain_params(pcfg)["device"])
     blob = json.dumps({"v": PRETRAIN_VERSION, "world": world_key(world_cfg), "pretrain": p, "arch": arch,
                        "arch_cfg": SMALL_ARCHS.get(arch)}, sort_keys=True, default=list).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -206,16 +211,17 @@ def _multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, caption_ids: torc
 @torch.no_grad()
 def zero_shot(model: Any, tokens: _Tokens, pool: _Pool, image_size: int, mean: torch.Tensor, std: torch.Tensor,
               margin: float, masked: bool, batch: int = 256) -> dict[str, float]:
-    """Accuracy of argmax over ALL classes' prompts on every object crop of ``pool``."""
+    """Accuracy of argmax over ALL classes' prompts on every object crop of ``pool`` (on the model's device)."""
     model.eval()
-    text = F.normalize(model.encode_text(tokens([PROMPT.format(c) for c in TOY_CLASSES])), dim=-1)
+    device = next(model.parameters()).device
+    text = F.normalize(model.encode_text(tokens([PROMPT.format(c) for c in TOY_CLASSES]).to(device)), dim=-1)
     preds = []
     n = len(pool.obj_class)
     for s in range(0, n, batch):
         idx = torch.arange(s, min(s + batch, n))
         x = crop_objects(pool, idx, torch.full((len(idx),), margin), torch.full((len(idx),), masked),
                          image_size, mean, std)
-        preds.append((F.normalize(model.encode_image(x), dim=-1) @ text.t()).argmax(1))
+        preds.append((F.normalize(model.encode_image(x.to(device)), dim=-1) @ text.t()).argmax(1).cpu())
     pred = torch.cat(preds)
     truth = pool.obj_class
     info = get_dataset_info("toy")
@@ -251,6 +257,8 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
         model = open_clip.create_model(arch, pretrained=None)
     finally:
         logging.getLogger().removeFilter(quiet)
+    device = _device(p["device"])
+    model.to(device)
     tokens = _Tokens(open_clip.get_tokenizer(arch))
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size)
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
@@ -297,9 +305,9 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
             for c, pr in zip(pool.obj_class[obj_idx].tolist(), use_prompt)]
         distinct = list(dict.fromkeys(captions))
         caption_ids = torch.tensor([distinct.index(c) for c in captions])
-        img = F.normalize(model.encode_image(x), dim=-1)
-        txt = F.normalize(model.encode_text(tokens(distinct)), dim=-1)
-        loss = _multi_positive_loss(img, txt, caption_ids, model.logit_scale.exp().clamp(max=100))
+        img = F.normalize(model.encode_image(x.to(device)), dim=-1)
+        txt = F.normalize(model.encode_text(tokens(distinct).to(device)), dim=-1)
+        loss = _multi_positive_loss(img, txt, caption_ids.to(device), model.logit_scale.exp().clamp(max=100))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -318,12 +326,23 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
         "zero_shot_acc_masked_unseen": round(masked_res["acc_unseen"], 4),
         "eval_crops": plain["crops"],
         "per_class": {k: round(v, 3) for k, v in plain["per_class"].items()},
-        "arch": arch, "steps": steps_done, "batch_size": bs,
+        "arch": arch, "steps": steps_done, "batch_size": bs, "device": str(device),
         "train_s": round(time.perf_counter() - t_train, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     model.eval()
-    return model, metrics
+    return model.cpu(), metrics
+
+
+def _device(name: Any) -> torch.device:
+    """``toy_clip.device`` as a torch device; a CUDA device on a machine without CUDA is an error."""
+    try:
+        device = torch.device(str(name))
+    except RuntimeError as err:
+        raise ValueError(f"toy_clip.device = {name!r}: expected a torch device such as 'cpu' or 'cuda'") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"toy_clip.device = {name!r}, but torch sees no CUDA device here; use toy_clip.device=cpu")
+    return device
 
 
 def main(argv: list[str] | None = None) -> int:

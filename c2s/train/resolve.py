@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from c2s.data.catalog import is_toy_world
 from c2s.paths import cache_root
 
 
@@ -36,7 +37,7 @@ def resolve_inputs(cfg) -> JobInputs:
     root_dir = cache_root(cfg)
     data = cfg.data
     if data.root is None:
-        if data.dataset != "toy":
+        if not is_toy_world(data.dataset):
             raise PreflightError(f"data.root is not set; point it at your {data.dataset} folder "
                                  f"(check it first with `c2s data check ROOT --dataset {data.dataset}`)")
         from c2s.data.toyworld import ensure_world
@@ -50,7 +51,7 @@ def resolve_inputs(cfg) -> JobInputs:
     prepare_job_dataset(cfg)  # a dataset .yaml: absolute path for workers, folders and templates checked
     teacher = cfg.teacher
     if teacher.checkpoint is None and not teacher.allow_random:
-        if teacher.arch != "c2s-toy-vit" or data.dataset != "toy":
+        if teacher.arch != "c2s-toy-vit" or not is_toy_world(data.dataset):
             raise PreflightError("teacher.checkpoint is not set: pass a local open_clip weights file "
                                  "(teacher.checkpoint=/path/to/ViT-B-16.pt); the hub is never used")
         from c2s.teacher.pretrain import ensure_toy_teacher
@@ -75,7 +76,7 @@ def _resolve_student_weights(cfg, root_dir: Path) -> None:
 
     pretrained = cfg.model.get("pretrained")
     if pretrained == TOY_PRETRAINED:
-        if cfg.data.dataset != "toy":
+        if not is_toy_world(cfg.data.dataset):
             raise PreflightError(f"model.pretrained = {TOY_PRETRAINED!r} is the toy world's backbone, but "
                                  f"data.dataset = {cfg.data.dataset!r}; pass a local ImageNet backbone file "
                                  "(model.pretrained=/path/to/mit_b4.pth) or null")

@@ -48,6 +48,7 @@ toy_clip = dict(
     eval_margin=0.15,
     seed=0,
     threads=2,
+    device="cpu",  # or "cuda" where one is lent (hashed into the cache key unless "cpu")
     log_every=100,
 )
 # The toy students' backbone pretraining (c2s/student/pretrain.py, `c2s world pretrain-student`): the
