@@ -114,3 +114,44 @@ def test_cuda_device_without_cuda_is_an_error_naming_the_key():
         pretrain(TINY_WORLD, dict(steps=1, device="cuda"), "c2s-test-vit")
     with pytest.raises(ValueError, match=r"toy_clip.device = 'gpu0': expected a torch device"):
         pretrain(TINY_WORLD, dict(steps=1, device="gpu0"), "c2s-test-vit")
+
+
+def test_background_views_blank_objects_and_crop_the_asked_square():
+    from c2s.data.toyworld import render, world_params
+    from c2s.teacher.pretrain import _normalise, _Pool, background_views
+
+    pool = _Pool([render(world_params(TINY_WORLD), "val", i) for i in range(3)])
+    mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    size = pool.images.shape[-1]
+    idx = torch.tensor([0, 2])
+    # the whole image at its own size: the normalised image, 0 on every object pixel
+    whole = background_views(pool, idx, torch.ones(2), torch.zeros(2, 2), size, mean, std)
+    expected = _normalise(pool.images[idx], mean, std)
+    objects = (pool.masks[idx] != 0)[:, None].expand_as(expected)
+    assert objects.any() and (~objects).any()
+    assert torch.all(whole[objects] == 0)
+    assert torch.allclose(whole[~objects], expected[~objects], atol=1e-5)
+    # half the side at the bottom-right corner, out at half size: that quarter of the image, pixel for pixel
+    quarter = background_views(pool, idx, torch.full((2,), 0.5), torch.ones(2, 2), size // 2, mean, std)
+    assert torch.allclose(quarter, whole[..., size // 2:, size // 2:], atol=1e-5)
+
+
+def test_background_frac_trains_and_reports_background_reading():
+    torch.manual_seed(0)
+    _, metrics = pretrain(TINY_WORLD, dict(TINY, background_frac=0.2), "c2s-test-vit", log=lambda msg: None)
+    # 60 steps with 13 background views per batch: the background text is learnt (chance over 21 names: 0.05)
+    assert metrics["background_acc"] > 0.5, metrics
+    assert metrics["object_as_background"] < 0.2, metrics
+    _, plain = pretrain(TINY_WORLD, dict(TINY, steps=1), "c2s-test-vit", log=lambda msg: None)
+    assert "background_acc" not in plain  # only measured when the CLIP was taught the background
+    with pytest.raises(ValueError, match=r"full_frac \+ masked_frac \+ background_frac must be <= 1"):
+        pretrain(TINY_WORLD, dict(TINY, background_frac=0.5), "c2s-test-vit")
+
+
+def test_background_frac_is_hashed_only_when_used():
+    cfg = load_config("toy_c2s")
+    world = dict(cfg.data.world)
+    assert teacher_key(world, {**cfg.toy_clip, "background_frac": 0.0}, "c2s-toy-vit") == "beb63a7fe7e6be20"
+    with_bg = teacher_key(world, {**cfg.toy_clip, "background_frac": 0.1}, "c2s-toy-vit")
+    assert with_bg != "beb63a7fe7e6be20"
+    assert with_bg != teacher_key(world, {**cfg.toy_clip, "background_frac": 0.2}, "c2s-toy-vit")

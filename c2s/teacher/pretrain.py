@@ -42,6 +42,7 @@ from c2s.paths import atomic_path
 
 PRETRAIN_VERSION = 2  # 2: fixed step count (1 stopped at a wall-clock budget)
 PROMPT = "a photo of a {}."
+BACKGROUND = "background"  # the class name toy_clip.background_frac teaches (catalog "toy_stuff")
 
 # Every knob of the pretraining; `toy_clip` in c2s/configs/_base_/datasets/toy.py overrides them.
 DEFAULT_PRETRAIN: dict[str, Any] = dict(
@@ -57,6 +58,11 @@ DEFAULT_PRETRAIN: dict[str, Any] = dict(
     prompt_frac=0.5,  # single-object captions use "a photo of a {}." this often, "a {}" otherwise
     eval_images=300,  # val-split images whose objects are the held-out zero-shot crops
     eval_margin=0.15,
+    # Fraction of a batch that is background views captioned "a photo of a background." / "a background": the
+    # image with its objects blanked (0 after normalisation, as a local token's region mask does), cropped to
+    # a random square of 50-100% of the side. Taken from the plain crops. 0 (the default) keeps the toy CLIP
+    # of the "toy" dataset, where background is ignore; "toy_stuff" labels it a class and needs its text.
+    background_frac=0.0,
     seed=0,
     threads=2,
     # "cpu" (the default, deterministic across machines) or a torch device such as "cuda": batches are drawn
@@ -82,8 +88,11 @@ def teacher_key(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | N
     p = pretrain_params(pcfg)
     # Threads and logging change neither the data nor the maths' result in a way worth a new cache entry.
     p = {k: v for k, v in p.items() if k not in ("threads", "log_every")}
-    if str(p.pop("device")) != "cpu":  # keys made before the device key existed stay valid
+    # Keys added later are hashed only off their defaults, so keys made before they existed stay valid.
+    if str(p.pop("device")) != "cpu":
         p["device"] = str(pretrain_params(pcfg)["device"])
+    if float(p.pop("background_frac")) != 0.0:
+        p["background_frac"] = float(pretrain_params(pcfg)["background_frac"])
     blob = json.dumps({"v": PRETRAIN_VERSION, "world": world_key(world_cfg), "pretrain": p, "arch": arch,
                        "arch_cfg": SMALL_ARCHS.get(arch)}, sort_keys=True, default=list).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -173,6 +182,23 @@ def crop_objects(pool: _Pool, obj_idx: torch.Tensor, margin: torch.Tensor, maske
     return roi_align(x, rois, output_size=out_size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
 
+def background_views(pool: _Pool, img_idx: torch.Tensor, side_frac: torch.Tensor, corner: torch.Tensor,
+                     out_size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Normalised background views (n, 3, out, out): image ``img_idx`` with every object pixel set to 0 (the
+    mean colour), cropped to a square of ``side_frac`` (n,) times the image side whose top-left corner sits at
+    ``corner`` (n, 2) in [0, 1] of the free range."""
+    from torchvision.ops import roi_align
+
+    x = _normalise(pool.images[img_idx], mean, std)
+    x = torch.where((pool.masks[img_idx] != 0)[:, None], torch.zeros(()), x)
+    size = x.shape[-1]
+    side = side_frac * size
+    x0, y0 = corner[:, 0] * (size - side), corner[:, 1] * (size - side)
+    rois = torch.stack([torch.arange(len(img_idx), dtype=torch.float32), x0, y0, x0 + side, y0 + side], 1)
+    # one bilinear sample per output pixel: a view at the image's own scale is the image itself
+    return roi_align(x, rois, output_size=out_size, spatial_scale=1.0, sampling_ratio=1, aligned=True)
+
+
 def _full_images(pool: _Pool, idx: torch.Tensor, out_size: int, mean: torch.Tensor, std: torch.Tensor
                  ) -> torch.Tensor:
     x = _normalise(pool.images[idx], mean, std)
@@ -233,6 +259,32 @@ def zero_shot(model: Any, tokens: _Tokens, pool: _Pool, image_size: int, mean: t
             "crops": int(n), "per_class": per_class}
 
 
+@torch.no_grad()
+def background_zero_shot(model: Any, tokens: _Tokens, pool: _Pool, image_size: int, mean: torch.Tensor,
+                         std: torch.Tensor, margin: float, batch: int = 256) -> dict[str, float]:
+    """Zero-shot over the 20 object prompts plus "background": the fraction of whole-image background views
+    (objects blanked) read as background, and of plain object crops read as background (should stay low)."""
+    model.eval()
+    device = next(model.parameters()).device
+    names = [*TOY_CLASSES, BACKGROUND]
+    text = F.normalize(model.encode_text(tokens([PROMPT.format(c) for c in names]).to(device)), dim=-1)
+    bg = len(TOY_CLASSES)
+
+    def read(x: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(model.encode_image(x.to(device)), dim=-1) @ text.t()).argmax(1).cpu()
+
+    n_img, n_obj = len(pool.captions), len(pool.obj_class)
+    views = torch.cat([read(background_views(pool, torch.arange(s, min(s + batch, n_img)),
+                                             torch.ones(min(batch, n_img - s)), torch.zeros(min(batch, n_img - s), 2),
+                                             image_size, mean, std)) for s in range(0, n_img, batch)])
+    objs = torch.cat([read(crop_objects(pool, torch.arange(s, min(s + batch, n_obj)),
+                                        torch.full((min(batch, n_obj - s),), margin),
+                                        torch.zeros(min(batch, n_obj - s), dtype=torch.bool), image_size, mean, std))
+                      for s in range(0, n_obj, batch)])
+    model.train()
+    return {"background_acc": float((views == bg).float().mean()), "object_as_background": float((objs == bg).float().mean())}
+
+
 def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None, arch: str = "c2s-toy-vit",
              *, log: Any = None) -> tuple[Any, dict[str, Any]]:
     """Train the toy CLIP from scratch; returns (model, metrics). Deterministic under ``toy_clip.seed``."""
@@ -276,7 +328,11 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
     steps, warm, bs = int(p["steps"]), int(p["warmup_steps"]), int(p["batch_size"])
     n_full = int(round(bs * float(p["full_frac"])))
     n_mask = int(round(bs * float(p["masked_frac"])))
-    n_crop = bs - n_full - n_mask
+    n_bg = int(round(bs * float(p["background_frac"])))
+    n_crop = bs - n_full - n_mask - n_bg
+    if n_crop < 0:
+        raise ValueError(f"toy_clip: full_frac + masked_frac + background_frac must be <= 1, got "
+                         f"{p['full_frac']} + {p['masked_frac']} + {p['background_frac']}")
     lo, hi = (float(v) for v in p["crop_margin"])
     model.train()
     t_train = time.perf_counter()
@@ -297,12 +353,20 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
         masked = torch.arange(n_crop + n_mask) >= n_crop
         x = torch.cat([_full_images(pool, img_idx, size, mean, std),
                        crop_objects(pool, obj_idx, margin, masked, size, mean, std)])
+        if n_bg:
+            bg_idx = torch.randint(len(pool.captions), (n_bg,), generator=gen)
+            bg_side = 0.5 + 0.5 * torch.rand(n_bg, generator=gen)
+            bg_corner = torch.rand(n_bg, 2, generator=gen)
+            x = torch.cat([x, background_views(pool, bg_idx, bg_side, bg_corner, size, mean, std)])
+            bg_prompt = (torch.rand(n_bg, generator=gen) < float(p["prompt_frac"])).tolist()
         flip = torch.rand(len(x), generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         use_prompt = (torch.rand(len(obj_idx), generator=gen) < float(p["prompt_frac"])).tolist()
         captions = [pool.captions[i] for i in img_idx.tolist()] + [
             PROMPT.format(TOY_CLASSES[c]) if pr else caption_for([TOY_CLASSES[c]])
             for c, pr in zip(pool.obj_class[obj_idx].tolist(), use_prompt)]
+        if n_bg:
+            captions += [PROMPT.format(BACKGROUND) if pr else caption_for([BACKGROUND]) for pr in bg_prompt]
         distinct = list(dict.fromkeys(captions))
         caption_ids = torch.tensor([distinct.index(c) for c in captions])
         img = F.normalize(model.encode_image(x.to(device)), dim=-1)
@@ -325,6 +389,8 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
         "zero_shot_acc_masked": round(masked_res["acc"], 4),
         "zero_shot_acc_masked_unseen": round(masked_res["acc_unseen"], 4),
         "eval_crops": plain["crops"],
+        **({k: round(v, 4) for k, v in background_zero_shot(model, tokens, held, size, mean, std,
+                                                             float(p["eval_margin"])).items()} if n_bg else {}),
         "per_class": {k: round(v, 3) for k, v in plain["per_class"].items()},
         "arch": arch, "steps": steps_done, "batch_size": bs, "device": str(device),
         "train_s": round(time.perf_counter() - t_train, 1),

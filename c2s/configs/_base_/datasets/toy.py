@@ -46,6 +46,7 @@ toy_clip = dict(
     prompt_frac=0.5,  # single-object captions use "a photo of a {}." this often
     eval_images=300,  # val images whose objects are the held-out zero-shot crops
     eval_margin=0.15,
+    background_frac=0.0,  # background views captioned "background" (toy_stuff sets it; 0 keeps this CLIP)
     seed=0,
     threads=2,
     device="cpu",  # or "cuda" where one is lent (hashed into the cache key unless "cpu")
