@@ -57,7 +57,8 @@ def test_planted_prediction_gives_hand_computed_hiou(tmp_path):
     inverse = dict(zip(info.map_raw(valid).tolist(), valid.tolist(), strict=True))
     raw = np.vectorize(lambda v: inverse.get(int(v), 255))(label)
     _write_toy_val(tmp_path, raw)
-    cfg = load_config("toy_c2s", ["evaluation.mode=whole", "data.eval_scale=[8, 8]", "loss.alpha=1.0"])
+    cfg = load_config("toy_c2s", ["data.dataset=toy", "evaluation.mode=whole", "data.eval_scale=[8, 8]",
+                                  "loss.alpha=1.0"])
     student = PlantedStudent(planted, n)
     text = torch.eye(n)
     metrics = evaluate_student(student, text, cfg, tmp_path, tmp_path / "out", step=3)
@@ -174,7 +175,7 @@ def _toy_eval_setup(tmp_path, images_val: int = 5):
 
     root = tmp_path / "world"
     generate_world({"images_train": 1, "images_val": images_val, "size": 48}, root)
-    cfg = load_config("toy_c2s", ["evaluation.mode=slide", "evaluation.crop_size=[32, 32]",
+    cfg = load_config("toy_c2s", ["data.dataset=toy", "evaluation.mode=slide", "evaluation.crop_size=[32, 32]",
                                   "evaluation.stride=[24, 24]", "data.eval_scale=[48, 48]", "loss.alpha=1.0"])
     student = TinyBNStudent().eval()
     text = torch.nn.functional.normalize(torch.randn(20, 16, generator=torch.Generator().manual_seed(1)), dim=-1)

@@ -89,7 +89,12 @@ def test_cli_prints_json_line(tmp_path, monkeypatch, capsys):
 def test_config_lists_every_pretrain_knob():
     cfg = load_config("toy_c2s")
     assert set(cfg.toy_clip) == set(DEFAULT_PRETRAIN)
+    # toy_c2s's dataset (toy_stuff) adds background views; every other knob is the default
+    assert cfg.data.dataset == "toy_stuff" and cfg.toy_clip.background_frac == 0.1
     assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.toy_clip.items()} == {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in {**DEFAULT_PRETRAIN, "background_frac": 0.1}.items()}
+    voc_like = load_config("toy_c2s", ["data.dataset=toy", "toy_clip.background_frac=0.0"])
+    assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in voc_like.toy_clip.items()} == {
         k: (list(v) if isinstance(v, tuple) else v) for k, v in DEFAULT_PRETRAIN.items()}
 
 
@@ -102,9 +107,10 @@ def test_device_key_keeps_cpu_keys_and_hashes_other_devices():
     cfg = load_config("toy_c2s")
     world = dict(cfg.data.world)
     # The key of the default toy CLIP before toy_clip.device existed (PRETRAIN_VERSION 2): still the same.
-    assert teacher_key(world, dict(cfg.toy_clip), "c2s-toy-vit") == "beb63a7fe7e6be20"
-    assert teacher_key(world, {**cfg.toy_clip, "device": "cpu"}, "c2s-toy-vit") == "beb63a7fe7e6be20"
-    cuda = teacher_key(world, {**cfg.toy_clip, "device": "cuda"}, "c2s-toy-vit")
+    voc_like = {**cfg.toy_clip, "background_frac": 0.0}  # the "toy" dataset's CLIP
+    assert teacher_key(world, voc_like, "c2s-toy-vit") == "beb63a7fe7e6be20"
+    assert teacher_key(world, {**voc_like, "device": "cpu"}, "c2s-toy-vit") == "beb63a7fe7e6be20"
+    cuda = teacher_key(world, {**voc_like, "device": "cuda"}, "c2s-toy-vit")
     assert cuda != "beb63a7fe7e6be20" and len(cuda) == 16
 
 

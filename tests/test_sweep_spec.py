@@ -182,7 +182,7 @@ def test_resources_needed_and_cluster_fit():
 
 
 EXPECTED_TRIALS = {"tau": 6, "alpha_beta": 18, "bank_size": 8, "backbones": 6, "ablation_modules": 6,
-                   "ablation_distill": 8, "ablation_calibration": 8, "ablation_generator": 10}
+                   "ablation_distill": 8, "ablation_calibration": 8, "ablation_generator": 10, "toy_live_vs_cached": 6}
 
 
 def test_every_provided_sweep_validates_and_fits_two_cpus():
@@ -190,7 +190,7 @@ def test_every_provided_sweep_validates_and_fits_two_cpus():
     assert {p.stem for p in paths} == set(EXPECTED_TRIALS)
     for path in paths:
         s = load_spec(path)
-        assert s.name == path.stem and s.base == "toy_c2s" and len(s.seeds) == 2
+        assert s.name == path.stem and s.base == "toy_c2s" and len(s.seeds) == (3 if s.name.startswith("toy_") else 2)
         assert len(expand_trials(s)) == EXPECTED_TRIALS[path.stem], path
         check_cluster_fits(resources_needed(s), {"CPU": 2.0, "GPU": 0.0})  # CI's local Ray
         assert "Real data" in path.read_text().split("name:")[0], f"{path}: header must say how to run on real data"

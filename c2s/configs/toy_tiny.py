@@ -3,7 +3,8 @@
 _base_ = ["./toy_c2s.py"]
 model = dict(embed_dim=64)
 teacher = dict(arch="c2s-test-vit", allow_random=True, image_size=32, dense_size=48, batch_size=4, num_cpus=0.5)
-data = dict(num_cpus=0.25, world=dict(images_train=24, images_val=4))
+# The VOC-like "toy" labels (background ignored): 15 seen classes, as the integration tests expect.
+data = dict(dataset="toy", num_cpus=0.25, world=dict(images_train=24, images_val=4))
 train = dict(cpus_per_worker=0.5, batch_size=4, log_interval=1, eval_interval=100)
 bank = dict(size=12)
 optim = dict(warmup_iters=1)
