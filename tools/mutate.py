@@ -22,9 +22,11 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +37,14 @@ MODULES = ("c2s/method/", "c2s/metrics.py", "c2s/train/checkpoint.py", "c2s/swee
 TEST_FILES = ("test_bank.py", "test_latent.py", "test_losses.py", "test_objective.py", "test_global_distill.py",
               "test_metrics.py", "test_evaluate.py", "test_train_units.py", "test_sweep_tables.py",
               "test_report.py", "test_transforms.py", "test_feature_centering.py")
+
+
+# Tests of the files above left out of the mutation run (each one still runs in `make test`): why, per test.
+DESELECT = (
+    # spawns two gloo worker processes (15 s alone, 60 s under load) for every mutant of metrics/transforms/classify
+    # it reaches; the single-process tests of the same functions pin the values it compares
+    "tests/test_evaluate.py::test_two_process_gloo_evaluation_equals_one_worker",
+)
 
 
 def test_files() -> list[str]:
@@ -56,10 +66,13 @@ def _globs(modules: list[str]) -> list[str]:
 
 
 def copy_tests(work: Path, tests: list[str]) -> None:
-    """The selected test files (and conftest.py) into the snapshot; mutmut copies them into mutants/ each run."""
+    """The selected test files (and conftest.py) into the snapshot; mutmut copies them into mutants/ each run.
+    Also the test-ordering plugin (tools/mutate_order.py), which mutmut's pytest imports from ``work/plugins``."""
     (work / "tests").mkdir(exist_ok=True)
     for name in ["conftest.py", *tests]:
         shutil.copy2(ROOT / "tests" / name, work / "tests" / name)
+    (work / "plugins").mkdir(exist_ok=True)
+    shutil.copy2(ROOT / "tools" / "mutate_order.py", work / "plugins" / "mutate_order.py")
 
 
 def snapshot(work: Path, modules: list[str], tests: list[str]) -> None:
@@ -81,8 +94,21 @@ def snapshot(work: Path, modules: list[str], tests: list[str]) -> None:
         "pytest_add_cli_args_test_selection =\n    tests\n"
         "pytest_add_cli_args =\n    -m\n    not integration and not slow\n    -p\n    no:cacheprovider\n"
         "    -p\n    no:timeout\n"
-        "process_isolation = forkserver\n"
+        # pytest's unraisable-exception plugin gc.collect()s at exit: 0.45 s per mutant on the forked copy of the
+        # fork server's heap (torch + the mutated modules), 8x a small test's run. It only turns unraisable
+        # exceptions into warnings, which no setting here makes an error, so no verdict depends on it.
+        "    -p\n    no:unraisableexception\n"
+        "    -p\n    mutate_order\n"  # tools/mutate_order.py (copy_tests, _env): fastest tests first
+        + "".join(f"    --deselect\n    {t}\n" for t in DESELECT)
+        + "process_isolation = forkserver\n"
         "use_git_change_detection = false\n"
+        # mutmut stops a mutant's tests after (estimated test time + timeout_constant) x 15 s of WALL time and
+        # calls it a timeout (= killed). With the default constant (1 s) a mutant starved of CPU by other work
+        # on this 2-core machine "times out" in 20 s although its tests pass: 10 s keeps those honest. The
+        # tested code has no unbounded loop (one `for _ in range(10)`), so no mutant should truly hang.
+        "timeout_constant = 10\n"
+        # per-mutant wall times in mutants/mutmut-debug.log (the fork server's "Completed ..." lines)
+        "log_to_file = true\n"
         "\n[tool:pytest]\n"
         "markers =\n    integration: starts a local Ray\n    slow: slow\n"
         "filterwarnings = ignore::DeprecationWarning\n"
@@ -91,7 +117,7 @@ def snapshot(work: Path, modules: list[str], tests: list[str]) -> None:
 
 def results(work: Path, mutmut: Path) -> dict[str, str]:
     out = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=work, capture_output=True, text=True,
-                         check=True, env=_env())
+                         check=True, env=_env(work))
     found = {}
     for line in out.stdout.splitlines():
         match = RESULT_LINE.match(line)
@@ -105,6 +131,7 @@ def summary(found: dict[str, str], modules: list[str]) -> dict:
     prefixes = tuple(modules)
     per_module: dict[str, dict[str, int]] = {}
     survivors: dict[str, list[str]] = {}
+    timeouts = 0
     for name, status in sorted(found.items()):
         module = module_of(name)
         if not module.startswith(prefixes) or status == "not checked":
@@ -113,6 +140,7 @@ def summary(found: dict[str, str], modules: list[str]) -> dict:
         counts["mutants"] += 1
         if status in KILLED:
             counts["killed"] += 1
+            timeouts += status == "timeout"
         else:
             survivors.setdefault(module, []).append(name)
     n = sum(c["mutants"] for c in per_module.values())
@@ -121,15 +149,17 @@ def summary(found: dict[str, str], modules: list[str]) -> dict:
         "mutants": n,
         "killed": k,
         "killed_frac": round(k / n, 4) if n else None,
+        "timeouts": timeouts,  # counted as killed above
         "per_module": {m: {**c, "killed_frac": round(c["killed"] / c["mutants"], 4)} for m, c in per_module.items()},
         "not_checked": sum(1 for name, s in found.items() if s == "not checked" and module_of(name).startswith(prefixes)),
         "survivors_by_module": survivors,
     }
 
 
-def _env() -> dict[str, str]:
+def _env(work: Path) -> dict[str, str]:
     # one torch/OpenMP thread per mutant worker: mutmut runs several workers side by side
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    path = os.pathsep.join(p for p in (str(work.resolve() / "plugins"), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONPATH": path}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,10 +194,16 @@ def main(argv: list[str] | None = None) -> int:
             names = [n for survivors in summary(results(args.work, mutmut), args.modules)["survivors_by_module"].values()
                      for n in survivors]
         if names:
+            start, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
             run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names],
-                                 cwd=args.work, env=_env())
+                                 cwd=args.work, env=_env(args.work))
             if run.returncode not in (0, 1):  # 1: mutmut exits non-zero when mutants survive
                 print(f"mutmut run exited with {run.returncode} (see the output above)", file=sys.stderr)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            # CPU seconds of mutmut and every process it waited for: what the run costs on an idle machine
+            # (wall ~ CPU / cores), whatever else was running beside it
+            print(f"mutmut run: {time.monotonic() - start:.0f} s wall, {cpu:.0f} s CPU", file=sys.stderr)
     if not (args.work / "mutants").is_dir():
         print(f"no mutmut results under {args.work}: run without --summary first", file=sys.stderr)
         return 2
