@@ -33,5 +33,11 @@ evaluation = dict(mode="whole", crop_size=(96, 96), stride=(64, 64))
 # At the paper's weights C2S still loses to the baseline on the toy world: the global term's gradient is the
 # largest of the four (norm 3.5 vs local 1.4, NEL 2.6, CE 0.6 on a trained student) and nearly orthogonal to
 # the pixel terms (cosine 0.07), and the student learns colour but not shape (seen pixels: colour right 99.6%,
-# shape right 57%). Hence the two knobs below, kept until that cause is fixed in the method.
-loss = dict(w_global=0.1, nel_focal_weight=10.0)
+# shape right 57%). Hence two knobs (loss.w_global=0.1, loss.nel_focal_weight=10) were kept on "toy".
+# On "toy_stuff" (this file's dataset since issue 13; its toy CLIP knows "background") the paper's defaults
+# reach the goal, so this file no longer moves them. tools/offline_c2s.py, seed 0, 300 steps, 1-epoch cache,
+# sIoU / uIoU / hIoU:
+#   paper defaults (w_global 1, NEL focal 100): baseline 37.0 / 3.0 / 5.6, + distillation 46.5 / 22.3 / 30.1,
+#                                               full C2S 43.0 / 19.1 / 26.4 (+20.9 hIoU, +16.1 uIoU)
+#   w_global 0.1, focal 10 (the old knobs):     baseline 40.8 / 1.7 / 3.2, full C2S 58.5 / 45.9 / 51.4
+# (with the "toy" CLIP, which never saw the word, 95% of background pixels were read as "blue square").
