@@ -1,0 +1,181 @@
+"""More edges of c2s/method/ (losses.py, objective.py) that mutation testing (``make mutate``) showed no other
+test pinned down: default arguments, dtype casts of mixed-precision inputs, the DDP normalisers (faked
+``torch.distributed``), odd target ids, fractional areas, the objective's wiring of each config value into the
+loss functions, and the profiler labels that ``c2s bench objective --profile`` reports."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from c2s.method import losses as L
+from c2s.method.objective import C2SObjective, classify
+
+D, NS = 8, 3
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_defaults_of_the_loss_functions():
+    x, t = torch.randn(2, 3, 4, 4, generator=gen()), (torch.rand(2, 3, 4, 4, generator=gen(1)) > 0.5).float()
+    assert torch.equal(L.sigmoid_focal(x, t), L.sigmoid_focal(x, t, 0.25, 2.0))
+    assert not torch.allclose(L.sigmoid_focal(x, t), L.sigmoid_focal(x, t, 0.25, 3.0))
+    assert not torch.allclose(L.sigmoid_focal(x, t), L.sigmoid_focal(x, t, 0.5, 2.0))
+    feats, tok = torch.randn(2, D, 3, 3, generator=gen(2)), torch.randn(2, D, generator=gen(3))
+    assert torch.equal(L.global_attention(feats, tok)[0], L.global_attention(feats, tok, "paper")[0])
+    assert torch.equal(L.global_prototype(feats, tok, "cosine"), L.global_prototype(feats, tok, "cosine", 0.07))
+    assert torch.equal(L.global_attention(feats, tok, "cosine")[0], L.global_attention(feats, tok, "cosine", 0.07)[0])
+    # the temperature reaches the attention through global_prototype
+    w, flat = L.global_attention(feats, tok, "cosine", 0.5)
+    assert torch.allclose(L.global_prototype(feats, tok, "cosine", 0.5), torch.einsum("bl,bdl->bd", w, flat))
+    assert not torch.allclose(L.global_prototype(feats, tok, "cosine", 0.5), L.global_prototype(feats, tok, "cosine"))
+
+
+def test_cosine_attention_hand_value_with_tokens_of_different_norms():
+    feats = torch.tensor([[[[3.0, 0.0]], [[4.0, 2.0]]], [[[1.0, 0.0]], [[0.0, 5.0]]]])  # (B=2, D=2, h=1, w=2)
+    tok = torch.tensor([[10.0, 0.0], [0.0, 0.5]])
+    w, _ = L.global_attention(feats, tok, "cosine", 0.5)
+    # image 0: cos((1, 0), (3, 4)/5) = 0.6 and cos((1, 0), (0, 1)) = 0; image 1: 0 and 1 -> softmax(cos / 0.5)
+    e = math.exp
+    assert torch.allclose(w, torch.tensor([[e(1.2) / (e(1.2) + 1), 1 / (e(1.2) + 1)], [1 / (1 + e(2)), e(2) / (1 + e(2))]]))
+
+
+def test_mixed_precision_inputs_are_cast_to_the_features_dtype():
+    feats, tok = torch.randn(2, D, 3, 3, generator=gen()), torch.randn(2, D, generator=gen(1))
+    for pool in L.GLOBAL_POOLS:
+        out = L.global_prototype(feats, tok.double(), pool)
+        assert out.dtype == torch.float32 and torch.allclose(out, L.global_prototype(feats, tok, pool))
+    q, k = torch.randn(3, D, generator=gen(2)), torch.randn(5, D, generator=gen(3))
+    pos = torch.tensor([0, 2, 4])
+    assert L.info_nce(q, k.double(), pos, 0.1).dtype == torch.float32
+    assert torch.allclose(L.info_nce(q, k.double(), pos, 0.1), L.info_nce(q, k, pos, 0.1))
+    w = torch.rand(2, 4, 3, 3, generator=gen(4), dtype=torch.float64)
+    protos, area = L.masked_mean_prototypes(feats, w)
+    assert protos.dtype == torch.float32 and area.dtype == torch.float32
+
+
+def test_fractional_area_is_divided_by_exactly():
+    feats = torch.arange(4.0).view(1, 1, 2, 2) + 1  # values 1, 2, 3, 4
+    w = torch.full((1, 1, 2, 2), 0.125)  # a region covering an eighth of each cell: area 0.5
+    protos, area = L.masked_mean_prototypes(feats, w)
+    assert float(area) == 0.5 and torch.allclose(protos, torch.tensor([[[(1 + 2 + 3 + 4) * 0.125 / 0.5]]]))
+    zero, a0 = L.masked_mean_prototypes(feats, torch.zeros(1, 1, 2, 2))
+    assert float(a0) == 0 and float(zero.abs().max()) == 0
+
+
+def test_single_valid_pixel_cross_entropy_is_not_halved():
+    logits = torch.randn(1, 3, 2, 2, generator=gen())
+    target = torch.full((1, 2, 2), 255)
+    target[0, 1, 0] = 2
+    want = -F.log_softmax(logits[0, :, 1, 0], 0)[2]
+    assert torch.allclose(L.masked_cross_entropy(logits, target), want)
+
+
+def test_present_pairs_drops_ids_beyond_the_classes_without_spilling_into_the_next_image():
+    target = torch.tensor([[[0, 4], [255, 0]], [[1, 1], [1, 255]]])  # image 0 holds id 4 = C + 1 (C = 3)
+    img, cls = L._present_pairs(target, 3, 255)
+    assert list(zip(img.tolist(), cls.tolist())) == [(0, 0), (1, 1)]  # not (1, 0): 4 is no class of image 1
+
+
+@pytest.mark.parametrize("mode", L.NEL_MODES)
+def test_nel_honours_a_custom_ignore_index(mode):
+    logits = torch.randn(2, 3, 4, 4, generator=gen())
+    target = torch.randint(0, 3, (2, 4, 4), generator=gen(1))
+    as_255 = torch.where(target == 1, torch.full_like(target, 255), target)
+    got = L.nel_loss(logits, target, ignore_index=1, mode=mode)
+    want = L.nel_loss(logits, as_255, ignore_index=255, mode=mode)
+    assert torch.allclose(got[0], want[0]) and torch.allclose(got[1], want[1])
+    with pytest.raises(ValueError, match=r"^config key 'loss.nel_mode' must be one of zegclip, present; got 'x'$"):
+        L.nel_loss(logits, target, mode="x")
+
+
+class FakeDist:
+    """Two DDP workers whose other worker holds twice this worker's value: all_reduce(sum) triples it."""
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+        monkeypatch.setattr(torch.distributed, "all_reduce", lambda t: t.mul_(3))
+
+
+def test_world_sum_and_mask_count_under_ddp(monkeypatch):
+    FakeDist().install(monkeypatch)
+    x = torch.tensor([1.0, 2.0])
+    assert L._world_sum(x).tolist() == [3.0, 6.0] and x.tolist() == [1.0, 2.0]  # reduced a copy
+    assert L._world_size() == 2
+    assert float(L._num_target_masks(4, torch.device("cpu"))) == 4 * 3 / 2  # summed, divided by the world
+    assert float(L._num_target_masks(0, torch.device("cpu"))) == 1.0
+
+
+def config(**over) -> dict:
+    cfg = {
+        "loss": {"tau": 0.5, "alpha": 2.0, "seen_logits": "cos", "beta": 3.0, "w_global": 1.5, "w_local": 2.5,
+                 "w_pixel": 0.5, "use_nel": True, "nel_mode": "present", "nel_focal_weight": 7.0,
+                 "nel_dice_weight": 3.0, "focal_alpha": 0.3, "focal_gamma": 1.5, "ce_weight": 0.75},
+        "distill": {"enabled": True, "kind": "cosine", "global_pool": "cosine", "global_attn_tau": 0.3},
+        "bank": {"size": 2},
+        "latent": {"enabled": False},
+        "mining": {"k_max": 2},
+    }
+    for dotted, value in over.items():
+        section, key = dotted.split(".")
+        cfg[section][key] = value
+    return cfg
+
+
+def batch(b: int = 2, hw: int = 4) -> dict:
+    label = torch.randint(0, NS, (b, hw, hw), generator=gen(5))
+    label[0, 0, 0] = 255
+    return {"label": label, "pseudo_mask": label.clone(), "global": torch.randn(b, D, generator=gen(6)),
+            "local": torch.randn(b, NS, D, generator=gen(7)), "local_ids": torch.arange(NS).repeat(b, 1),
+            "local_valid": torch.ones(b, NS, dtype=torch.bool)}
+
+
+def test_objective_passes_every_loss_setting_to_the_loss_functions():
+    text = F.normalize(torch.randn(NS, D, generator=gen(8)), dim=-1)
+    obj = C2SObjective(config(), text)
+    feats, bt = torch.randn(2, D, 2, 2, generator=gen(9)), batch()
+    out = obj(feats, bt)
+    up = F.interpolate(classify(feats, text, 2.0, "cos"), size=(4, 4), mode="bilinear", align_corners=False)
+    focal, dice = L.nel_loss(up, bt["label"], 255, 0.3, 1.5, "present")
+    assert torch.allclose(out["loss_nel"], 7.0 * focal + 3.0 * dice)
+    assert torch.allclose(out["loss_ce"], 0.75 * L.masked_cross_entropy(up, bt["label"]))
+    proto = L.global_prototype(feats, bt["global"], "cosine", 0.3)
+    assert torch.allclose(out["loss_global"], L.cosine_distill(proto, bt["global"]))
+    assert torch.allclose(out["loss"], 1.5 * out["loss_global"] + 2.5 * out["loss_local"]
+                          + 0.5 * (out["loss_nel"] + out["loss_ce"]))
+
+
+def test_regions_keep_a_slot_covering_a_fraction_of_one_cell_and_drop_an_absent_one():
+    text = F.normalize(torch.randn(NS, D, generator=gen(8)), dim=-1)
+    obj = C2SObjective(config(), text)
+    bt = batch(b=1)
+    bt["pseudo_mask"] = torch.zeros(1, 4, 4, dtype=torch.long)
+    bt["pseudo_mask"][0, 0, 0] = 1  # one label pixel of class 1: a quarter of feature cell (0, 0)
+    reg = obj._regions(torch.randn(1, D, 2, 2, generator=gen(9)), bt)
+    assert reg["slot_valid"].tolist() == [[True, True, False]]  # class 2 is absent from the mask
+
+
+def test_every_part_is_labelled_for_the_profiler(monkeypatch):
+    """The record_function labels `c2s bench objective --profile` reports, in order (recorded by a stand-in for
+    torch.profiler.record_function: the real profiler costs seconds to start, per mutant)."""
+    import contextlib
+
+    import c2s.method.objective as objective_module
+
+    labels: list[str] = []
+
+    def record(name):
+        labels.append(name)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(objective_module, "record_function", record)
+    text = F.normalize(torch.randn(NS, D, generator=gen(8)), dim=-1)
+    C2SObjective(config(), text)(torch.randn(2, D, 2, 2, generator=gen(9)), batch())
+    assert labels == [f"c2s.objective.{p}" for p in ("regions", "global", "local", "logits", "upsample", "nel", "ce")]
