@@ -82,7 +82,7 @@ def test_sweep_tables_failure_and_resume(ray_local, cache_root, tmp_path, capsys
     assert sorted(curves[curves.kind == "train"].step) == [1, 2, 3]
     assert sorted(curves[curves.kind == "eval"].step) == [2, 3]  # eval_interval 2 + the final one
     per_class = tables["per_class"]
-    assert len(per_class) == 20 and per_class.seen.sum() == 15 and set(per_class.trial_id) == {"t000_s0"}
+    assert len(per_class) == 21 and per_class.seen.sum() == 16 and set(per_class.trial_id) == {"t000_s0"}  # toy_stuff: 20 objects + background
     assert completed_trials(out) == {"t000_s0"}
 
     # Without --resume the folder is refused. An interrupted sweep: t001's row says `running` (it had
@@ -104,7 +104,7 @@ def test_sweep_tables_failure_and_resume(ray_local, cache_root, tmp_path, capsys
     assert list(trials.index) == ["t000_s0", "t001_s0"]  # no duplicate rows
     assert list(trials.status) == ["completed", "failed"] and "model.embed_dim = 32" in trials.loc["t001_s0", "error"]
     assert trials.loc["t000_s0", "final_hIoU"] == ok.final_hIoU
-    assert len(tables["curves"]) == 5 and len(tables["per_class"]) == 20
+    assert len(tables["curves"]) == 5 and len(tables["per_class"]) == 21
     assert len(list(out.glob("tune-*"))) == 2  # one Tune experiment per invocation
 
     # A completed trial whose overrides changed is refused on --resume.
