@@ -2,7 +2,7 @@
 
     python tools/mutate.py                          # fresh snapshot, every module, JSON line last
     python tools/mutate.py --modules c2s/metrics.py # one module
-    python tools/mutate.py --resume --modules ...   # same snapshot, current tests: re-test these modules
+    python tools/mutate.py --resume                 # same snapshot: test the mutants not tested yet
     python tools/mutate.py --resume --survivors     # re-test only the survivors against the current tests
     python tools/mutate.py --summary                # only print the JSON line of what was measured
 
@@ -11,7 +11,7 @@ there), so the working tree is never modified and edits made while it runs do no
 Tests: the unit test files that exercise the core modules (no Ray, no integration marker). Workers run
 under mutmut's fork server (torch is not fork-safe once its thread pool started) with one torch thread
 each. Results are cached by mutmut in the snapshot, so ``--resume`` after a timeout picks up where it
-stopped. The last line printed is
+stopped (only the mutants without a verdict are tested). The last line printed is
 ``{"mutants": N, "killed": K, "killed_frac": K/N, "survivors_by_module": {...}}``; timeouts count as killed
 (the mutant made the tests hang, which the tests detect), "no tests" and "suspicious" as survivors;
 ``timeouts`` says how many of the killed were timeouts.
@@ -196,13 +196,21 @@ def main(argv: list[str] | None = None) -> int:
             # the library stays as snapshotted (its mutants are cached); the tests are the working tree's, so
             # tests written against survivors count on the next chunk. The named modules' mutants are re-tested.
             copy_tests(args.work, tests)
-        names = [m.rstrip("/").removesuffix(".py").replace("/", ".") + ".*" for m in args.modules]
+        # mutmut re-tests every mutant it is given by name (cached verdict or not); without names it tests only
+        # the mutants that have no verdict yet. So: a resumed run over every module passes no names, a resumed
+        # run over some modules the names of their unchecked mutants.
+        names: list[str] | None = [m.rstrip("/").removesuffix(".py").replace("/", ".") + ".*" for m in args.modules]
         if args.survivors:
             names = [n for survivors in summary(results(args.work, mutmut), args.modules)["survivors_by_module"].values()
                      for n in survivors]
-        if names:
+        elif args.resume and set(args.modules) == set(MODULES):
+            names = None
+        elif args.resume:
+            names = [n for n, s in results(args.work, mutmut).items()
+                     if s == "not checked" and module_of(n).startswith(tuple(args.modules))]
+        if names is None or names:
             start, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *names],
+            run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *(names or [])],
                                  cwd=args.work, env=_env(args.work))
             if run.returncode not in (0, 1):  # 1: mutmut exits non-zero when mutants survive
                 print(f"mutmut run exited with {run.returncode} (see the output above)", file=sys.stderr)
