@@ -207,3 +207,44 @@ def test_infer_type_and_mixed_types():
         T._infer_type("a", ["x", 1])
     with pytest.raises(TableError, match=r"^unknown table 'runs'; expected one of trials, curves, per_class$"):
         T.table_path(".", "runs")
+
+
+def test_best_tie_on_value_and_step_keeps_the_first_row():
+    # the final metrics repeat the last eval row (same step, same value): no comparison of the rows themselves
+    rows = [ev(30, 4.0), {**ev(30, 4.0), "kind": "final"}]
+    assert T._best(rows, "hIoU", "min") is rows[0] and T._best(rows, "hIoU", "max") is rows[0]
+
+
+def test_curve_steps_stay_integers(tmp_path):
+    rows = collect_curves(run_dir(tmp_path, [{"step": 10, "loss": 1.0}], None), SPEC, sweep="s")
+    assert type(rows[0]["step"]) is int and type(rows[0]["seed"]) is int
+
+
+def test_a_value_of_the_wrong_type_is_a_table_error_naming_the_column():
+    with pytest.raises(TableError, match=r"^trials.parquet column 'seed' expects int64: "):
+        T.to_arrow("trials", [{"trial_id": "a", "seed": "x"}])
+
+
+def test_upsert_sorts_by_trial_then_seed(tmp_path):
+    upsert(tmp_path, "trials", [{"trial_id": "b", "seed": 0}, {"trial_id": "a", "seed": 5}])
+    upsert(tmp_path, "trials", [{"trial_id": "a", "seed": 1}])
+    t = read_table(tmp_path, "trials")
+    assert list(zip(t["trial_id"].to_pylist(), t["seed"].to_pylist())) == [("a", 1), ("a", 5), ("b", 0)]
+    assert "" not in t.column_names and t.column_names == [f.name for f in T.TRIALS_FIELDS]
+
+
+def test_all_null_new_column_keeps_its_name(tmp_path):
+    upsert(tmp_path, "trials", [{"trial_id": "a", "seed": 0, "cfg.x": 1}])
+    upsert(tmp_path, "trials", [{"trial_id": "b", "seed": 0, "cfg.x": None}])
+    t = read_table(tmp_path, "trials")
+    assert t.column_names == [f.name for f in T.TRIALS_FIELDS] + ["cfg.x"]
+    assert t["cfg.x"].to_pylist() == [1, None] and t.schema.field("cfg.x").type == pa.int64()
+
+
+def test_load_tables_of_an_empty_sweep_has_the_typed_columns(tmp_path):
+    dfs = T.load_tables(tmp_path)
+    assert list(dfs) == ["trials", "curves", "per_class"]
+    for name, fields in T.TABLES.items():
+        assert list(dfs[name].columns) == [f.name for f in fields] and len(dfs[name]) == 0
+    assert str(dfs["trials"]["seed"].dtype) == "int64" and str(dfs["trials"]["final_hIoU"].dtype) == "float64"
+    assert str(dfs["per_class"]["seen"].dtype) == "bool"
