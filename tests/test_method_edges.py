@@ -179,3 +179,59 @@ def test_every_part_is_labelled_for_the_profiler(monkeypatch):
     text = F.normalize(torch.randn(NS, D, generator=gen(8)), dim=-1)
     C2SObjective(config(), text)(torch.randn(2, D, 2, 2, generator=gen(9)), batch())
     assert labels == [f"c2s.objective.{p}" for p in ("regions", "global", "local", "logits", "upsample", "nel", "ce")]
+
+
+def local_reference(protos, tokens, ids, valid, tau, num_seen, candidates, fn_cos):
+    """Eq. 4 by hand: slots in (image, slot) order; for query i the candidates j are its image's slots
+    (``image``) or all slots except the same seen class in another image (``batch``); with ``fn_cos``, a
+    candidate whose teacher token has cosine >= fn_cos with i's is dropped; i itself always stays."""
+    slots = [(b, s) for b in range(valid.shape[0]) for s in range(valid.shape[1]) if valid[b, s]]
+    unit = F.normalize(tokens, dim=-1)
+    losses = []
+    for i, (bi, si) in enumerate(slots):
+        q = F.normalize(protos[bi, si], dim=0)
+        logits, pos = [], None
+        for j, (bj, sj) in enumerate(slots):
+            if j != i:
+                if candidates == "image" and bj != bi:
+                    continue
+                if candidates == "batch" and bj != bi and ids[bi, si] == ids[bj, sj] and ids[bi, si] < num_seen:
+                    continue
+                if fn_cos is not None and float(unit[bi, si] @ unit[bj, sj]) >= fn_cos:
+                    continue
+            if j == i:
+                pos = len(logits)
+            logits.append(float(q @ unit[bj, sj]) / tau)
+        losses.append(-torch.log_softmax(torch.tensor(logits, dtype=torch.float64), 0)[pos])
+    return float(torch.stack(losses).mean())
+
+
+@pytest.mark.parametrize("candidates, fn", [("batch", None), ("image", None), ("batch", "exact"), ("batch", 0.5)])
+def test_local_infonce_against_a_hand_loop(candidates, fn):
+    text = F.normalize(torch.randn(NS, D, generator=gen(8)), dim=-1)
+    protos = torch.randn(2, 4, D, generator=gen(10))
+    tokens = torch.randn(2, 4, D, generator=gen(11))
+    tokens[1, 2] = tokens[0, 2] * 2 + 0.1 * tokens[1, 2]  # the same concept (latent id) in both images
+    ids = torch.tensor([[0, 1, NS, 2], [0, 2, NS, 1]])  # classes 0, 1 and 2 in both images; 2 twice
+    valid = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    unit = F.normalize(tokens, dim=-1)
+    fn_cos = float(unit[0, 2] @ unit[1, 2]) if fn == "exact" else fn  # exactly at the threshold: dropped
+    obj = C2SObjective(config(**{"distill.kind": "infonce", "distill.local_candidates": candidates,
+                                 "distill.local_false_negative_cos": fn_cos}), text)
+    got = obj._local_loss(protos, tokens, ids, valid)
+    want = local_reference(protos, tokens, ids, valid, 0.5, NS, candidates, fn_cos)
+    assert math.isclose(float(got), want, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("mode", L.NEL_MODES)
+def test_nel_without_any_labelled_pixel_is_zero_dice(mode):
+    logits = torch.randn(2, 3, 4, 4, generator=gen(), requires_grad=True)
+    target = torch.full((2, 4, 4), 255)
+    focal, dice = L.nel_loss(logits, target, mode=mode)
+    assert dice.item() == 0.0
+    if mode == "present":
+        assert focal.item() == 0.0  # no present class: nothing to score
+    else:
+        assert focal.item() > 0  # every map is a negative everywhere
+    (focal + dice).backward()
+    assert logits.grad is not None
