@@ -71,7 +71,10 @@ def test_ray_dataset_train_and_val(world, tmp_path, ray_local):
     rows = sorted(train.take_all(), key=lambda r: r["image"].tobytes())
     assert len(rows) == 16
     assert all(r["image"].shape == (96, 96, 3) and r["label"].shape == (96, 96) for r in rows)
-    assert all(r["label"].dtype == np.int64 and set(np.unique(r["label"])) <= set(range(20)) | {255} for r in rows)
+    # toy_c2s reads toy_stuff: class ids 0..19 are the objects, 20 the background (never ignore), 255 only
+    # where the augmentation padded
+    assert all(r["label"].dtype == np.int64 and set(np.unique(r["label"])) <= set(range(21)) | {255} for r in rows)
+    assert any(20 in np.unique(r["label"]) for r in rows)
     again = sorted(build_dataset(cfg, world, "train", seed=3, limit=16).take_all(), key=lambda r: r["image"].tobytes())
     assert all(np.array_equal(a["image"], b["image"]) and np.array_equal(a["label"], b["label"])
                for a, b in zip(rows, again))  # same seed, same rows
