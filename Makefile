@@ -40,8 +40,8 @@ lint: setup
 	$(BIN)/ruff check c2s jobs tests tools
 
 # Mutation testing of the core modules against the unit tests (mutmut, 3273 mutants; not part of `make test`).
-# Measured beside other work (nice 15, load 3-30): 60 min and 948 CPU-s for the first 2776 mutants; from the
-# CPU-s, the whole run on an idle 2-core machine would take ~12 min. `python tools/mutate.py --resume` goes on.
+# Measured beside other work (nice 15, load 3-30): 60 min (timeout) for 2776 mutants + 4 min `--resume` for the
+# rest, ~1185 CPU-s in all, i.e. ~10-12 min on an idle 2-core machine. `python tools/mutate.py --resume` goes on.
 # Last line: {"mutants": N, "killed": K, "killed_frac": ..., "survivors_by_module": {...}}
 mutate: setup
 	$(BIN)/python tools/mutate.py
