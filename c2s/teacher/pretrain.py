@@ -89,10 +89,11 @@ def teacher_key(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | N
     # Threads and logging change neither the data nor the maths' result in a way worth a new cache entry.
     p = {k: v for k, v in p.items() if k not in ("threads", "log_every")}
     # Keys added later are hashed only off their defaults, so keys made before they existed stay valid.
-    if str(p.pop("device")) != "cpu":
-        p["device"] = str(pretrain_params(pcfg)["device"])
-    if float(p.pop("background_frac")) != 0.0:
-        p["background_frac"] = float(pretrain_params(pcfg)["background_frac"])
+    device, background_frac = str(p.pop("device")), float(p.pop("background_frac"))
+    if device != "cpu":
+        p["device"] = device
+    if background_frac != 0.0:
+        p["background_frac"] = background_frac
     blob = json.dumps({"v": PRETRAIN_VERSION, "world": world_key(world_cfg), "pretrain": p, "arch": arch,
                        "arch_cfg": SMALL_ARCHS.get(arch)}, sort_keys=True, default=list).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
