@@ -161,3 +161,28 @@ def test_background_frac_is_hashed_only_when_used():
     with_bg = teacher_key(world, {**cfg.toy_clip, "background_frac": 0.1}, "c2s-toy-vit")
     assert with_bg != "beb63a7fe7e6be20"
     assert with_bg != teacher_key(world, {**cfg.toy_clip, "background_frac": 0.2}, "c2s-toy-vit")
+
+
+def test_fused_optimizer_takes_the_per_tensor_loops_steps():
+    """The fused AdamW (one kernel per step) must move the weights as the per-tensor loop does: 20 steps on
+    a decay and a no-decay group (weight decay 0.1 on the first only), within float32 rounding."""
+    from c2s.teacher.pretrain import pretrain_optimizer
+
+    torch.manual_seed(0)
+    ref = [torch.nn.Parameter(torch.randn(50, 8)), torch.nn.Parameter(torch.randn(8))]
+    fused = [torch.nn.Parameter(q.detach().clone()) for q in ref]
+    opt_ref = torch.optim.AdamW([{"params": [ref[0]], "weight_decay": 0.1}, {"params": [ref[1]], "weight_decay": 0.0}],
+                                lr=1e-2, betas=(0.9, 0.98), foreach=False)
+    opt_fused = pretrain_optimizer([fused[0]], [fused[1]], 1e-2, 0.1)
+    assert opt_fused.defaults["fused"] is True
+    start = [q.detach().clone() for q in ref]
+    for step in range(20):
+        target = torch.randn(50, 8, generator=torch.Generator().manual_seed(step))
+        for params, opt in ((ref, opt_ref), (fused, opt_fused)):
+            loss = ((params[0] * params[1] - target) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for r, f, s in zip(ref, fused, start):
+        assert (r - s).abs().max() > 0.05  # the steps are not nothing
+        torch.testing.assert_close(f, r, rtol=1e-5, atol=1e-6)

@@ -286,6 +286,15 @@ def background_zero_shot(model: Any, tokens: _Tokens, pool: _Pool, image_size: i
     return {"background_acc": float((views == bg).float().mean()), "object_as_background": float((objs == bg).float().mean())}
 
 
+def pretrain_optimizer(decay: Sequence[torch.nn.Parameter], no_decay: Sequence[torch.nn.Parameter], lr: float,
+                       weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, fused: the same update as the per-tensor loop in one kernel per step. The text tower's token
+    embedding (49,408 x 128) is 87% of the toy CLIP's 7.25M parameters, so the per-tensor update was ~18% of
+    a step on this 2-core CPU (fused: 0.0065 s against 0.071 s per step, fwd+bwd 0.32 s; one thread)."""
+    return torch.optim.AdamW([{"params": list(decay), "weight_decay": weight_decay},
+                              {"params": list(no_decay), "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), fused=True)
+
+
 def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None, arch: str = "c2s-toy-vit",
              *, log: Any = None) -> tuple[Any, dict[str, Any]]:
     """Train the toy CLIP from scratch; returns (model, metrics). Deterministic under ``toy_clip.seed``."""
@@ -324,8 +333,7 @@ def pretrain(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None
 
     decay = [q for n, q in model.named_parameters() if q.ndim >= 2 and "embedding" not in n]
     no_decay = [q for n, q in model.named_parameters() if not (q.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(p["weight_decay"])},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=float(p["lr"]), betas=(0.9, 0.98))
+    opt = pretrain_optimizer(decay, no_decay, float(p["lr"]), float(p["weight_decay"]))
     steps, warm, bs = int(p["steps"]), int(p["warmup_steps"]), int(p["batch_size"])
     n_full = int(round(bs * float(p["full_frac"])))
     n_mask = int(round(bs * float(p["masked_frac"])))
