@@ -1,0 +1,140 @@
+"""Probe trained runs of Table 4: where each distillation kind puts the student's region prototypes.
+
+    python tools/probe_distill.py RUN_DIR [RUN_DIR ...] [--images 64]
+
+For each run (a `c2s train` / sweep trial directory: its config.json and last checkpoint), on the first
+``--images`` training images at eval scale, the run's teacher gives one local CLS token per seen-class region
+(ground-truth regions only; latent regions are left out so every run is compared on the same regions), and
+the student gives that region's prototype (Eq. 3, area-weighted mean of its features). Printed per run:
+
+- ``teacher``: mean cosine between tokens of *different* classes (how alike CLIP's region tokens are) and the
+  share of a token's squared norm that lies along the tokens' mean direction (their common component);
+- both: mean cosine of a region's token / prototype to its own class's text embedding (CLIP's image-text gap);
+- ``student``: mean cosine of each prototype to its own token (what the cosine / L2 / FROSTER losses raise),
+  mean cosine between prototypes of different classes (1 = every class the same vector), the prototypes'
+  mean cosine to the tokens' mean direction, and the region accuracy of the classifier the pixels use
+  (argmax of ``proto . text_seen``, the student's X_s on the region's mean feature).
+
+A distillation that pulls every prototype onto CLIP's common component makes different classes' prototypes
+alike and the seen classifier loses its margin; one with negatives (InfoNCE) keeps only what tells regions
+apart. Issue 13's note (2026-11-26) has the toy-world numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def off_diagonal_mean(sim: torch.Tensor, same: torch.Tensor) -> float:
+    """Mean of ``sim`` over pairs whose ``same`` is False (different classes)."""
+    pick = ~same
+    return float(sim[pick].mean()) if bool(pick.any()) else float("nan")
+
+
+def class_region_stats(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Tensor, text_seen: torch.Tensor
+                       ) -> dict[str, float]:
+    """The numbers above from matched ``tokens (N, Dt)``, ``protos (N, D)``, class ids ``cls (N,)`` (train ids,
+    seen) and the seen text embeddings ``text_seen (S, D)``; the student's D equals the teacher's here."""
+    t = F.normalize(tokens.float(), dim=-1)
+    p = F.normalize(protos.float(), dim=-1)
+    same = cls.unsqueeze(0) == cls.unsqueeze(1)
+    mean_dir = F.normalize(t.mean(0), dim=0)
+    logits = protos.float() @ text_seen.float().T
+    own_text = F.normalize(text_seen.float(), dim=-1)[cls]  # (N, D): each region's class text
+    return {
+        "teacher_cos_to_own_text": float((t * own_text).sum(-1).mean()),
+        "proto_cos_to_own_text": float((p * own_text).sum(-1).mean()),
+        "teacher_cos_between_classes": off_diagonal_mean(t @ t.T, same),
+        "teacher_common_share": float(((t @ mean_dir) ** 2).mean()),
+        "proto_cos_to_own_token": float((p * t).sum(-1).mean()),
+        "proto_cos_between_classes": off_diagonal_mean(p @ p.T, same),
+        "proto_cos_to_token_mean": float((p @ mean_dir).mean()),
+        "region_acc": float((logits.argmax(1) == cls).float().mean()),
+        **{f"region_acc_class_{c}": float((logits[cls == c].argmax(1) == c).float().mean())
+           for c in worst_classes(logits, cls, 3)},
+    }
+
+
+def worst_classes(logits: torch.Tensor, cls: torch.Tensor, n: int) -> list[int]:
+    """The ``n`` classes (present in ``cls``) whose regions the classifier gets right least often."""
+    acc = {int(c): float((logits[cls == c].argmax(1) == c).float().mean()) for c in cls.unique()}
+    return sorted(acc, key=lambda c: (acc[c], c))[:n]
+
+
+def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
+    from c2s.config import from_dict
+    from c2s.data.catalog import get_dataset_info
+    from c2s.data.readers import iter_samples
+    from c2s.data.transforms import eval_transform
+    from c2s.method.losses import masked_mean_prototypes, region_weights
+    from c2s.student import build_student
+    from c2s.teacher.clip import load_teacher
+    from c2s.train.checkpoint import latest_checkpoint, load_state
+    from c2s.train.resolve import resolve_inputs, text_embeddings_for
+
+    cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
+    inputs = resolve_inputs(cfg)
+    seen_text, _ = text_embeddings_for(cfg, inputs)
+    info = get_dataset_info(str(cfg.data.dataset))
+    state = load_state(latest_checkpoint(run_dir), map_location="cpu")
+    student = build_student({**cfg.model, "pretrained": None})
+    student.load_state_dict(state["student"])
+    student.eval()
+    teacher = load_teacher(cfg.teacher, "cpu")
+    num_seen = len(info.seen_ids)
+    toks, protos, classes = [], [], []
+    samples = iter_samples(info, inputs.data_root, "train")
+    with torch.no_grad():
+        done = 0
+        while done < images:
+            imgs, labels = [], []
+            for image, label, _, _ in samples:
+                image, label = eval_transform(image, label, cfg.data)
+                imgs.append(image)
+                labels.append(info.to_train_labels(label).astype(np.int64))
+                if len(imgs) == min(batch, images - done):
+                    break
+            if not imgs:
+                break
+            done += len(imgs)
+            x = torch.from_numpy(np.stack(imgs))
+            lab = torch.from_numpy(np.stack(labels))
+            feats = student(student.normalize(x)).float()  # (B, D, h, w)
+            for b in range(len(imgs)):
+                ids = [c for c in lab[b].unique().tolist() if 0 <= c < num_seen]
+                if not ids:
+                    continue
+                masks = torch.stack([lab[b] == c for c in ids])  # (R, H, W)
+                tok = teacher.encode_regions(x[b:b + 1], masks, torch.zeros(len(ids), dtype=torch.long)).cpu()
+                weights = region_weights(lab[b:b + 1], torch.tensor([ids]), tuple(feats.shape[-2:]))
+                proto, _ = masked_mean_prototypes(feats[b:b + 1], weights)
+                toks.append(tok.float())
+                protos.append(proto[0])
+                classes.append(torch.tensor(ids))
+    return class_region_stats(torch.cat(toks), torch.cat(protos), torch.cat(classes), seen_text)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", type=Path, nargs="+")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args(argv)
+    for run_dir in args.run_dirs:
+        cfg = json.loads((run_dir / "config.json").read_text())
+        kind = cfg["distill"]["kind"] if cfg["distill"]["enabled"] else "none (baseline)"
+        stats = probe_run(run_dir, args.images, args.batch)
+        print(json.dumps({"run": str(run_dir), "distill": kind, **{k: round(v, 3) for k, v in stats.items()}}),
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
