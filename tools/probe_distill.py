@@ -3,21 +3,22 @@
     python tools/probe_distill.py RUN_DIR [RUN_DIR ...] [--images 64]
 
 For each run (a `c2s train` / sweep trial directory: its config.json and last checkpoint), on the first
-``--images`` training images at eval scale, the run's teacher gives one local CLS token per seen-class region
-(ground-truth regions only; latent regions are left out so every run is compared on the same regions), and
-the student gives that region's prototype (Eq. 3, area-weighted mean of its features). Printed per run:
+``--images`` training images at eval scale, the run's teacher gives one local CLS token for every
+ground-truth region, seen and unseen (the regions, not the latent mining, so every run is compared on
+the same regions), and the student gives that region's prototype (Eq. 3, area-weighted mean of its features).
+Printed per run:
 
 - ``teacher``: mean cosine between tokens of *different* classes (how alike CLIP's region tokens are) and the
   share of a token's squared norm that lies along the tokens' mean direction (their common component);
-- both: mean cosine of a region's token / prototype to its own class's text embedding (CLIP's image-text gap);
-- ``student``: mean cosine of each prototype to its own token (what the cosine / L2 / FROSTER losses raise),
-  mean cosine between prototypes of different classes (1 = every class the same vector), the prototypes'
-  mean cosine to the tokens' mean direction, and the region accuracy of the classifier the pixels use
-  (argmax of ``proto . text_seen``, the student's X_s on the region's mean feature).
+- the teacher's tokens' mean cosine to their own class's text embedding (CLIP's image-text gap);
+- ``student``: mean cosine between prototypes of different classes (1 = every class the same vector) and to
+  the tokens' mean direction; for seen and for unseen regions apart, the prototypes' mean cosine to their own
+  token (what the cosine / L2 / FROSTER losses raise) and to their own class's text, the region accuracy of the evaluator's classifier
+  (argmax over ALL classes of ``proto . text``) and the share of regions it reads as a seen class.
 
-A distillation that pulls every prototype onto CLIP's common component makes different classes' prototypes
-alike and the seen classifier loses its margin; one with negatives (InfoNCE) keeps only what tells regions
-apart. Issue 13's note (2026-11-26) has the toy-world numbers.
+Written to explain Table 4 on the toy world (issue 13's note of 2026-11-26 has the numbers): why the
+cosine, L2 and FROSTER students, whose prototypes do move towards their tokens, still read unseen regions as
+seen classes.
 """
 
 from __future__ import annotations
@@ -38,34 +39,34 @@ def off_diagonal_mean(sim: torch.Tensor, same: torch.Tensor) -> float:
     return float(sim[pick].mean()) if bool(pick.any()) else float("nan")
 
 
-def class_region_stats(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Tensor, text_seen: torch.Tensor
-                       ) -> dict[str, float]:
-    """The numbers above from matched ``tokens (N, Dt)``, ``protos (N, D)``, class ids ``cls (N,)`` (train ids,
-    seen) and the seen text embeddings ``text_seen (S, D)``; the student's D equals the teacher's here."""
+def class_region_stats(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Tensor, text: torch.Tensor,
+                       unseen: torch.Tensor) -> dict[str, float]:
+    """The numbers above from matched ``tokens (N, D)``, ``protos (N, D)``, class ids ``cls (N,)`` indexing the
+    text embeddings of ALL classes ``text (C, D)``, and ``unseen (C,)`` bool. The region classifier is the
+    evaluator's: argmax over all classes of ``proto . text``."""
     t = F.normalize(tokens.float(), dim=-1)
     p = F.normalize(protos.float(), dim=-1)
+    seen_region = ~unseen[cls]
     same = cls.unsqueeze(0) == cls.unsqueeze(1)
     mean_dir = F.normalize(t.mean(0), dim=0)
-    logits = protos.float() @ text_seen.float().T
-    own_text = F.normalize(text_seen.float(), dim=-1)[cls]  # (N, D): each region's class text
-    return {
+    pred = (protos.float() @ text.float().T).argmax(1)
+    own_text = F.normalize(text.float(), dim=-1)[cls]  # (N, D): each region's class text
+    out = {
+        "regions_seen": int(seen_region.sum()), "regions_unseen": int((~seen_region).sum()),
         "teacher_cos_to_own_text": float((t * own_text).sum(-1).mean()),
-        "proto_cos_to_own_text": float((p * own_text).sum(-1).mean()),
         "teacher_cos_between_classes": off_diagonal_mean(t @ t.T, same),
         "teacher_common_share": float(((t @ mean_dir) ** 2).mean()),
-        "proto_cos_to_own_token": float((p * t).sum(-1).mean()),
         "proto_cos_between_classes": off_diagonal_mean(p @ p.T, same),
         "proto_cos_to_token_mean": float((p @ mean_dir).mean()),
-        "region_acc": float((logits.argmax(1) == cls).float().mean()),
-        **{f"region_acc_class_{c}": float((logits[cls == c].argmax(1) == c).float().mean())
-           for c in worst_classes(logits, cls, 3)},
     }
-
-
-def worst_classes(logits: torch.Tensor, cls: torch.Tensor, n: int) -> list[int]:
-    """The ``n`` classes (present in ``cls``) whose regions the classifier gets right least often."""
-    acc = {int(c): float((logits[cls == c].argmax(1) == c).float().mean()) for c in cls.unique()}
-    return sorted(acc, key=lambda c: (acc[c], c))[:n]
+    for name, rows in (("seen", seen_region), ("unseen", ~seen_region)):
+        if not bool(rows.any()):
+            continue
+        out[f"{name}_proto_cos_to_own_token"] = float((p[rows] * t[rows]).sum(-1).mean())
+        out[f"{name}_proto_cos_to_own_text"] = float((p[rows] * own_text[rows]).sum(-1).mean())
+        out[f"{name}_region_acc"] = float((pred[rows] == cls[rows]).float().mean())
+        out[f"{name}_read_as_seen"] = float((~unseen[pred[rows]]).float().mean())
+    return out
 
 
 def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
@@ -81,14 +82,15 @@ def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
 
     cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
     inputs = resolve_inputs(cfg)
-    seen_text, _ = text_embeddings_for(cfg, inputs)
+    _, all_text = text_embeddings_for(cfg, inputs)
     info = get_dataset_info(str(cfg.data.dataset))
+    unseen = torch.zeros(len(all_text), dtype=torch.bool)
+    unseen[list(info.unseen_ids)] = True
     state = load_state(latest_checkpoint(run_dir), map_location="cpu")
     student = build_student({**cfg.model, "pretrained": None})
     student.load_state_dict(state["student"])
     student.eval()
     teacher = load_teacher(cfg.teacher, "cpu")
-    num_seen = len(info.seen_ids)
     toks, protos, classes = [], [], []
     samples = iter_samples(info, inputs.data_root, "train")
     with torch.no_grad():
@@ -98,7 +100,7 @@ def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
             for image, label, _, _ in samples:
                 image, label = eval_transform(image, label, cfg.data)
                 imgs.append(image)
-                labels.append(info.to_train_labels(label).astype(np.int64))
+                labels.append(label.astype(np.int64))  # class ids: seen and unseen regions alike
                 if len(imgs) == min(batch, images - done):
                     break
             if not imgs:
@@ -108,7 +110,7 @@ def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
             lab = torch.from_numpy(np.stack(labels))
             feats = student(student.normalize(x)).float()  # (B, D, h, w)
             for b in range(len(imgs)):
-                ids = [c for c in lab[b].unique().tolist() if 0 <= c < num_seen]
+                ids = [c for c in lab[b].unique().tolist() if 0 <= c < len(all_text)]
                 if not ids:
                     continue
                 masks = torch.stack([lab[b] == c for c in ids])  # (R, H, W)
@@ -118,7 +120,7 @@ def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
                 toks.append(tok.float())
                 protos.append(proto[0])
                 classes.append(torch.tensor(ids))
-    return class_region_stats(torch.cat(toks), torch.cat(protos), torch.cat(classes), seen_text)
+    return class_region_stats(torch.cat(toks), torch.cat(protos), torch.cat(classes), all_text, unseen)
 
 
 def main(argv: list[str]) -> int:
