@@ -17,7 +17,7 @@ $(BIN)/python:
 
 # Re-install only when pyproject.toml changes (the stamp records it): fast when already done.
 # pip compiles every module's bytecode here, on purpose: `--no-compile` saved ~30 s of install, but with
-# PYTHONDONTWRITEBYTECODE=1 (set on the CI machines) every process - each Ray worker, actor and data task -
+# PYTHONDONTWRITEBYTECODE=1 (set on this machine) every process - each Ray worker, actor and data task -
 # then compiled torch and ray from source at import, and a clean-clone suite failed under that load.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
