@@ -1,5 +1,6 @@
 """Unit tests of the training job's pure pieces (no Ray): schedule, checkpoint, preflight checks."""
 
+import os
 import random
 
 import numpy as np
@@ -127,6 +128,7 @@ def test_run_training_checks_resources_before_building_anything(tmp_path, monkey
         return fail
 
     asked = []
+    monkeypatch.setenv(trainer_module.CONTROLLER_POLL_ENV, "2.0")  # Ray's default; restored after the test
     ray_was_running = ray.is_initialized()  # an integration test earlier in the session may have started one
     monkeypatch.setattr(ray, "init", must_not_run("ray.init"))
     monkeypatch.setattr(trainer_module, "init_ray", lambda *a, **k: None)
@@ -148,6 +150,22 @@ def test_run_training_checks_resources_before_building_anything(tmp_path, monkey
         trainer_module.run_training(cfg, tmp_path / "run")
     assert asked == [1]
     assert ray.is_initialized() is ray_was_running  # this test started no Ray
+    # train.controller_poll_s reached the variable Ray Train's controller reads at fit()
+    assert os.environ[trainer_module.CONTROLLER_POLL_ENV] == "0.25"
+
+
+def test_controller_poll_is_a_checked_number_of_seconds():
+    from c2s.train.trainer import CONTROLLER_POLL_ENV, set_controller_poll
+
+    env: dict[str, str] = {}
+    set_controller_poll(0.5, env)
+    assert env == {CONTROLLER_POLL_ENV: "0.5"}
+    set_controller_poll(2, env)
+    assert float(env[CONTROLLER_POLL_ENV]) == 2.0
+    for bad in (0, -1.0, 61, True, "0.5", None):
+        with pytest.raises(ValueError, match=r"train.controller_poll_s must be a number of seconds in \(0, 60\]"):
+            set_controller_poll(bad, env)
+    assert float(env[CONTROLLER_POLL_ENV]) == 2.0  # a refused value leaves the environment as it was
 
 
 class _NotATensor:

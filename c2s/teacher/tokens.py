@@ -18,18 +18,25 @@ an image has more than L regions the L largest are kept. The teacher never sees 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+# The counters live in a module without torch or open_clip: the training loop and the driver read them.
+from c2s.teacher.calls import (  # noqa: F401  (re-exported)
+    CALLS_SUFFIX,
+    read_actor_batches,
+    read_actor_devices,
+    read_call_counts,
+    read_counters,
+    write_call_count,
+)
 from c2s.teacher.clip import Teacher, load_teacher
 from c2s.teacher.mining import mine_latent_classes
 
@@ -132,53 +139,6 @@ def _actor_has_gpu() -> bool:
     import ray
 
     return ray.is_initialized() and len(ray.get_gpu_ids()) > 0
-
-
-CALLS_SUFFIX = ".calls.json"
-
-
-def write_call_count(calls_dir: str | os.PathLike, name: str, batches: int, images: int,
-                     device: str | None = None) -> None:
-    """Write one counter's totals (and the device the actor runs CLIP on) to ``calls_dir/<name>.calls.json``
-    (atomic rename; overwritten each call)."""
-    folder = Path(calls_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    record = {"batches": int(batches), "images": int(images), **({"device": device} if device else {})}
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, folder / f"{name}{CALLS_SUFFIX}")
-
-
-def read_counters(calls_dir: str | os.PathLike) -> dict[str, dict]:
-    """``{actor id: its counter record}`` for every actor that wrote to ``calls_dir`` (empty when the folder
-    does not exist: CLIP was never called there). A file that is not JSON is named in the error."""
-    folder = Path(calls_dir)
-    records = {}
-    for path in sorted(folder.glob(f"*{CALLS_SUFFIX}")) if folder.is_dir() else []:
-        try:
-            records[path.name.removesuffix(CALLS_SUFFIX)] = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: teacher call counter is not valid JSON ({err}); expected "
-                             '{"batches": int, "images": int}') from err
-    return records
-
-
-def read_call_counts(calls_dir: str | os.PathLike) -> dict[str, int]:
-    """``{"batches", "images"}`` the teacher processed, summed over every actor that wrote to ``calls_dir``
-    (zeros when the folder does not exist: CLIP was never called there)."""
-    records = read_counters(calls_dir).values()
-    return {key: sum(int(r.get(key, 0)) for r in records) for key in ("batches", "images")}
-
-
-def read_actor_devices(calls_dir: str | os.PathLike) -> list[str]:
-    """The distinct devices the actors that wrote to ``calls_dir`` ran CLIP on, e.g. ``["cuda (float16)"]``."""
-    return sorted({str(r.get("device", "unknown")) for r in read_counters(calls_dir).values()})
-
-
-def read_actor_batches(calls_dir: str | os.PathLike) -> dict[str, int]:
-    """``{actor id: batches}`` from each actor's counter in ``calls_dir`` (empty when CLIP never ran there):
-    how many actors the elastic pool has used so far, and which are still working between two reads."""
-    return {name: int(r.get("batches", 0)) for name, r in read_counters(calls_dir).items()}
 
 
 class TeacherActor:

@@ -23,7 +23,7 @@ import torch
 
 from c2s.config import from_dict
 from c2s.data.readers import bad_sample_counts, raise_bad_sample
-from c2s.teacher.tokens import read_actor_batches
+from c2s.teacher.calls import read_actor_batches
 from c2s.train.checkpoint import load_state, save_state, set_rng_state
 from c2s.train.curves import CurveWriter
 from c2s.train.pipeline import per_worker_batch, repeats_epochs
@@ -184,7 +184,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     wait_s = busy_s = 0.0
     interval_steps = 0
     interval_start = time.perf_counter()
-    calls_dir = run_dir / "teacher_calls"  # the live pool's per-actor counters (c2s.teacher.tokens)
+    calls_dir = run_dir / "teacher_calls"  # the live pool's per-actor counters (c2s.teacher.calls)
     actor_batches = read_actor_batches(calls_dir) if rank == 0 else {}
 
     while step < total:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -28,6 +29,25 @@ from c2s.train.storage import (
     under_ray_job,
     worker_hosts,
 )
+
+# Ray Train V2 reads its controller's poll interval from the driver's environment when fit() creates the
+# controller actor (ray/train/v2/_internal/constants.py: HEALTH_CHECK_INTERVAL_S_ENV_VAR, ENV_VARS_TO_PROPAGATE;
+# read in execution/controller/controller.py).
+CONTROLLER_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+
+
+def set_controller_poll(seconds: Any, environ: dict[str, str] | None = None) -> None:
+    """``train.controller_poll_s`` -> the environment variable Ray Train's controller reads at fit().
+
+    Each ``ray.train.report`` waits until the controller has taken the previous report, and the controller
+    takes one per poll: at Ray's default 2 s a run that reports every step trains at most one step per 2 s.
+    A missed poll is not a failure in Ray 2.60 (only a poll hanging for
+    RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S, 10 min, is), so a short interval is safe under load.
+    """
+    environ = os.environ if environ is None else environ
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < float(seconds) <= 60:
+        raise ValueError(f"train.controller_poll_s must be a number of seconds in (0, 60], got {seconds!r}")
+    environ[CONTROLLER_POLL_ENV] = repr(float(seconds))
 
 
 class ProgressTail(threading.Thread):
@@ -101,7 +121,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
 
     from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import BadSampleError, bad_sample_counts, bad_sample_examples, bad_sample_message
-    from c2s.teacher.tokens import read_actor_devices, read_call_counts
+    from c2s.teacher.calls import read_actor_devices, read_call_counts
     from c2s.train.loop import train_loop_per_worker
 
     run_dir = Path(run_dir).resolve()
@@ -112,6 +132,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     started = time.perf_counter()
     info = get_dataset_info(cfg.data.dataset)
     inputs = resolve_inputs(cfg)  # errors about paths come before any Ray resource is asked for
+    set_controller_poll(cfg.train.controller_poll_s)
     seen_text, all_text = text_embeddings_for(cfg, inputs)
     dump_config(cfg, run_dir / "config.json")
     with_teacher = needs_teacher(cfg)
