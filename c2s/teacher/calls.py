@@ -2,7 +2,7 @@
 loop (rank 0, the elastic pool's per-interval activity) and the driver (``summary.json``) read them.
 
 Standard library only, so the training workers, which never run CLIP, do not import torch's vision stack
-or open_clip to read a few JSON files (c2s.teacher.tokens imports open_clip: ~2.7 s per process here).
+or open_clip to read a few JSON files (open_clip costs ~2.7 s of every process start here).
 """
 
 from __future__ import annotations

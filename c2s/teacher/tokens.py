@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,8 +37,10 @@ from c2s.teacher.calls import (  # noqa: F401  (re-exported)
     read_counters,
     write_call_count,
 )
-from c2s.teacher.clip import Teacher, load_teacher
 from c2s.teacher.mining import mine_latent_classes
+
+if TYPE_CHECKING:
+    from c2s.teacher.clip import Teacher
 
 PAD_ID = -1
 
@@ -162,6 +164,10 @@ class TeacherActor:
             # Fractional-CPU actors share cores with training workers; torch's default would oversubscribe.
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() and _actor_has_gpu() else "cpu"
+        # open_clip is imported here, in the actor: the Train controller that plans this stage (and the
+        # driver) load this module only to name the class.
+        from c2s.teacher.clip import load_teacher
+
         self.teacher = load_teacher(self.cfg.teacher, device)
         # where CLIP runs, in the actor's counter file (summary.json's teacher_devices): worker prints do not
         # reach a local run's console
