@@ -113,3 +113,17 @@ def test_unreadable_bootstrap_config_names_the_file(fake_ray, tmp_path):
     path.write_text("{unclosed: [")
     with pytest.raises(PreflightError, match=r"cannot read the autoscaler's cluster config .*ray_bootstrap_config"):
         cluster_mod.cluster_from_ray(bootstrap=path)
+
+
+def test_running_nodes_are_listed_head_first_whatever_ray_nodes_order():
+    from c2s.train.cluster import nodes_from_rows
+
+    def row(node_id, head=False, alive=True):
+        resources = {"CPU": 1.0, f"node:{node_id}": 1.0, **({"node:__internal_head__": 1.0} if head else {})}
+        return {"Alive": alive, "NodeID": node_id * 4, "NodeManagerAddress": "10.0.0.1", "Resources": resources}
+
+    rows = [row("cc"), row("aa", head=True), row("dd", alive=False), row("bb")]
+    for order in (rows, rows[::-1]):
+        nodes = nodes_from_rows(order)
+        assert [n.name for n in nodes] == ["10.0.0.1 (head)", "10.0.0.1 bbbbbbbb", "10.0.0.1 cccccccc"]
+        assert all(n.resources == {"CPU": 1.0} for n in nodes)  # node:<id> markers are not resources

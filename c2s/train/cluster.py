@@ -25,7 +25,8 @@ HEAD_RESOURCE = "node:__internal_head__"
 
 
 def nodes_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Node]:
-    """Alive ``ray.nodes()`` rows as :class:`Node` (the head named ``<address> (head)``)."""
+    """Alive ``ray.nodes()`` rows as :class:`Node` (the head named ``<address> (head)``), the head first and
+    the others by name: ``ray.nodes()`` has no fixed order, and the preflight's messages list these nodes."""
     nodes = []
     for row in rows:
         if not row.get("Alive"):
@@ -34,7 +35,7 @@ def nodes_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Node]:
         head = HEAD_RESOURCE in (row.get("Resources") or {})
         name = f"{row.get('NodeManagerAddress')} {'(head)' if head else str(row.get('NodeID', ''))[:8]}"
         nodes.append(Node(name, res))
-    return nodes
+    return sorted(nodes, key=lambda node: (not node.name.endswith(" (head)"), node.name))
 
 
 def read_autoscaling_config(path: Path) -> dict[str, Any]:
