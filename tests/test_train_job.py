@@ -51,11 +51,46 @@ def _batches_tracked(student_state):
     return {int(v) for k, v in student_state.items() if k.endswith("num_batches_tracked")}
 
 
-def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
+class _RowWatcher(threading.Thread):
+    """Records metrics.jsonl's train rows as first written, before the injected crash (polls 20x a second)."""
+
+    def __init__(self, run_dir):
+        super().__init__(daemon=True)
+        self.run_dir, self.before_crash, self.stop = run_dir, {}, threading.Event()
+
+    def run(self):
+        metrics, marker = self.run_dir / "metrics.jsonl", self.run_dir / ".crash_injected"
+        while not self.stop.is_set() and not marker.exists():
+            if metrics.exists():
+                for line in metrics.read_text().splitlines():
+                    row = json.loads(line) if line.strip().endswith("}") else {}
+                    if row.get("kind") == "train":
+                        self.before_crash.setdefault(row["step"], line)
+            self.stop.wait(0.05)
+
+
+def test_train_killed_worker_checkpoint_and_resume(ray_local, cache_root, tmp_path):
+    """One run, three behaviours (each Train run here costs ~30 s of Ray start-up, so they share it): the last
+    worker exits at step 3 and Train restarts from the step-2 checkpoint; the run's metrics, evaluation and
+    step-4 checkpoint are complete; ``--resume`` continues it to step 6 with its state."""
     run_dir = tmp_path / "run"
-    summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=4"]), run_dir)
+    watcher = _RowWatcher(run_dir)
+    watcher.start()
+    try:
+        summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=4", "train.crash_at_step=3"]), run_dir)
+    finally:
+        watcher.stop.set()
+        watcher.join()
+    assert (run_dir / ".crash_injected").read_text() == "3"  # the last worker really exited at step 3
+    # The restart began at step 3, not step 0: rows 1 and 2 are still the ones the first attempt wrote
+    # before the crash (a restart from 0 truncates and rewrites them, with new timings). Rank 0 may also
+    # have logged step 3 while the crashing rank slept; that row is redone after the restart.
+    assert {1, 2} <= set(watcher.before_crash) <= {1, 2, 3}
+    lines = [line for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line).get("kind") == "train"]
+    assert lines[:2] == [watcher.before_crash[1], watcher.before_crash[2]]
     rows = _rows(run_dir)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # step 3 redone after the restart, no duplicate rows
     for key in ("loss", "loss_global", "loss_local", "loss_pixel", "loss_nel", "loss_ce", "lr",
                 "images_per_s", "teacher_wait_frac"):
         assert key in rows[-1], key
@@ -71,11 +106,14 @@ def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
     state = load_state(latest_checkpoint(run_dir))
     assert state["step"] == 4
     bank = _fifo(state["objective"])
-    # 4 steps x 4 images, gathered from both workers each step, capped at bank.size = 12
+    # 4 steps x 4 images (2 restored with the step-2 checkpoint, 2 after the restart), gathered from both
+    # workers each step, capped at bank.size = 12
     assert bank.shape == (12, 64)
     assert state["seen_text"].shape == (15, 64)  # training received the 15 seen classes only
     assert {"student", "optimizer", "scheduler", "rng", "config"} <= set(state)
     assert state["scheduler"]["last_epoch"] == 4
+    # Adam, the schedule and BatchNorm counted 4 steps: restored at 2 by the restart (a restart from
+    # scratch would count 2, one that ignored the checkpoint's optimizer 2 as well)
     assert {int(v["step"]) for v in state["optimizer"]["state"].values()} == {4}
     assert _batches_tracked(state["student"]) == {4}
 
@@ -101,44 +139,3 @@ def test_train_checkpoint_and_resume(ray_local, cache_root, tmp_path):
     lr0 = state["optimizer"]["param_groups"][0]["initial_lr"]
     for row in _rows(run_dir)[4:]:
         assert row["lr"] == pytest.approx(lr0 * lr_factor(row["step"], 6, cfg6.optim)), row["step"]
-
-
-class _RowWatcher(threading.Thread):
-    """Records metrics.jsonl's train rows as first written, before the injected crash (polls 20x a second)."""
-
-    def __init__(self, run_dir):
-        super().__init__(daemon=True)
-        self.run_dir, self.before_crash, self.stop = run_dir, {}, threading.Event()
-
-    def run(self):
-        metrics, marker = self.run_dir / "metrics.jsonl", self.run_dir / ".crash_injected"
-        while not self.stop.is_set() and not marker.exists():
-            if metrics.exists():
-                for line in metrics.read_text().splitlines():
-                    row = json.loads(line) if line.strip().endswith("}") else {}
-                    if row.get("kind") == "train":
-                        self.before_crash.setdefault(row["step"], line)
-            self.stop.wait(0.05)
-
-
-def test_killed_worker_resumes_from_checkpoint(ray_local, cache_root, tmp_path):
-    run_dir = tmp_path / "fault"
-    watcher = _RowWatcher(run_dir)
-    watcher.start()
-    try:
-        summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=5", "train.crash_at_step=3"]), run_dir)
-    finally:
-        watcher.stop.set()
-        watcher.join()
-    assert (run_dir / ".crash_injected").read_text() == "3"  # the last worker really exited at step 3
-    steps = [r["step"] for r in _rows(run_dir)]
-    assert steps == [1, 2, 3, 4, 5]  # resumed from the step-2 checkpoint; step 3 redone, no duplicates
-    assert summary["step"] == 5
-    assert load_state(latest_checkpoint(run_dir))["step"] == 5
-    # The restart began at step 3, not step 0: rows 1 and 2 are still the ones the first attempt wrote
-    # before the crash (a restart from 0 truncates and rewrites them, with new timings). Rank 0 may also
-    # have logged step 3 while the crashing rank slept; that row is redone after the restart.
-    assert {1, 2} <= set(watcher.before_crash) <= {1, 2, 3}
-    lines = [line for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line).get("kind") == "train"]
-    assert lines[:2] == [watcher.before_crash[1], watcher.before_crash[2]]
