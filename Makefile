@@ -4,10 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.c2s-installed
 # Integration tests start one local Ray with 2 CPUs; keep every test bounded. The simulated-cluster tests
-# (marker multinode, about 16 min together on 2 cores) run with `make test-multinode`, not in `make test`.
+# (marker multinode) run in `make test` too; `make test-multinode` runs only them.
 # GPU paths (marker gpu) run with `make test-gpu` on a CUDA machine. --durations: the 25 slowest tests close
 # the log, so a CI run says where the suite's minutes go.
-PYTEST_ARGS ?= -q --timeout=600 --durations=25 -m "not multinode and not gpu"
+PYTEST_ARGS ?= -q --timeout=600 --durations=25 -m "not gpu"
 
 .PHONY: setup test test-multinode test-gpu demo lint bench clean mutate
 

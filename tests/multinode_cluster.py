@@ -1,26 +1,25 @@
-"""Scenarios on a simulated multi-node cluster (``ray.cluster_utils.Cluster``: one raylet per node on this
-machine, CPU only), run in a subprocess by tests/test_multinode_*.py so that the test session's own local
-Ray (tests/conftest.py) is never touched: ``python tests/multinode_cluster.py SCENARIO OUT_DIR WORK_DIR``.
+"""Issue 18's scenarios on ONE simulated multi-node cluster (``ray.cluster_utils.Cluster``: one raylet per node
+on this machine, CPU only), run in a subprocess by tests/test_multinode.py so that the test session's own
+local Ray (tests/conftest.py) is never touched: ``python tests/multinode_cluster.py OUT_DIR WORK_DIR``.
 
-Each scenario starts its own cluster, prints progress, writes ``OUT_DIR/result.json`` and shuts the cluster
-down. Nodes get whole CPUs (Ray's ``num_cpus`` of a node is an integer); toy_tiny's parts are fractions.
+One cluster for all of them (a cluster start and a driver's imports cost ~15 s each here): a head with no
+CPU (the driver only) and three 1-CPU nodes for the placement checks and the two node losses (a killed node
+is replaced by a fresh one), then three 2-CPU nodes instead for the sweep. Each scenario's result, or its
+traceback, goes under its name in ``OUT_DIR/result.json``. Nodes get whole CPUs (Ray's ``num_cpus`` of a
+node is an integer); toy_tiny's parts are fractions.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -58,49 +57,48 @@ def actor_nodes(class_fragment: str) -> list[str]:
             if a["State"] == "ALIVE" and class_fragment in a["ActorClassName"]]
 
 
-def scenario_placement(out: Path) -> dict[str, Any]:
-    """Issue 18.1: 2 workers (1 CPU each) + a teacher actor + 2 data tasks on three 1-CPU nodes (3 CPU asked,
-    3 CPU in all: the job fits only spread one worker per node); then a job whose single 1.5-CPU worker fits the
-    cluster's total (2.5 of 3 CPU) but no node is refused before fit()."""
+class SimCluster:
+    """The simulated cluster and its current worker nodes (a killed node is replaced by a fresh one)."""
+
+    def __init__(self, cpus: list[int]):
+        self.cluster, self.nodes = start_cluster(cpus)
+
+    def replace(self, victim, num_cpus: int) -> None:
+        """Kill ``victim`` without warning and add a fresh node (main thread only: Ray's Node registers a
+        SIGTERM handler)."""
+        self.cluster.remove_node(victim, allow_graceful=False)
+        self.nodes = [n for n in self.nodes if n is not victim] + [self.cluster.add_node(num_cpus=num_cpus)]
+
+    def reshape(self, num_cpus: int) -> None:
+        """Every worker node replaced by one with ``num_cpus`` (stopped gracefully: nothing runs on them)."""
+        old = list(self.nodes)
+        self.nodes = [self.cluster.add_node(num_cpus=num_cpus) for _ in old]
+        for node in old:
+            self.cluster.remove_node(node)
+        self.cluster.wait_for_nodes()
+
+    def shutdown(self) -> None:
+        import ray
+
+        ray.shutdown()
+        self.cluster.shutdown()
+
+
+def scenario_refused(sim: SimCluster, out: Path) -> dict[str, Any]:
+    """Issue 18.1, the refusal: a job whose single 1.5-CPU worker fits the cluster's total (2.5 of 3 CPU) but
+    no node is refused before fit(), with both sides printed. (The spread half of 18.1 is the worker-loss
+    run: its two 1-CPU workers can only run on two different 1-CPU nodes.)"""
     from c2s.config import load_config
     from c2s.train.resolve import PreflightError
     from c2s.train.trainer import run_training
 
     t0 = time.perf_counter()
-    cluster, _ = start_cluster([1, 1, 1])
-    result: dict[str, Any] = {"cluster_start_s": round(time.perf_counter() - t0, 1)}
     try:
-        seen_workers: set[str] = set()
-        stop = threading.Event()
-
-        def watch() -> None:  # where the training workers run (actor table), while fit() runs
-            while not stop.is_set():
-                seen_workers.update(actor_nodes("RayTrainWorker"))
-                stop.wait(0.5)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        t1 = time.perf_counter()
-        summary = run_training(load_config("toy_tiny", [*SPREAD, "train.iters=3", "train.checkpoint_interval=3"]),
-                               WORK / "spread")
-        stop.set()
-        watcher.join()
-        result["spread"] = {"wall_s": round(time.perf_counter() - t1, 1), "step": summary.get("step"),
-                            "worker_nodes": sorted(seen_workers),
-                            "nodes": sorted(n["NodeID"] for n in __import__("ray").nodes() if n["Alive"])}
-        t2 = time.perf_counter()
-        try:
-            run_training(load_config("toy_tiny", ["train.workers=1", "train.cpus_per_worker=1.5",
-                                                  "teacher.num_cpus=0.5", "data.num_cpus=0.25"]), WORK / "refused")
-            result["refused"] = {"error": None}
-        except PreflightError as err:
-            result["refused"] = {"error": str(err), "wall_s": round(time.perf_counter() - t2, 2)}
-    finally:
-        import ray
-
-        ray.shutdown()
-        cluster.shutdown()
-    return result
+        run_training(load_config("toy_tiny", ["train.workers=1", "train.cpus_per_worker=1.5",
+                                              "teacher.num_cpus=0.5", "data.num_cpus=0.25"]), WORK / "refused")
+        return {"error": None}
+    except PreflightError as err:
+        return {"error": str(err), "wall_s": round(time.perf_counter() - t0, 2)}
 
 
 _STEP_OF: dict[Path, int] = {}
@@ -169,21 +167,20 @@ def run_killing(job, try_kill, poll_s: float = 0.3):
     return box["value"]
 
 
-def scenario_node_loss(out: Path, target: str) -> dict[str, Any]:
-    """Issue 18.2 (``target="worker"``) / 18.3 (``"teacher"``): a head with no CPU (the driver only) and
+def scenario_node_loss(sim: SimCluster, out: Path, target: str) -> dict[str, Any]:
+    """Issue 18.2 (``target="worker"``) / 18.3 (``"teacher"``) on the head with no CPU (the driver only) and
     three 1-CPU nodes; once a checkpoint exists and training is past it, the node running one training
     worker (or the teacher actor) is killed without warning, and a fresh 1-CPU node is added so the job's
-    3 CPUs fit again. The job must finish with every step once in metrics.jsonl."""
+    3 CPUs fit again. The job must finish with every step once in metrics.jsonl. Also records where the
+    training workers ran before the kill (18.1: 2 workers of 1 CPU on 1-CPU nodes must spread)."""
     import ray
 
     from c2s.config import load_config
     from c2s.train.resolve import PreflightError
     from c2s.train.trainer import run_training
 
-    t0 = time.perf_counter()
-    cluster, nodes = start_cluster([0, 1, 1, 1])
-    result: dict[str, Any] = {"cluster_start_s": round(time.perf_counter() - t0, 1), "target": target}
-    run_dir = WORK / "run"
+    result: dict[str, Any] = {"target": target, "nodes": sorted(n.node_id for n in sim.nodes)}
+    run_dir = WORK / f"run-{target}"
     iters = 10
     fraction = "RayTrainWorker" if target == "worker" else "TeacherActor"
     stop = threading.Event()
@@ -196,27 +193,34 @@ def scenario_node_loss(out: Path, target: str) -> dict[str, Any]:
         # actor when the stream is done, before the first step's row is written).
         if target == "worker" and not (steps and done and steps[-1] > done[-1]):
             return False
-        victims = [n for n in nodes if n.node_id in set(actor_nodes(fraction))]
+        victims = [n for n in sim.nodes if n.node_id in set(actor_nodes(fraction))]
         if not victims:
             return False
         victim = victims[0]
+        result["worker_nodes_before_kill"] = sorted(worker_nodes)
         result["killed"] = {"node": victim.node_id, "at_step": steps[-1] if steps else 0, "checkpoints": done,
                             "after_s": round(time.perf_counter() - t1, 1),
                             "actors_there": sorted(a["ActorClassName"] for a in ray._private.state.actors().values()
                                                    if a["State"] == "ALIVE"
                                                    and a["Address"]["NodeID"] == victim.node_id)}
-        cluster.remove_node(victim, allow_graceful=False)
-        cluster.add_node(num_cpus=1)  # main thread only: Ray's Node registers a SIGTERM handler
+        sim.replace(victim, num_cpus=1)
         return True
 
     workers_seen: set[str] = set()
+    worker_nodes: set[str] = set()
     teacher_restarts: dict[str, int] = {}
+
+    earlier = set(ray._private.state.actors())  # an earlier scenario's actors (dead now) stay in the table
 
     def watch_actors() -> None:  # training worker actors (a new one = a Train restart) and teacher restarts
         while not stop.is_set():
             for actor_id, a in ray._private.state.actors().items():
+                if actor_id in earlier:
+                    continue
                 if "RayTrainWorker" in a["ActorClassName"]:
                     workers_seen.add(actor_id)
+                    if a["State"] == "ALIVE" and "killed" not in result:
+                        worker_nodes.add(a["Address"]["NodeID"])
                 elif "TeacherActor" in a["ActorClassName"]:
                     teacher_restarts[actor_id] = max(teacher_restarts.get(actor_id, 0), int(a.get("NumRestarts", 0)))
             stop.wait(0.5)
@@ -227,27 +231,27 @@ def scenario_node_loss(out: Path, target: str) -> dict[str, Any]:
         cfg = load_config("toy_tiny", [*SPREAD, f"train.iters={iters}", "train.checkpoint_interval=2",
                                        "train.max_failures=2", "train.num_to_keep=20", "train.log_interval=1",
                                        *slow_teacher])
-        # Issue 18.6: the head runs no worker (CPU 0), so the workers write from other nodes: a run directory
-        # under the system temp dir is refused before anything starts (these nodes share one disk, real ones
-        # would not).
-        try:
-            run_training(load_config("toy_tiny", SPREAD), out / "tmp-run")
-            result["tmp_refused"] = None
-        except PreflightError as err:
-            result["tmp_refused"] = str(err)
+        if target == "worker":
+            # Issue 18.6: the head runs no worker (CPU 0), so the workers write from other nodes: a run directory
+            # under the system temp dir is refused before anything starts (these nodes share one disk, real
+            # ones would not).
+            try:
+                run_training(load_config("toy_tiny", SPREAD), out / "tmp-run")
+                result["tmp_refused"] = None
+            except PreflightError as err:
+                result["tmp_refused"] = str(err)
         t1 = time.perf_counter()
         watcher.start()
         summary = run_killing(lambda: run_training(cfg, run_dir), try_kill)
         stop.set()
         watcher.join()
-        result.update(train_worker_actors=len(workers_seen), teacher_actor_restarts=teacher_restarts,wall_s=round(time.perf_counter() - t1, 1), step=summary.get("step"),
+        result.update(train_worker_actors=len(workers_seen), teacher_actor_restarts=teacher_restarts,
+                      wall_s=round(time.perf_counter() - t1, 1), step=summary.get("step"),
                       trained_images=summary.get("trained_images"), teacher_images=summary.get("teacher_images"),
                       steps=_train_steps(run_dir), checkpoints=_checkpoint_steps(run_dir),
                       batch_size=int(cfg.train.batch_size), iters=iters)
     finally:
         stop.set()
-        ray.shutdown()
-        cluster.shutdown()
     return result
 
 
@@ -265,11 +269,13 @@ SWEEP_TINY = {
 }
 
 
-def scenario_sweep_node_loss(out: Path) -> dict[str, Any]:
-    """Issue 18.4: 2 trials (2 seeds), max_concurrent 2, on a CPU-0 head + three 2-CPU nodes (a trial asks 1.75 CPU:
-    driver 0.25, worker 1, two data tasks 0.25). While two trials run, the node of one trial's training worker
-    is killed (and a fresh node added); Tune retries the trial(s) that lost an actor (max_failures 1) and
-    the sweep ends with every row completed once.
+def scenario_sweep_node_loss(sim: SimCluster, out: Path) -> dict[str, Any]:
+    """Issue 18.4: 2 trials (2 seeds), max_concurrent 2, on the CPU-0 head + three 2-CPU nodes (a trial asks 1.75
+    CPU: driver 0.25, worker 1, two data tasks 0.25). While two trials run, the node of one trial's training
+    worker is killed (and a fresh node added); Tune retries the trial(s) that lost an actor (max_failures 1)
+    and the sweep ends with every row completed once. A node that holds a training worker but no trial's own
+    actor (Tune's ``ImplicitFunc``) is preferred: then every retry names the lost node; when the trial's own
+    actor dies with it, Tune reports that actor as unavailable instead (measured once here).
 
     Not 1-CPU nodes: the trials read the token cache, and Ray Data's read_parquet samples the files with tasks
     of Ray's default 1 CPU (ray/data/_internal/datasource/parquet_datasource.py, ``_fetch_file_infos``). On
@@ -283,8 +289,8 @@ def scenario_sweep_node_loss(out: Path) -> dict[str, Any]:
     from c2s.sweep.spec import load_spec
 
     t0 = time.perf_counter()
-    cluster, nodes = start_cluster([0, 2, 2, 2])
-    result: dict[str, Any] = {"cluster_start_s": round(time.perf_counter() - t0, 1)}
+    sim.reshape(num_cpus=2)
+    result: dict[str, Any] = {"reshape_s": round(time.perf_counter() - t0, 1)}
     spec_file = WORK / "mn.yaml"
     spec_file.write_text(yaml.safe_dump({
         "name": "mn", "base": "toy_c2s", "overrides": SWEEP_TINY,
@@ -300,83 +306,83 @@ def scenario_sweep_node_loss(out: Path) -> dict[str, Any]:
                  and _train_steps(d)[-1] > _registered_steps(d)[-1] and not (d / "final").exists()]
         if not ready or sum(1 for line in lines if "start " in line) < 2:
             return False
-        victims = [n for n in nodes if n.node_id in set(actor_nodes("RayTrainWorker"))]
+        victims = [n for n in sim.nodes if n.node_id in set(actor_nodes("RayTrainWorker"))]
         if not victims:
             return False
-        victim = victims[0]
+        drivers = set(actor_nodes("ImplicitFunc"))
+        victim = next((n for n in victims if n.node_id not in drivers), victims[0])
         result["killed"] = {
             "node": victim.node_id, "after_s": round(time.perf_counter() - t1, 1), "ready": ready,
             "actors_there": sorted(a["ActorClassName"] for a in ray._private.state.actors().values()
                                    if a["State"] == "ALIVE" and a["Address"]["NodeID"] == victim.node_id)}
-        cluster.remove_node(victim, allow_graceful=False)
-        cluster.add_node(num_cpus=2)
+        sim.replace(victim, num_cpus=2)
         return True
 
-    try:
-        t1 = time.perf_counter()
-        summary = run_killing(lambda: run_sweep(load_spec(spec_file), sweep_dir,
-                                                log=lambda line: (lines.append(line), print(line, flush=True))),
-                              try_kill)
-        trials = pd.read_parquet(sweep_dir / "trials.parquet")
-        result.update(wall_s=round(time.perf_counter() - t1, 1), summary={k: summary[k] for k in
-                                                                           ("completed", "failed", "stopped")},
-                      rows=sorted(zip(trials["trial_id"], trials["seed"].astype(int), trials["status"])),
-                      retries=[line for line in lines if " retry " in line or line.split("]")[-1].startswith(" retry")],
-                      log=lines)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    t1 = time.perf_counter()
+    summary = run_killing(lambda: run_sweep(load_spec(spec_file), sweep_dir,
+                                            log=lambda line: (lines.append(line), print(line, flush=True))),
+                          try_kill)
+    trials = pd.read_parquet(sweep_dir / "trials.parquet")
+    result.update(wall_s=round(time.perf_counter() - t1, 1), summary={k: summary[k] for k in
+                                                                       ("completed", "failed", "stopped")},
+                  rows=sorted(zip(trials["trial_id"], trials["seed"].astype(int), trials["status"])),
+                  retries=[line for line in lines if " retry " in line or line.split("]")[-1].startswith(" retry")],
+                  log=lines)
     return result
 
 
-SCENARIOS = {"placement": scenario_placement, "sweep_node_loss": scenario_sweep_node_loss,
-             "worker_node_loss": lambda out: scenario_node_loss(out, "worker"),
-             "teacher_node_loss": lambda out: scenario_node_loss(out, "teacher")}
+# In this order on one cluster: the 1-CPU-node scenarios first, then the sweep on 2-CPU nodes.
+SCENARIOS = {"refused": scenario_refused,
+             "worker_node_loss": lambda sim, out: scenario_node_loss(sim, out, "worker"),
+             "teacher_node_loss": lambda sim, out: scenario_node_loss(sim, out, "teacher"),
+             "sweep_node_loss": scenario_sweep_node_loss}
 
 
-@pytest.fixture
-def shared_dir():
-    """Run directories and the toy cache of a scenario: NOT under the system temp dir, which the storage
-    preflight refuses when workers may run off the driver's node (these simulated nodes share one disk)."""
-    path = Path.home() / ".cache" / "c2s-multinode-tests" / uuid.uuid4().hex[:12]
-    path.mkdir(parents=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def run_scenario(name: str, out: Path, work: Path, timeout: int = 540) -> dict:
-    """tests/multinode_cluster.py SCENARIO in a subprocess (its own cluster); its result.json."""
+def run_all(out: Path, work: Path, timeout: int = 840) -> dict[str, dict]:
+    """tests/multinode_cluster.py in a subprocess (its own cluster); ``{scenario: result}`` from its result.json.
+    ``work``: run directories and the toy cache, NOT under the system temp dir, which the storage preflight
+    refuses when workers may run off the driver's node (these simulated nodes share one disk)."""
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "multinode_cluster.py"), name, str(out), str(work)],
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "multinode_cluster.py"), str(out), str(work)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     result_file = out / "result.json"
-    assert result_file.is_file(), f"scenario {name} wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
-    result = json.loads(result_file.read_text())
-    assert "exception" not in result, result["exception"]
-    return result
+    assert result_file.is_file(), f"the scenarios wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
+    return json.loads(result_file.read_text())
 
 
 WORK = Path()  # set by main: run directories and the cache, outside the node-local temp dir
 
 
 def main(argv: list[str]) -> int:
-    """``SCENARIO OUT_DIR WORK_DIR``: result.json goes to OUT_DIR; runs and the toy cache under WORK_DIR, which
-    must not be under the system temp dir (on a cluster whose workers may run off the driver's node the
-    storage preflight refuses node-local folders)."""
+    """``OUT_DIR WORK_DIR``: result.json goes to OUT_DIR; runs and the toy cache under WORK_DIR, which must not
+    be under the system temp dir (on a cluster whose workers may run off the driver's node the storage
+    preflight refuses node-local folders). A scenario that raises is recorded with its traceback and the
+    next one still runs."""
     global WORK
-    name, out, WORK = argv[0], Path(argv[1]), Path(argv[2])
+    out, WORK = Path(argv[0]), Path(argv[1])
     out.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
     os.environ["C2S_CACHE"] = str(WORK / "cache")
     started = time.perf_counter()
+    results: dict[str, Any] = {}
+    sim = SimCluster([0, 1, 1, 1])
+    results["cluster_start_s"] = round(time.perf_counter() - started, 1)
     try:
-        result = SCENARIOS[name](out)
-    except Exception:  # the test reads the traceback from result.json rather than a bare exit status
-        result = {"exception": traceback.format_exc()}
-    result["scenario_wall_s"] = round(time.perf_counter() - started, 1)
-    (out / "result.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2), flush=True)
+        for name, scenario in SCENARIOS.items():
+            t0 = time.perf_counter()
+            print(f"[multinode] {name}", flush=True)
+            try:
+                results[name] = scenario(sim, out)
+            except Exception:  # the test reads the traceback from result.json rather than a bare exit status
+                results[name] = {"exception": traceback.format_exc()}
+            results[name]["scenario_wall_s"] = round(time.perf_counter() - t0, 1)
+            (out / "result.json").write_text(json.dumps(results, indent=2))
+    finally:
+        sim.shutdown()
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    (out / "result.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2), flush=True)
     return 0
 
 

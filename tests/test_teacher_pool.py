@@ -3,7 +3,8 @@
 busy pool (ray 2.60: ray/data/_internal/actor_autoscaler/default_actor_autoscaler.py, utilisation = tasks in
 flight / actors >= 1). With a slow teacher (``teacher.simulate_delay_s``) the queue builds and the pool grows
 from ``min``; ``metrics.jsonl`` says per interval how many actors ran CLIP (``teacher_actors_active``), how
-many ever did (``teacher_actors_seen``) and the teacher wait.
+many ever did (``teacher_actors_seen``) and the teacher wait (checked on a training run in
+tests/test_stream_ray.py::test_teacher_encodes_what_training_consumes).
 
 The growth test streams c2s's teacher stage with a consumer of its own: in a 16-step toy training run on this
 2-core machine the Train worker's start-up (~100 s under load) let one actor encode the whole run before the
@@ -12,7 +13,6 @@ first step, so nothing ever queued (measured: 32 batches, one actor, teacher wai
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -20,7 +20,6 @@ import pytest
 
 from c2s.config import load_config
 from c2s.teacher.tokens import read_actor_batches, read_actor_devices, read_call_counts, write_call_count
-from c2s.train.trainer import run_training
 
 
 def test_actor_counters_unit(tmp_path):
@@ -32,11 +31,6 @@ def test_actor_counters_unit(tmp_path):
     assert read_actor_batches(tmp_path) == {"a": 4, "b": 1}
     assert read_actor_devices(tmp_path) == ["cpu (float32)", "cuda (float16)"]
     assert read_call_counts(tmp_path) == {"batches": 5, "images": 20}
-
-def _train_rows(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if r.get("kind") == "train"]
-
 
 SLOW = ["teacher.arch=c2s-test-vit", "teacher.allow_random=true", "teacher.image_size=32", "teacher.dense_size=32",
         "teacher.num_cpus=0.1", "teacher.batch_size=2", "teacher.simulate_delay_s=1.5"]
@@ -80,19 +74,3 @@ def test_pool_grows_from_min_under_a_slow_teacher(ray_local, tmp_path):
     assert read_actor_devices(tmp_path / "grow") == ["cpu (float32)"]
     assert _stream_through_pool("[1,1]", tmp_path / "fixed", images=8) == 8
     assert len(read_actor_batches(tmp_path / "fixed")) == 1
-
-
-@pytest.mark.integration
-def test_training_rows_say_how_many_actors_worked(ray_local, cache_root, tmp_path):
-    """metrics.jsonl gets teacher_actors_active (actors that ran CLIP in the interval) and teacher_actors_seen
-    beside teacher_wait_frac on every row; summary.json says where the teacher and the student ran."""
-    run_dir = tmp_path / "run"
-    summary = run_training(load_config("toy_tiny", ["train.workers=1", "train.iters=4", "train.log_interval=1",
-                                                    "teacher.actors=[1,1]"]), run_dir)
-    rows = _train_rows(run_dir)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4]
-    assert all({"teacher_actors_active", "teacher_actors_seen", "teacher_wait_frac"} <= set(r) for r in rows)
-    assert {r["teacher_actors_seen"] for r in rows} == {1}
-    assert sum(r["teacher_actors_active"] for r in rows) <= 4 and rows[0]["teacher_actors_active"] == 1
-    assert summary["teacher_devices"] == ["cpu (float32)"]
-    assert summary["worker_device"] == {"device": "cpu", "precision": "fp32", "workers": 1}

@@ -11,10 +11,12 @@ import json
 import math
 import threading
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from c2s import evaluate
 from c2s.config import load_config
 from c2s.train.checkpoint import latest_checkpoint, load_state
 from c2s.train.schedule import lr_factor
@@ -23,6 +25,8 @@ from c2s.train.trainer import run_training
 pytestmark = pytest.mark.integration
 
 TINY = ["train.workers=2", "train.checkpoint_interval=2", "train.max_failures=1"]  # on top of toy_tiny
+# Evaluation after every step on 5 validation images: the two workers' slices are uneven (3 + 2).
+EVAL = ["train.eval_interval=1", "data.world.images_val=5"]
 
 
 def _rows(run_dir, kind="train"):
@@ -69,15 +73,17 @@ class _RowWatcher(threading.Thread):
             self.stop.wait(0.05)
 
 
-def test_train_killed_worker_checkpoint_and_resume(ray_local, cache_root, tmp_path):
-    """One run, three behaviours (each Train run here costs ~30 s of Ray start-up, so they share it): the last
+def test_train_killed_worker_checkpoint_and_resume(ray_local, cache_root, tmp_path, capsys):
+    """One run, four behaviours (each Train run here costs ~30 s of Ray start-up, so they share it): the last
     worker exits at step 3 and Train restarts from the step-2 checkpoint; the run's metrics, evaluation and
-    step-4 checkpoint are complete; ``--resume`` continues it to step 6 with its state."""
+    step-4 checkpoint are complete; the two workers' sharded evaluation equals a single-process ``c2s eval``
+    of that checkpoint exactly (issue 15 item 4); ``--resume`` continues it to step 6 with its state."""
     run_dir = tmp_path / "run"
     watcher = _RowWatcher(run_dir)
     watcher.start()
     try:
-        summary = run_training(load_config("toy_tiny", [*TINY, "train.iters=4", "train.crash_at_step=3"]), run_dir)
+        summary = run_training(load_config("toy_tiny", [*TINY, *EVAL, "train.iters=4", "train.crash_at_step=3"]),
+                               run_dir)
     finally:
         watcher.stop.set()
         watcher.join()
@@ -117,7 +123,9 @@ def test_train_killed_worker_checkpoint_and_resume(ray_local, cache_root, tmp_pa
     assert {int(v["step"]) for v in state["optimizer"]["state"].values()} == {4}
     assert _batches_tracked(state["student"]) == {4}
 
-    resumed = run_training(load_config("toy_tiny", [*TINY, "train.iters=6"]), run_dir, resume=True)
+    _sharded_evaluation_equals_single_process(run_dir, tmp_path / "single", capsys)
+
+    resumed = run_training(load_config("toy_tiny", [*TINY, *EVAL, "train.iters=6"]), run_dir, resume=True)
     steps = [r["step"] for r in _rows(run_dir)]
     assert steps == [1, 2, 3, 4, 5, 6]  # continued at the saved step, no duplicate rows
     assert resumed["step"] == 6
@@ -135,7 +143,35 @@ def test_train_killed_worker_checkpoint_and_resume(ray_local, cache_root, tmp_pa
     assert _batches_tracked(after["student"]) == {6}
     assert any(not torch.equal(after["student"][k], v) for k, v in state["student"].items() if v.is_floating_point())
     # The logged lr follows the restored schedule over the new total (6): lr_t = lr_0 * factor(t, 6)
-    cfg6 = load_config("toy_tiny", [*TINY, "train.iters=6"])
+    cfg6 = load_config("toy_tiny", [*TINY, *EVAL, "train.iters=6"])
     lr0 = state["optimizer"]["param_groups"][0]["initial_lr"]
     for row in _rows(run_dir)[4:]:
         assert row["lr"] == pytest.approx(lr0 * lr_factor(row["step"], 6, cfg6.optim)), row["step"]
+
+
+def _sharded_evaluation_equals_single_process(run_dir, single_dir, capsys):
+    """Two Ray Train workers each evaluated their slice of the 5 validation images and all-reduced the
+    confusion matrices over the process group Ray Train set up (gloo on CPU): one eval row per evaluation
+    (rank 0 alone writes it), and the final metrics equal a single-process ``c2s eval`` of the checkpoint."""
+    evals = _rows(run_dir, kind="eval")
+    assert [r["step"] for r in evals] == [1, 2, 3, 4]  # steps 3-4 evaluated after the restart, none twice
+    assert all(r["images"] == 5 and r["eval_s"] > 0 for r in evals)
+    final = json.loads((run_dir / "final" / "metrics.json").read_text())
+    assert final["workers"] == 2 and final["images"] == 5
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the Ray workers' thread count (num_cpus 0.5): the same float sums
+    try:
+        capsys.readouterr()
+        assert evaluate.main([str(latest_checkpoint(run_dir)), "--out", str(single_dir), "--device", "cpu"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    single = json.loads((single_dir / "metrics.json").read_text())
+    assert single["workers"] == 1 and single["step"] == final["step"] == 4
+    keys = ("mIoU", "sIoU", "uIoU", "hIoU", "images")
+    assert {k: final[k] for k in keys} == {k: single[k] for k in keys} == {k: printed[k] for k in keys}
+    assert {k: evals[-1][k] for k in keys} == {k: single[k] for k in keys}
+    trained = np.load(run_dir / "final" / "confusion.npy")
+    assert np.array_equal(trained, np.load(single_dir / "confusion.npy"))
+    assert trained.sum() > 0
