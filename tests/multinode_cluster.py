@@ -114,7 +114,7 @@ def _checkpoint_steps(run_dir: Path) -> list[int]:
                 _STEP_OF[state] = int(load_state(state.parent)["step"])
             except (RuntimeError, EOFError, OSError, KeyError, ValueError):  # still being written: next poll
                 continue
-    return sorted(step for state, step in _STEP_OF.items() if state.exists())
+    return sorted(step for state, step in _STEP_OF.items() if state.parent.parent == run_dir and state.exists())
 
 
 def _registered_steps(run_dir: Path) -> list[int]:
@@ -261,7 +261,9 @@ SWEEP_TINY = {
     "data.world.images_train": 24, "data.world.images_val": 4, "data.num_cpus": 0.25,
     "train.batch_size": 4, "bank.size": 12, "train.iters": 6, "train.log_interval": 1,
     "train.checkpoint_interval": 2, "train.eval_interval": 100, "optim.warmup_iters": 1,
-    "teacher.cache": True,  # built once before the trials (the pool on one node); trials read it
+    # Baseline trials (no teacher): the scenario is Tune's retry after a node loss; a trial without a token
+    # cache to build first or CLIP actors to start has fewer processes to start on these 2 cores.
+    "distill.enabled": False, "latent.enabled": False,
     # A worker lost with its node fails the trial (no restart inside Ray Train), so Tune's max_failures
     # retries it. With train.max_failures=1 Train restarts its workers itself and Tune never sees a failure
     # (measured: 4 trials completed, no Tune retry, the victim trial 188 s against 127-141 s for the others).
@@ -277,10 +279,9 @@ def scenario_sweep_node_loss(sim: SimCluster, out: Path) -> dict[str, Any]:
     actor (Tune's ``ImplicitFunc``) is preferred: then every retry names the lost node; when the trial's own
     actor dies with it, Tune reports that actor as unavailable instead (measured once here).
 
-    Not 1-CPU nodes: the trials read the token cache, and Ray Data's read_parquet samples the files with tasks
-    of Ray's default 1 CPU (ray/data/_internal/datasource/parquet_datasource.py, ``_fetch_file_infos``). On
-    three 1-CPU nodes with two trials holding 0.75 CPU each no node had a whole CPU free and both trials waited
-    in read_parquet until killed (measured: 416 s, `ray status`: "Pending Demands: {'CPU': 1.0}: 2+")."""
+    Not 1-CPU nodes: two trials ask 3.5 CPU. (An earlier variant read the token cache; Ray Data's read_parquet
+    samples files with tasks of Ray's default 1 CPU, ray/data/_internal/datasource/parquet_datasource.py
+    ``_fetch_file_infos``, and on 1-CPU nodes both trials waited there until killed: 416 s.)"""
     import pandas as pd
     import ray
     import yaml

@@ -177,6 +177,12 @@ def test_resources_needed_and_cluster_fit():
     # the teacher token cache needs no actors
     cached = spec(space={"loss.tau": {"grid": [0.05]}}, overrides={"teacher.cache": True})
     assert resources_needed(cached)["parts"]["teacher actors"] == {"CPU": 0.0, "GPU": 0.0}
+    # nor does a baseline trial (Table 3's first row): it never starts the CLIP pool
+    baseline = spec(space={"loss.tau": {"grid": [0.05]}}, overrides={"distill.enabled": False, "latent.enabled": False},
+                    resources={"teacher_actors": [1, 2], "teacher_cpus": 0.5})
+    assert resources_needed(baseline)["parts"]["teacher actors"] == {"CPU": 0.0, "GPU": 0.0}
+    live = spec(space={"loss.tau": {"grid": [0.05]}}, resources={"teacher_actors": [1, 2], "teacher_cpus": 0.5})
+    assert resources_needed(live)["parts"]["teacher actors"] == {"CPU": 1.0, "GPU": 0.0}
     with pytest.raises(SpecError, match=r"resources.*sets train.workers, which overrides also sets"):
         spec(space={"loss.tau": {"grid": [0.05]}}, overrides={"train.workers": 2}, resources={"train_workers": 1})
 

@@ -74,10 +74,9 @@ def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
     from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import iter_samples
     from c2s.data.transforms import eval_transform
+    from c2s.evaluate import find_checkpoint, load_student_from_checkpoint
     from c2s.method.losses import masked_mean_prototypes, region_weights
-    from c2s.student import build_student
     from c2s.teacher.clip import load_teacher
-    from c2s.train.checkpoint import latest_checkpoint, load_state
     from c2s.train.resolve import resolve_inputs, text_embeddings_for
 
     cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
@@ -86,10 +85,7 @@ def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
     info = get_dataset_info(str(cfg.data.dataset))
     unseen = torch.zeros(len(all_text), dtype=torch.bool)
     unseen[list(info.unseen_ids)] = True
-    state = load_state(latest_checkpoint(run_dir), map_location="cpu")
-    student = build_student({**cfg.model, "pretrained": None})
-    student.load_state_dict(state["student"])
-    student.eval()
+    student, _, _ = load_student_from_checkpoint(find_checkpoint(run_dir))  # as `c2s eval` loads it (eval mode)
     teacher = load_teacher(cfg.teacher, "cpu")
     toks, protos, classes = [], [], []
     samples = iter_samples(info, inputs.data_root, "train")
