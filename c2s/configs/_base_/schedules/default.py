@@ -29,7 +29,7 @@ train = dict(
     # default 2.0; c2s.train.trainer sets it for the run). A worker's report() blocks until the controller has
     # taken the previous one (a queue of one, ray/train/v2/_internal/execution/worker_group/worker.py), so at
     # Ray's 2 s every report after a short interval waited up to 2 s: a 6-step toy_tiny run logging every step
-    # took 2.0 s per step at 2 s and 0.03-0.2 s at 0.2 s (53 -> 41 s wall).
+    # took 2.0 s per step at 2 s and 0.1-0.22 s at 0.2 s (53 -> 41 s wall).
     controller_poll_s=0.25,
     num_to_keep=2,
     crash_at_step=0,  # fault-injection for tests: the last worker exits once at this step (0 = off)
