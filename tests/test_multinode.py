@@ -85,9 +85,9 @@ def test_losing_the_teachers_node_keeps_every_step_once(scenarios):
     # and retries the lost batch: the Train run never restarts (its two workers are the only ones)
     assert max(r["teacher_actor_restarts"].values()) >= 1
     assert r["train_worker_actors"] == 2
-    assert r["step"] == r["iters"] == 10
-    assert r["steps"] == list(range(1, 11))  # no step trained twice in the log, none skipped
-    assert r["checkpoints"] == [2, 4, 6, 8, 10]
+    assert r["step"] == r["iters"] == 6
+    assert r["steps"] == list(range(1, 7))  # no step trained twice in the log, none skipped
+    assert r["checkpoints"] == [2, 4, 6]
     assert r["trained_images"] == r["iters"] * r["batch_size"]
 
 
