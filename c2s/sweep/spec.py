@@ -525,11 +525,11 @@ def trial_resources(spec: SweepSpec, cfg: Mapping[str, Any]) -> dict[str, dict[s
     maximum (none with ``teacher.cache = true``), two Ray Data tasks of ``data.num_cpus``; plus the Tune
     trial's driver function (``resources.driver_cpus``).
     """
-    from c2s.train.pipeline import needs_teacher
+    from c2s.train.pipeline import starts_teacher_pool
     from c2s.train.resolve import resource_parts
 
     # A baseline trial (no distillation, no latent embeddings) starts no CLIP actor: nothing reserved for one.
-    parts = resource_parts(cfg, with_teacher=needs_teacher(cfg) and not cfg["teacher"].get("cache"))
+    parts = resource_parts(cfg, with_teacher=starts_teacher_pool(cfg))
     parts["trial driver"] = {"CPU": _num(spec.resources.get("driver_cpus", 0.0)), "GPU": 0.0}
     return parts
 
@@ -603,14 +603,14 @@ def check_cluster_fits(needed: Mapping[str, Any], available: Mapping[str, Any], 
         )
     if cluster is None or spec is None:
         return
-    from c2s.train.pipeline import needs_teacher
+    from c2s.train.pipeline import starts_teacher_pool
     from c2s.train.placement import job_bundles
     from c2s.train.resolve import PreflightError, check_placement, job_parts
 
     # The trial config with the largest needs (as resources_needed picks), n copies of its bundles.
     best = max((load_config(spec.base, t.overrides) for t in _resource_trials(spec)),
                key=lambda c: sum(v[r] for v in trial_resources(spec, c).values() for r in ("CPU", "GPU")))
-    trial = {**job_parts(best, with_teacher=needs_teacher(best) and not best["teacher"].get("cache")),
+    trial = {**job_parts(best, with_teacher=starts_teacher_pool(best)),
              "trial driver": (1, {"CPU": _num(spec.resources.get("driver_cpus", 0.0)), "GPU": 0.0})}
     bundles = job_bundles({f"trial {i + 1} {name}": part for i in range(int(n)) for name, part in trial.items()})
     try:

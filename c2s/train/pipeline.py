@@ -35,6 +35,12 @@ def repeats_epochs(cfg: Mapping[str, Any]) -> bool:
     return bool(needs_teacher(cfg) and cfg["teacher"].get("cache"))
 
 
+def starts_teacher_pool(cfg: Mapping[str, Any]) -> bool:
+    """True when the run starts the CLIP actor pool: the method needs the teacher and reads no token cache
+    (what a job or a sweep trial reserves teacher actors for)."""
+    return needs_teacher(cfg) and not cfg["teacher"].get("cache")
+
+
 def per_worker_batch(batch_size: int, workers: int) -> int:
     """Images per worker per step: ``train.batch_size`` split over the workers (at least 1)."""
     return max(1, int(batch_size) // int(workers))
