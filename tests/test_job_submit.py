@@ -35,14 +35,22 @@ ITERS = 6
 OVERRIDES = ["train.workers=1", f"train.iters={ITERS}", "train.checkpoint_interval=3", "train.max_failures=0"]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
+def _free_ports(count: int, avoid: range) -> list[int]:
+    """`count` distinct free ports outside `avoid` (the workers' block).
+
+    The kernel's ephemeral range (32768-60999 by default) overlaps the block, and `ray start` refuses a
+    component port inside the worker range (CI once drew object_manager 41109 in 41000-41199)."""
+    sockets, ports = [], []
     try:
-        for _ in range(count):
+        while len(ports) < count:
+            if len(sockets) >= 10 * count:
+                raise RuntimeError(f"no {count} free ports outside {avoid.start}-{avoid.stop - 1}")
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
+            sockets.append(sock)  # held open, rejected or not, so the kernel does not hand it out again
+            if sock.getsockname()[1] not in avoid:
+                ports.append(sock.getsockname()[1])
+        return ports
     finally:
         for sock in sockets:
             sock.close()
@@ -84,9 +92,9 @@ def head():
     token_file = temp_dir / "auth_token"
     token_file.write_text(token)
     token_file.chmod(0o600)
-    gcs, dashboard, client, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager = \
-        _free_ports(9)
     low, high = _worker_port_range()
+    gcs, dashboard, client, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager = \
+        _free_ports(9, avoid=range(low, high + 1))
     # A user's shell: no RAY_ADDRESS, and Ray's default log deduplication (conftest turns it off for its Ray).
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_DEDUP_LOGS")}
     env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file),
