@@ -15,6 +15,7 @@ import pytest
 from c2s.config import load_config
 from c2s.data.readers import BadSampleError
 from c2s.data.toyworld import ensure_world
+from c2s.train.loop import BAD_SAMPLE_MARKER
 from c2s.train.trainer import run_training
 
 pytestmark = pytest.mark.integration
@@ -35,12 +36,15 @@ def broken_world(tmp_path, cache_root):
 
 def test_bad_sample_names_the_file(ray_local, broken_world, tmp_path):
     cfg = load_config("toy_tiny", [*TINY, f"data.root={broken_world}"])
+    assert cfg.train.max_failures == 1  # Ray Train retries once: the retry stops at the marker, not the file
     with pytest.raises(BadSampleError) as info:
         run_training(cfg, tmp_path / "run")
     text = str(info.value)
-    assert text.startswith(f"bad training data: cannot decode image {broken_world}/img_dir/train/000005.png "
-                           f"(mask {broken_world}/ann_dir/train/000005.png): image file is truncated")
+    culprit = (f"cannot decode image {broken_world}/img_dir/train/000005.png "
+               f"(mask {broken_world}/ann_dir/train/000005.png): image file is truncated")
+    assert text.startswith(f"bad training data: {culprit}")
     assert f"c2s data check {broken_world} --dataset toy" in text and "UDF failed" not in text
+    assert (tmp_path / "run" / BAD_SAMPLE_MARKER).read_text() == culprit
 
 
 def test_skipped_count_reaches_console_metrics_and_summary(ray_local, broken_world, tmp_path, capsys):
@@ -57,6 +61,7 @@ def test_skipped_count_reaches_console_metrics_and_summary(ray_local, broken_wor
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in train_rows] == [1, 2, 3]
+    assert not (run_dir / BAD_SAMPLE_MARKER).exists()
     assert all(0 <= r["bad_samples_skipped"] <= skipped for r in train_rows)
     assert f"data.on_bad_sample=skip: skipped {skipped} bad training sample(s)" in out
     assert f"skipped {train_rows[-1]['bad_samples_skipped']}" in out  # the progress lines carry it

@@ -15,7 +15,8 @@ import pytest
 from ray.exceptions import RayTaskError, UserCodeException
 from ray.train import WorkerGroupError
 
-from c2s.data.readers import BadSampleError, bad_sample_message, raise_bad_sample
+from c2s.data.readers import BadSampleError, bad_sample_message
+from c2s.train.loop import BAD_SAMPLE_MARKER, NONFINITE_MARKER, NonFiniteLoss, raise_if_stopped
 from c2s.train.trainer import format_progress
 
 MESSAGE = ("cannot decode image /data/toy/img_dir/train/000005.png (mask /data/toy/ann_dir/train/000005.png): "
@@ -57,11 +58,15 @@ def test_found_in_worker_failures_and_in_text_when_the_instance_is_lost():
     assert bad_sample_message(WorkerGroupError("x", {0: RuntimeError("CUDA out of memory")})) is None
 
 
-def test_raise_bad_sample_replaces_the_wrapper():
+def test_a_retry_of_a_run_stopped_on_a_bad_file_fails_at_once(tmp_path):
+    raise_if_stopped(tmp_path)  # nothing recorded: returns
+    (tmp_path / BAD_SAMPLE_MARKER).write_text(MESSAGE)
     with pytest.raises(BadSampleError) as info:
-        raise_bad_sample(_wrapped())
-    assert str(info.value) == MESSAGE and info.value.__suppress_context__
-    raise_bad_sample(ValueError("not a data error"))  # returns: the caller re-raises its own error
+        raise_if_stopped(tmp_path)
+    assert str(info.value) == MESSAGE
+    (tmp_path / NONFINITE_MARKER).write_text('{"step": 7, "component": "loss_nel", "value": NaN}')
+    with pytest.raises(NonFiniteLoss, match=r"stopped on a non-finite loss: .*\"step\": 7"):
+        raise_if_stopped(tmp_path)
 
 
 def test_progress_line_shows_skipped_count():

@@ -50,10 +50,11 @@ def test_teacher_encodes_what_training_consumes(ray_local, cache_root, tmp_path)
 
     """Also (one Train run serves both): metrics.jsonl gets teacher_actors_active (actors that ran CLIP in the
     interval) and teacher_actors_seen beside teacher_wait_frac on every row; summary.json says where the
-    teacher and the student ran."""
+    teacher and the student ran, and on how many threads (train.torch_threads)."""
     run_dir = tmp_path / "run"
     summary = run_training(load_config("toy_tiny", [*ONE, "train.iters=9", "train.prefetch_batches=2",
-                                                    "train.log_interval=1", "teacher.actors=[1,1]"]), run_dir)
+                                                    "train.log_interval=1", "teacher.actors=[1,1]",
+                                                    "train.torch_threads=2"]), run_dir)
     # 9 steps x 4 images = 36 rows: 1.5 epochs in one stream, nothing encoded past the last step.
     assert summary["trained_images"] == 36 and summary["teacher_images"] == 36
     assert json.loads((run_dir / "summary.json").read_text())["teacher_images"] == 36
@@ -64,4 +65,4 @@ def test_teacher_encodes_what_training_consumes(ray_local, cache_root, tmp_path)
     assert {r["teacher_actors_seen"] for r in rows} == {1}
     assert sum(r["teacher_actors_active"] for r in rows) <= 9 and rows[0]["teacher_actors_active"] == 1
     assert summary["teacher_devices"] == ["cpu (float32)"]
-    assert summary["worker_device"] == {"device": "cpu", "precision": "fp32", "workers": 1}
+    assert summary["worker_device"] == {"device": "cpu", "precision": "fp32", "workers": 1, "torch_threads": 2}

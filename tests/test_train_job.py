@@ -88,6 +88,8 @@ def test_train_killed_worker_checkpoint_and_resume(ray_local, cache_root, tmp_pa
         watcher.stop.set()
         watcher.join()
     assert (run_dir / ".crash_injected").read_text() == "3"  # the last worker really exited at step 3
+    # train.torch_threads=0: Ray's OMP_NUM_THREADS for a 0.5-CPU worker, floor(0.5) raised to 1
+    assert summary["worker_device"]["torch_threads"] == 1
     # The restart began at step 3, not step 0: rows 1 and 2 are still the ones the first attempt wrote
     # before the crash (a restart from 0 truncates and rewrites them, with new timings). Rank 0 may also
     # have logged step 3 while the crashing rank slept; that row is redone after the restart.

@@ -224,3 +224,12 @@ def test_early_errors_before_any_worker(cache_root, tmp_path, monkeypatch):
     # nothing was written for any of them: no config dump, no metrics, no checkpoint
     for run in ("r1", "r2", "r3"):
         assert not (tmp_path / run).exists() or not any((tmp_path / run).iterdir()), run
+
+
+def test_torch_threads_is_a_checked_whole_number():
+    from c2s.train.trainer import check_torch_threads
+
+    assert [check_torch_threads(v) for v in (0, 1, 2)] == [0, 1, 2]
+    for bad in (-1, 1.5, "2", None, True):
+        with pytest.raises(ValueError, match=r"train.torch_threads must be a whole number >= 0"):
+            check_torch_threads(bad)

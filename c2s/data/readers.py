@@ -169,15 +169,6 @@ def bad_sample_examples() -> list[str]:
     return ray.get(actor.get.remote())[1] if actor is not None else []
 
 
-def raise_bad_sample(err: BaseException) -> None:
-    """Re-raise ``err`` as the :class:`BadSampleError` it wraps (message only, Ray's wrappers dropped), so
-    the console names the culprit file instead of ``UserCodeException: UDF failed to process a data
-    block``; return (the caller re-raises ``err``) when it wraps none."""
-    message = bad_sample_message(err)
-    if message is not None:
-        raise BadSampleError(message) from None
-
-
 _BAD_SAMPLE_LINE = re.compile(r"BadSampleError: (.+)")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from c2s.config import from_dict
-from c2s.data.readers import bad_sample_counts, raise_bad_sample
+from c2s.data.readers import BadSampleError, bad_sample_counts, bad_sample_message
 from c2s.teacher.calls import read_actor_batches
 from c2s.train.checkpoint import load_state, save_state, set_rng_state
 from c2s.train.curves import CurveWriter
@@ -31,6 +31,11 @@ from c2s.train.precision import training_autocast
 from c2s.train.schedule import build_optimizer
 
 NONFINITE_MARKER = "NONFINITE_LOSS.json"
+# data.on_bad_sample=error met a file it cannot read. Ray Train retries any worker error (FailureConfig
+# .max_failures; ray/train/v2/_internal/execution/failure_handling/default.py has no non-retryable class
+# for worker errors), and a retry would rebuild the data pipeline and read up to the same file again: the
+# marker makes the retry fail at once with the same message. The driver removes it when a run starts.
+BAD_SAMPLE_MARKER = "BAD_SAMPLE.txt"
 CRASH_MARKER = ".crash_injected"
 TENSOR_KEYS = ("label", "global", "local", "local_ids", "local_valid", "pseudo_mask")
 
@@ -51,6 +56,14 @@ class TrainModule(torch.nn.Module):
         """images: (B,3,H,W) normalised -> loss dict of the C2S objective."""
         features = self.student(images)
         return self.objective(features.float(), batch)
+
+
+def raise_if_stopped(run_dir: Path) -> None:
+    """Ray Train's retry of a run that stopped on an error a retry cannot fix fails at once, with its message."""
+    if (run_dir / NONFINITE_MARKER).exists():
+        raise NonFiniteLoss(f"run {run_dir} stopped on a non-finite loss: {(run_dir / NONFINITE_MARKER).read_text()}")
+    if (run_dir / BAD_SAMPLE_MARKER).exists():
+        raise BadSampleError((run_dir / BAD_SAMPLE_MARKER).read_text())
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
@@ -134,9 +147,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    if (run_dir / NONFINITE_MARKER).exists():
-        raise NonFiniteLoss(f"run {run_dir} stopped on a non-finite loss: {(run_dir / NONFINITE_MARKER).read_text()}")
+    raise_if_stopped(run_dir)
 
+    if int(train_cfg.torch_threads) > 0:  # else Ray's OMP_NUM_THREADS: floor(cpus_per_worker), at least 1
+        torch.set_num_threads(int(train_cfg.torch_threads))
     torch.manual_seed(int(train_cfg.seed) + rank)
     np.random.seed(int(train_cfg.seed) + rank)
     seen_text = torch.tensor(np.asarray(config["seen_text"], dtype=np.float32))
@@ -168,7 +182,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         # where the student trains, for summary.json (a worker's prints do not reach a local run's console)
         amp = "bf16 autocast" if device.type == "cuda" and bool(train_cfg.amp) else "fp32"
         (run_dir / "worker_device.json").write_text(json.dumps({"device": str(device), "precision": amp,
-                                                                "workers": world}))
+                                                                "workers": world,
+                                                                "torch_threads": torch.get_num_threads()}))
         truncate_jsonl(run_dir / "metrics.jsonl", step)  # a restart repeats the steps after `step`
     curves = CurveWriter(run_dir, start_step=step) if rank == 0 else None  # TensorBoard, beside metrics.jsonl
 
@@ -192,8 +207,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         try:
             batch = next(stream)
         except Exception as err:  # Ray Data wraps a bad file's BadSampleError: surface its message
-            raise_bad_sample(err)
-            raise
+            message = bad_sample_message(err)
+            if message is None:
+                raise
+            (run_dir / BAD_SAMPLE_MARKER).write_text(message)
+            raise BadSampleError(message) from None
         t1 = time.perf_counter()
         images = student.normalize(batch["image"].to(device))
         tensors = {k: batch[k].to(device) for k in TENSOR_KEYS if k in batch}

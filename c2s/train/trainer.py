@@ -50,6 +50,14 @@ def set_controller_poll(seconds: Any, environ: dict[str, str] | None = None) -> 
     environ[CONTROLLER_POLL_ENV] = repr(float(seconds))
 
 
+def check_torch_threads(value: Any) -> int:
+    """``train.torch_threads``: a whole number >= 0, checked on the driver (the worker applies it)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"train.torch_threads must be a whole number >= 0 (0: Ray's OMP_NUM_THREADS, "
+                         f"floor(train.cpus_per_worker) and at least 1), got {value!r}")
+    return value
+
+
 class ProgressTail(threading.Thread):
     """Prints the rows rank 0 appends to ``metrics.jsonl`` as one readable line each, while fit() runs.
 
@@ -122,17 +130,22 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import BadSampleError, bad_sample_counts, bad_sample_examples, bad_sample_message
     from c2s.teacher.calls import read_actor_devices, read_call_counts
-    from c2s.train.loop import train_loop_per_worker
+    from c2s.train.loop import BAD_SAMPLE_MARKER, NONFINITE_MARKER, train_loop_per_worker
 
     run_dir = Path(run_dir).resolve()
     if run_dir.exists() and any(run_dir.glob("checkpoint_*/state.pt")) and not resume:
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume {run_dir} to continue it, "
                               "or choose another run name")
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The markers stop Ray Train's automatic retries of one fit(); a --resume (the data fixed, the config
+    # changed) tries again from the last checkpoint.
+    for marker in (BAD_SAMPLE_MARKER, NONFINITE_MARKER):
+        (run_dir / marker).unlink(missing_ok=True)
     started = time.perf_counter()
     info = get_dataset_info(cfg.data.dataset)
     inputs = resolve_inputs(cfg)  # errors about paths come before any Ray resource is asked for
     set_controller_poll(cfg.train.controller_poll_s)
+    check_torch_threads(cfg.train.torch_threads)
     seen_text, all_text = text_embeddings_for(cfg, inputs)
     dump_config(cfg, run_dir / "config.json")
     with_teacher = needs_teacher(cfg)
