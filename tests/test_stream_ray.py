@@ -66,3 +66,29 @@ def test_teacher_encodes_what_training_consumes(ray_local, cache_root, tmp_path)
     assert sum(r["teacher_actors_active"] for r in rows) <= 9 and rows[0]["teacher_actors_active"] == 1
     assert summary["teacher_devices"] == ["cpu (float32)"]
     assert summary["worker_device"] == {"device": "cpu", "precision": "fp32", "workers": 1, "torch_threads": 2}
+
+
+def test_training_stream_reaches_the_worker_in_stream_order(ray_local):
+    """train.preserve_order: through Ray Train's own DataConfig.configure (what fit() hands each worker), a
+    stream whose first block's task finishes last still arrives in order; without the option it does not."""
+    import ray
+
+    from c2s.train.trainer import train_data_config
+
+    def slow_first_block(batch: dict) -> dict:  # nested: Ray's workers cannot import this test module
+        import time
+
+        if int(batch["id"].min()) < 4:  # the stream's first block finishes last
+            time.sleep(2.0)
+        return batch
+
+    def arrival(preserve_order: bool) -> list[int]:
+        ds = ray.data.range(16, override_num_blocks=4).map_batches(slow_first_block, batch_size=None,
+                                                                   num_cpus=0.25)
+        (shards,) = train_data_config(preserve_order).configure({"train": ds}, world_size=1, worker_handles=None,
+                                                                worker_node_ids=None)
+        return [int(row["id"]) for row in shards["train"].iter_rows()]
+
+    assert arrival(True) == list(range(16))
+    unordered = arrival(False)
+    assert sorted(unordered) == list(range(16)) and unordered[:4] != [0, 1, 2, 3]

@@ -50,6 +50,20 @@ def set_controller_poll(seconds: Any, environ: dict[str, str] | None = None) -> 
     environ[CONTROLLER_POLL_ENV] = repr(float(seconds))
 
 
+def train_data_config(preserve_order: bool) -> Any:
+    """Ray Train's ``DataConfig`` for the training stream: Train's default ingest options
+    (ray/train/_internal/data_config.py, ``DataConfig.default_ingest_options``: the driver's resource limits)
+    with ``train.preserve_order``, so rows reach the workers in stream order, not in the order their Ray Data
+    tasks finish."""
+    from ray.data import DataContext, ExecutionOptions
+    from ray.train import DataConfig
+
+    current = DataContext.get_current().execution_options
+    return DataConfig(execution_options=ExecutionOptions(
+        resource_limits=current.resource_limits, preserve_order=preserve_order,
+        verbose_progress=current.verbose_progress))
+
+
 def check_torch_threads(value: Any) -> int:
     """``train.torch_threads``: a whole number >= 0, checked on the driver (the worker applies it)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -201,6 +215,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
         datasets={"train": dataset},
+        dataset_config=train_data_config(bool(train_cfg.preserve_order)),
     )
     tail = ProgressTail(run_dir / "metrics.jsonl", int(train_cfg.iters), run_dir.name)
     tail.start()
