@@ -117,6 +117,20 @@ def _checkpoint_steps(run_dir: Path) -> list[int]:
     return sorted(step for state, step in _STEP_OF.items() if state.parent.parent == run_dir and state.exists())
 
 
+def _bank_at(run_dir: Path, step: int):
+    """The CLS token bank (oldest first) in the newest checkpoint of ``step`` under ``run_dir``."""
+    from c2s.method.bank import ClsTokenBank
+    from c2s.train.checkpoint import load_state
+
+    # Train V2 names checkpoint folders by time, so the last one of a step is the newest.
+    folders = sorted(d for d in run_dir.glob("checkpoint_*") if (d / "state.pt").is_file()
+                     and int(load_state(d)["step"]) == step)
+    objective = load_state(folders[-1])["objective"]
+    bank = ClsTokenBank(*objective["bank.tokens"].shape)
+    bank.load_state_dict({k.removeprefix("bank."): v for k, v in objective.items() if k.startswith("bank.")})
+    return bank.get()
+
+
 def _registered_steps(run_dir: Path) -> list[int]:
     """Steps of the checkpoints Ray Train's controller has registered (its checkpoint_manager_snapshot.json):
     a restart restores only these, not a state.pt that is on disk but not yet registered."""
@@ -251,6 +265,17 @@ def scenario_node_loss(sim: SimCluster, out: Path, target: str) -> dict[str, Any
                       trained_images=summary.get("trained_images"), teacher_images=summary.get("teacher_images"),
                       steps=_train_steps(run_dir), checkpoints=_checkpoint_steps(run_dir),
                       batch_size=int(cfg.train.batch_size), iters=iters)
+        if target == "worker" and result.get("killed", {}).get("checkpoints"):
+            # 18.2: the restarted workers start from the restored checkpoint's bank, not from the bank of the
+            # lost attempt (which had enqueued the steps after it). Two steps later the oldest tokens of the
+            # bank are the restored bank's newest: every step enqueues one global token per image.
+            import torch
+
+            restored = result["killed"]["checkpoints"][-1]
+            before, after = _bank_at(run_dir, restored), _bank_at(run_dir, restored + 2)
+            kept = len(after) - 2 * int(cfg.train.batch_size)
+            result["bank"] = {"restored_step": restored, "sizes": [len(before), len(after)], "kept": kept,
+                              "carried": kept > 0 and bool(torch.equal(after[:kept], before[-kept:]))}
     finally:
         stop.set()
     return result

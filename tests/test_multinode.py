@@ -74,6 +74,8 @@ def test_losing_a_training_workers_node_restores_from_the_checkpoint(scenarios):
     assert all(r["checkpoints"].count(step) == 1 for step in range(2, restored + 1, 2))
     assert sorted(set(r["checkpoints"])) == [2, 4, 6, 8, 10]
     assert r["train_worker_actors"] == 4  # 2 workers, then 2 new ones after the node died: one Train restart
+    # The restart continued from the restored checkpoint's CLS token bank (FIFO order kept), not the lost one's
+    assert r["bank"]["restored_step"] == restored and r["bank"]["kept"] > 0 and r["bank"]["carried"], r["bank"]
 
 
 def test_losing_the_teachers_node_keeps_every_step_once(scenarios):
