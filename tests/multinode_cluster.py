@@ -122,9 +122,10 @@ def _bank_at(run_dir: Path, step: int):
     from c2s.method.bank import ClsTokenBank
     from c2s.train.checkpoint import load_state
 
+    _checkpoint_steps(run_dir)  # reads each new checkpoint's step once, into _STEP_OF
     # Train V2 names checkpoint folders by time, so the last one of a step is the newest.
-    folders = sorted(d for d in run_dir.glob("checkpoint_*") if (d / "state.pt").is_file()
-                     and int(load_state(d)["step"]) == step)
+    folders = sorted(state.parent for state, s in _STEP_OF.items()
+                     if state.parent.parent == run_dir and s == step and state.exists())
     objective = load_state(folders[-1])["objective"]
     bank = ClsTokenBank(*objective["bank.tokens"].shape)
     bank.load_state_dict({k.removeprefix("bank."): v for k, v in objective.items() if k.startswith("bank.")})

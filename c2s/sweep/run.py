@@ -281,13 +281,13 @@ def prepare_token_caches(spec: SweepSpec, trials: Sequence[TrialSpec],
                          log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Build (once) every token cache the trials read (``teacher.cache = true``), before any trial starts."""
     from c2s.teacher.cache import build_token_cache, cache_dir
-    from c2s.train.pipeline import needs_teacher
+    from c2s.train.pipeline import repeats_epochs
     from c2s.train.resolve import resolve_inputs
 
     built: dict[str, dict[str, Any]] = {}
     for t in trials:
         cfg = load_config(spec.base, t.overrides)
-        if not (needs_teacher(cfg) and cfg.teacher.get("cache")):
+        if not repeats_epochs(cfg):  # reads no token cache
             continue
         inputs = resolve_inputs(cfg)
         folder = cache_dir(cfg, inputs.data_root, inputs.cache_root)

@@ -18,7 +18,13 @@ from c2s.config import dump_config, from_dict, load_config, to_dict
 
 # Ray start-up lives in c2s.raystart (shared with the token cache and the sweep); re-exported for callers.
 from c2s.raystart import JOB_ENV_VARS, init_ray, job_runtime_env  # noqa: F401
-from c2s.train.pipeline import TrainDatasetFactory, needs_teacher, per_worker_batch
+from c2s.train.pipeline import (
+    TrainDatasetFactory,
+    needs_teacher,
+    per_worker_batch,
+    repeats_epochs,
+    starts_teacher_pool,
+)
 from c2s.train.resolve import check_job_placement, resolve_inputs, text_embeddings_for
 from c2s.train.storage import (
     check_run_location,
@@ -163,9 +169,9 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     seen_text, all_text = text_embeddings_for(cfg, inputs)
     dump_config(cfg, run_dir / "config.json")
     with_teacher = needs_teacher(cfg)
-    cached = with_teacher and bool(cfg.teacher.get("cache"))
+    cached = repeats_epochs(cfg)  # the teacher's tokens come from the token cache
     init_ray()
-    placement = check_job_placement(cfg, with_teacher and not cached)  # per node, with autoscaled node types
+    placement = check_job_placement(cfg, starts_teacher_pool(cfg))  # per node, with autoscaled node types
     check_run_storage(cfg, run_dir, inputs, cached=cached,
                       new_nodes=sum(placement.launched.values()) if placement is not None else 0)
     if cached:
