@@ -54,6 +54,9 @@ def test_bench_objective_quick_json(capsys):
     assert out["objective_overhead"] == pytest.approx(out["objective_s"] / out["student_s"] - 1, abs=2e-4)
     assert out["objective_alone_frac"] == pytest.approx(out["objective_alone_s"] / out["student_s"], abs=2e-4)
     assert "median of 5 interleaved rounds" in out["timing"]
+    # the training loop's objective reads nothing back to the host; its ops are counted on every run
+    assert out["compile"] is False and out["objective_host_syncs"] == 0 and out["objective_ops"] > 300
+    assert out["objective_peak_mib"] > 0
 
 
 # The JSON prints times to 5 decimals; recomputing a per-image or per-region figure from a printed median of a

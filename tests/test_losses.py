@@ -224,6 +224,45 @@ def test_nel_zegclip_matches_the_reference_on_random_inputs():
     assert not torch.allclose(nel_loss(logits, target)[0], nel_loss(logits, target, mode="present")[0], rtol=0.1)
 
 
+def test_nel_zegclip_gradient_matches_the_reference():
+    """nel_terms computes focal as "every element a negative, then swap the labelled pixels' own class" and
+    dice from scattered sums: its gradient w.r.t. the logits equals autograd through ZegCLIP's literal form,
+    with saturated logits (+-30), a padded class, ignore pixels, absent classes and an all-ignore image."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(3, 6, 4, 4, generator=g) * 3
+    base[0, 1, 0, 0], base[1, 2, 1, 1], base[2, 0, 2, 2] = 30.0, -30.0, 25.0
+    base[:, 5] = -1.0e4  # a padded latent class: never labelled
+    target = torch.randint(0, 4, (3, 8, 8), generator=g)
+    target[0, :3] = 255
+    target[2] = 255
+    for alpha, gamma in ((0.25, 2.0), (0.4, 1.5)):
+        ours, ref = base.clone().requires_grad_(True), base.clone().requires_grad_(True)
+        focal, dice = nel_loss(ours, target, focal_alpha=alpha, focal_gamma=gamma)
+        (3.0 * focal + 0.5 * dice).backward()
+        ref_focal, ref_dice = zegclip_reference(ref, target, alpha=alpha, gamma=gamma)
+        (3.0 * ref_focal + 0.5 * ref_dice).backward()
+        assert torch.allclose(focal, ref_focal, rtol=1e-5) and torch.allclose(dice, ref_dice, rtol=1e-5)
+        assert torch.allclose(ours.grad, ref.grad, rtol=1e-4, atol=1e-7)
+        assert float(ours.grad[:, 5].abs().sum()) == 0.0  # the padded class: exactly no gradient
+
+
+def test_nel_terms_are_unnormalised_sums_and_count():
+    # two images, 3 classes: image 0 has classes 0 and 2, image 1 class 1 only -> 3 target masks
+    from c2s.method.losses import nel_terms
+
+    logits = torch.zeros(2, 3, 1, 2)
+    target = torch.tensor([[[0, 2]], [[1, 1]]])
+    focal, dice, count = nel_terms(logits, target)
+    assert float(count) == 3.0
+    # per-map means: image 0's maps 0 and 2 hold one positive and one negative, its map 1 two negatives;
+    # image 1's map 1 two positives, its maps 0 and 2 two negatives
+    per_map = torch.tensor([[(POS + NEG) / 2, NEG, (POS + NEG) / 2], [NEG, POS, NEG]]).sum()
+    assert math.isclose(float(focal), float(per_map), rel_tol=1e-6)
+    d_half = 1 - (2 * 0.5 + 1) / (1.0 + 1 + 1)  # sum sigma = 1 over 2 pixels, one labelled
+    d_full = 1 - (2 * 1.0 + 1) / (1.0 + 2 + 1)
+    assert math.isclose(float(dice), 2 * d_half + d_full, rel_tol=1e-6)
+
+
 def test_nel_zegclip_padded_latent_class_adds_nothing():
     torch.manual_seed(1)
     logits = torch.randn(1, 3, 2, 2, requires_grad=True)

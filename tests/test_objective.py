@@ -240,18 +240,17 @@ def test_autocast_does_not_change_precision(monkeypatch):
     def spy(name, fn):
         def wrapped(*args, **kwargs):
             out = fn(*args, **kwargs)
-            first = out[0] if isinstance(out, tuple) else out  # nel_loss: (focal, dice)
+            first = out[0] if isinstance(out, tuple) else out  # dense_pixel_terms: (ce, focal, dice, count)
             seen.append((name, torch.is_autocast_enabled("cpu"), first.dtype))
             return out
         return wrapped
 
-    for name in ("classify", "info_nce", "global_prototype", "nel_loss", "masked_cross_entropy"):
+    for name in ("classify", "info_nce", "global_prototype", "dense_pixel_terms"):
         monkeypatch.setattr(objective_module, name, spy(name, getattr(objective_module, name)))
     obj2, _, _ = make()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = obj2(feats, batch)["loss"]
-    assert {name for name, _, _ in seen} == {"classify", "info_nce", "global_prototype", "masked_cross_entropy",
-                                              "nel_loss"} - ({"nel_loss"} if not obj2.use_nel else set())
+    assert {name for name, _, _ in seen} == {"classify", "info_nce", "global_prototype", "dense_pixel_terms"}
     assert all(not enabled for _, enabled, _ in seen), seen
     assert all(dtype == torch.float32 for _, _, dtype in seen), seen
     assert out.dtype == torch.float32 and torch.equal(out, ref)

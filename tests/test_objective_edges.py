@@ -195,3 +195,45 @@ def test_baseline_label_ids_are_checked_against_the_seen_classes():
     with pytest.raises(ValueError) as err:
         obj(feats, {"label": label})
     assert str(err.value) == f"batch['label'] holds ids [{NS}] outside [0, {NS}) and the ignore index 255"
+
+
+def test_check_batch_ids_is_the_forward_check_on_the_host_batch():
+    """The training loop validates ids on the host batch (check_batch_ids) and builds the objective with
+    check_ids=False, so forward reads no flag off the GPU: the same errors, raised before the copy."""
+    distill = C2SObjective(config(), text())  # distillation reads the pseudo mask's regions
+    baseline = C2SObjective(config(**{"distill.enabled": False}), text())
+    label = torch.zeros(1, 4, 4, dtype=torch.long)
+    label[0, 0, 0], label[0, 0, 1] = NS - 1, 255
+    pseudo = label.clone()
+    pseudo[0, 2, 2] = NS + 4 - 1
+    distill.check_batch_ids({"label": label, "pseudo_mask": pseudo})
+    baseline.check_batch_ids({"label": label})
+    pseudo[0, 3, 3] = NS + 4
+    with pytest.raises(ValueError) as err:
+        distill.check_batch_ids({"label": label, "pseudo_mask": pseudo})
+    assert str(err.value) == f"batch['pseudo_mask'] holds ids [{NS + 4}] outside [0, {NS + 4}) and the ignore index 255"
+    label[0, 1, 1] = NS
+    with pytest.raises(ValueError) as err:
+        baseline.check_batch_ids({"label": label})
+    assert str(err.value) == f"batch['label'] holds ids [{NS}] outside [0, {NS}) and the ignore index 255"
+
+
+def test_training_step_of_the_objective_never_waits_for_the_device():
+    """With check_ids=False (the training loop's), forward + backward of the full objective at the paper's
+    defaults (InfoNCE with the bank, latent generator, NEL in ZegCLIP's mode, CE) dispatches no op that reads a
+    value back to the host and no boolean-mask indexing (each a GPU synchronisation: the CPU stops queueing
+    kernels until the GPU catches up). Recorded op by op on CPU (c2s.bench.objective.DispatchCounter)."""
+    from c2s.bench.objective import DispatchCounter, make_synthetic_batch
+    from c2s.config import load_config
+
+    cfg = load_config("toy_c2s", {"mining.k_max": 3, "bank.size": 4})
+    dim, seen = int(cfg.model.embed_dim), 6
+    batch = make_synthetic_batch(2, 16, dim, seen, 3, seen_regions=2, grid=4)
+    for check_ids, expected in ((False, []), (True, ["_local_scalar_dense"])):
+        obj = C2SObjective(cfg, F.normalize(torch.randn(seen, dim), dim=-1), check_ids=check_ids).train()
+        obj.bank.enqueue(torch.randn(3, dim))  # a partly filled bank: its count is read without a sync
+        feats = torch.randn(2, dim, 8, 8, requires_grad=True)
+        counter = DispatchCounter()
+        with counter:
+            obj(feats, batch)["loss"].backward()
+        assert counter.syncs == expected and counter.ops > 500

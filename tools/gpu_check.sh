@@ -1,8 +1,8 @@
 #!/bin/bash
 # The GPU checks in one go, for a CUDA machine lent for a few minutes: GPU unit tests (tests/test_gpu.py),
 # the teacher cost table (c2s bench teacher: ViT-B/16 at the teacher's sizes next to a SegFormer-B4 bf16
-# step), the objective's overhead and Table 2's inference speed on the GPU, and a short Ray job with the
-# teacher actors and the Train worker on GPU fractions. One log per step under OUTDIR (at most 7 files).
+# step), the objective's overhead (eager and loss.compile) and Table 2's inference speed on the GPU, and a short Ray job with the
+# teacher actors and the Train worker on GPU fractions. One log per step under OUTDIR (at most 8 files).
 #
 #   bash tools/gpu_check.sh OUTDIR
 #
@@ -37,10 +37,12 @@ torch.cuda.get_device_name(0), 'ray', ray.__version__, 'mmseg', mmseg.__version_
 cat "$OUTDIR/env.log"
 C2S="$PY -m c2s.cli"
 step pytest_gpu 180 $PY -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
+# issue 15's open target first: the objective <= 10% of a SegFormer-B4 step, eager and with loss.compile
+step bench_objective 120 $C2S bench objective --device cuda
+step bench_objective_compile 240 $C2S bench objective --device cuda --compile
 step bench_teacher 150 $C2S bench teacher --device cuda
 step train_ray_gpu 200 $C2S train toy_tiny train.iters=12 train.gpus_per_worker=0.5 teacher.num_gpus=0.25 \
     'teacher.actors=[2,2]' --run-dir /tmp/c2s-gpu-runs/toy_tiny
-step bench_objective 120 $C2S bench objective --device cuda
 step bench_inference_fp32 120 $C2S bench inference --device cuda
 step bench_inference_bf16 120 $C2S bench inference --device cuda --dtype bf16
 echo "=== all done at $(( $(date +%s) - T0 ))s"

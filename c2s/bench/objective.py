@@ -11,7 +11,10 @@ objective; CPU: live-tensor accounting of every op the objective runs, forward a
 
 Prints progress, then one JSON line last: ``student_s`` / ``objective_s`` / ``objective_alone_s`` (medians)
 with ``*_min_s``, ``*_q1_s``, ``*_q3_s``, ``*_max_s``; ``objective_overhead`` = objective_s / student_s - 1;
-``objective_alone_frac``; ``objective_peak_mib``; the device, torch threads and the setup. ``--quick``: a
+``objective_alone_frac``; ``objective_peak_mib`` (null for ``--compile`` on CPU); ``objective_ops`` /
+``objective_host_syncs`` (aten ops and host synchronisations of one step of the eager objective, counted with a
+TorchDispatchMode: on a GPU each op is a kernel launch and each sync a stall); ``compile`` (``--compile``: ``loss.compile``); the device, torch threads and the
+setup. ``--quick``: a
 seconds-long run of the toy student at 64x64 (tests)."""
 
 from __future__ import annotations
@@ -115,6 +118,30 @@ class LiveTensorMemory(TorchDispatchMode):
         return out
 
 
+# Ops that read a value back to the host (or size their output by the data): on a GPU each one stops the CPU
+# from queueing kernels until the device has caught up. Boolean-mask indexing counts too (a nonzero inside).
+HOST_SYNC_OPS = frozenset({"_local_scalar_dense", "item", "is_nonzero", "nonzero", "masked_select", "_unique2",
+                           "unique_dim", "unique_consecutive", "bincount", "equal"})
+
+
+class DispatchCounter(TorchDispatchMode):
+    """Counts the aten ops run under it (each one kernel launch or more on a GPU) and lists the host syncs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+        self.syncs: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        name = func.overloadpacket.__name__
+        self.ops += 1
+        bool_index = name in ("index", "index_put", "index_put_") and len(args) > 1 and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or ()))
+        if name in HOST_SYNC_OPS or bool_index:
+            self.syncs.append(name)
+        return func(*args, **(kwargs or {}))
+
+
 def profile_objective(run, device: torch.device, top: int, rounds: int = 3) -> dict[str, float]:
     """Profile ``rounds`` calls of ``run`` (the objective alone, forward + backward) with torch.profiler.
 
@@ -174,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="train.amp: bf16 autocast on CUDA around student + objective, as the worker loop")
+    p.add_argument("--compile", action="store_true",
+                   help="loss.compile: the objective's logits and label-size pixel losses torch.compiled (the "
+                        "warm-up, then at --size, pays the compilation)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile the objective alone (forward + backward, torch.profiler): its "
                         "parts (c2s.objective.*) and the N most expensive ops; the JSON gets profile_ms")
@@ -194,19 +224,20 @@ def main(argv: list[str]) -> int:
                           else "cpu" if args.device == "auto" else args.device)
     if args.repeats < MIN_REPEATS:
         print(f"[bench] --repeats {args.repeats} < {MIN_REPEATS}: the spread says little", flush=True)
-    if args.warmup_size is None:
-        args.warmup_size = args.size if device.type == "cuda" else max(64, args.size // 4 // 32 * 32)
+    if args.warmup_size is None:  # compiled code is specialised to the shapes: warm up at the timed size
+        args.warmup_size = args.size if device.type == "cuda" or args.compile else max(64, args.size // 4 // 32 * 32)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     # random weights: timing only (a backbone file would change nothing but the load time)
-    cfg = load_config(args.config, {"model.name": args.student, "mining.k_max": args.k_max, "model.pretrained": None})
+    cfg = load_config(args.config, {"model.name": args.student, "mining.k_max": args.k_max, "model.pretrained": None,
+                                    "loss.compile": bool(args.compile)})
     dim = int(cfg.model.embed_dim)
     print(f"[bench] {args.student} D={dim} at {args.size}x{args.size}, batch {args.batch}, {args.seen} seen, "
           f"k_max {args.k_max}, device {device} ({torch.get_num_threads()} CPU threads)", flush=True)
     student = build_student(cfg.model).to(device).train()
     seen_text = torch.nn.functional.normalize(torch.randn(args.seen, dim), dim=-1)
-    objective = C2SObjective(cfg, seen_text).to(device).train()
+    objective = C2SObjective(cfg, seen_text, check_ids=False).to(device).train()  # as the worker loop builds it
     full = make_synthetic_batch(args.batch, args.size, dim, args.seen, args.k_max, device=device)
     small = make_synthetic_batch(args.batch, args.warmup_size, dim, args.seen, args.k_max, device=device)
     images = {s: torch.randn(args.batch, 3, s, s, device=device) for s in {args.size, args.warmup_size}}
@@ -255,12 +286,27 @@ def main(argv: list[str]) -> int:
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - base
         method = "torch.cuda.max_memory_allocated above the level before the objective"
+    elif args.compile:  # a dispatch mode does not see inside compiled code (and torch.compile refuses to run under one)
+        peak = None
+        method = "not measured: CPU accounting cannot see inside compiled kernels (measured on CUDA)"
     else:
         tracker = LiveTensorMemory()
         with tracker:
             objective_alone(args.size)
         peak = tracker.peak
         method = "live-tensor accounting of the objective's ops (TorchDispatchMode), incl. dL/dF"
+
+    # aten ops (each one kernel launch or more on a GPU) and host synchronisations of one step of the objective
+    # alone, forward + backward, counted on its eager form (compiled code runs fused kernels no dispatch sees)
+    eager = objective if not args.compile else C2SObjective(
+        load_config(args.config, {"model.name": args.student, "mining.k_max": args.k_max, "model.pretrained": None}),
+        seen_text, check_ids=False).to(device).train()
+    counter = DispatchCounter()
+    with counter:
+        leaf = feats_fixed.clone().requires_grad_(True)
+        eager(leaf, full)["loss"].backward()
+    print(f"[bench] objective alone, eager: {counter.ops} aten ops dispatched, {len(counter.syncs)} host syncs "
+          f"{sorted(set(counter.syncs))}", flush=True)
 
     profile = profile_objective(lambda: fresh(objective_alone, args.size)(), device, args.profile) \
         if args.profile else None
@@ -286,7 +332,10 @@ def main(argv: list[str]) -> int:
         **{f"objective_{k}": v for k, v in flat("alone", times["alone"]).items() if k != "alone_median_s"},
         "objective_overhead": round(objective_s / student_s - 1, 4),
         "objective_alone_frac": round(alone_s / student_s, 4),
-        "objective_peak_mib": round(peak / 2**20, 1),
+        "objective_peak_mib": None if peak is None else round(peak / 2**20, 1),
+        "compile": bool(args.compile),
+        "objective_ops": counter.ops,
+        "objective_host_syncs": len(counter.syncs),
         "memory_method": method,
         "timing": f"median of {args.repeats} interleaved rounds (student, objective, alone); ratios of medians",
         **({"profile_ms": profile} if profile is not None else {}),

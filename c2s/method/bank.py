@@ -67,6 +67,13 @@ class ClsTokenBank(nn.Module):
         self.ptr.copy_((self.ptr + n) % self.size)
         self.count.copy_(torch.clamp(self.count + n, max=self.size))
 
+    def slots(self) -> tuple[Tensor, Tensor]:
+        """``(tokens (size, dim), filled (size,) bool)``: the ring storage as is and which slots hold a token.
+
+        What the InfoNCE needs (its negatives' order does not matter), with static shapes and without reading
+        ``count`` on the host: no device synchronisation, unlike :meth:`get`."""
+        return self.tokens, torch.arange(self.size, device=self.count.device) < self.count
+
     def get(self) -> Tensor:
         """``(count, dim)`` tokens, oldest first."""
         count = int(self.count)

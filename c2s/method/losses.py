@@ -106,7 +106,8 @@ def masked_mean_prototypes(feats: Tensor, weights: Tensor) -> tuple[Tensor, Tens
 
 
 # ------------------------------------------------------------------------------------------- distillation
-def info_nce(query: Tensor, keys: Tensor, positive: Tensor, tau: float, key_mask: Tensor | None = None) -> Tensor:
+def info_nce(query: Tensor, keys: Tensor, positive: Tensor, tau: float, key_mask: Tensor | None = None,
+             query_mask: Tensor | None = None) -> Tensor:
     """Standard InfoNCE: mean cross-entropy of the positive key among the candidates.
 
     The paper writes Eqs. 2 and 4 as the softmax probability of the positive *without* the ``-log``;
@@ -122,15 +123,21 @@ def info_nce(query: Tensor, keys: Tensor, positive: Tensor, tau: float, key_mask
         tau: temperature.
         key_mask: optional ``(N, M)`` bool, False = candidate removed from that query's denominator
             (the positive itself must stay True).
+        query_mask: optional ``(N,)`` bool, False = the query is padding: the mean runs over the True rows
+            only (fixed shapes instead of selecting rows, which would synchronise with the device).
     Returns:
-        scalar; 0 (with a graph) when ``N == 0``.
+        scalar; 0 (with a graph) when ``N == 0`` or no query is kept.
     """
     if query.shape[0] == 0:
         return query.sum() * 0.0
     logits = F.normalize(query, dim=-1) @ F.normalize(keys.to(query.dtype), dim=-1).t() / tau
     if key_mask is not None:
         logits = logits.masked_fill(~key_mask, float("-inf"))
-    return F.cross_entropy(logits, positive)
+    if query_mask is None:
+        return F.cross_entropy(logits, positive)
+    per_query = F.cross_entropy(logits, positive, reduction="none")
+    kept = query_mask.to(per_query.dtype)
+    return torch.where(query_mask, per_query, 0.0).sum() / kept.sum().clamp_min(1.0)
 
 
 def cosine_distill(student: Tensor, teacher: Tensor) -> Tensor:
@@ -226,10 +233,11 @@ def _present_pairs(target: Tensor, num_classes: int, ignore_index: int) -> tuple
     return present.nonzero(as_tuple=True)
 
 
-def _num_target_masks(count: int, device: torch.device) -> Tensor:
-    """ZegCLIP's normaliser: target masks summed over DDP workers, divided by the world size, at least 1."""
-    num = _world_sum(torch.tensor(float(count), device=device))
-    return (num / _world_size()).clamp_min(1.0)
+def num_target_masks(count: Tensor) -> Tensor:
+    """ZegCLIP's normaliser: target masks summed over DDP workers, divided by the world size, at least 1.
+
+    ``count`` is a float tensor on the logits' device: no host synchronisation."""
+    return (_world_sum(count) / _world_size()).clamp_min(1.0)
 
 
 def _dice(prob: Tensor, t: Tensor) -> Tensor:
@@ -237,6 +245,58 @@ def _dice(prob: Tensor, t: Tensor) -> Tensor:
     num = 2 * (prob * t).flatten(1).sum(-1) + 1
     den = prob.flatten(1).sum(-1) + t.flatten(1).sum(-1) + 1
     return 1 - num / den
+
+
+def label_index(target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> tuple[Tensor, Tensor]:
+    """Each pixel's class as a gather/scatter index over the class dim, and whether it has one.
+
+    ``target (B, H, W)`` -> ``(index (B, 1, H, W) int64 in [0, C), labelled (B, 1, H, W) bool)``. Ignore pixels
+    (and ids outside ``[0, C)``) get index 0 and ``labelled=False``: they are a positive of no class.
+    """
+    labelled = (target != ignore_index) & (target >= 0) & (target < num_classes)
+    return torch.where(labelled, target, torch.zeros_like(target)).unsqueeze(1), labelled.unsqueeze(1)
+
+
+def nel_terms(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX, focal_alpha: float = 0.25,
+              focal_gamma: float = 2.0) -> tuple[Tensor, Tensor, Tensor]:
+    """ZegCLIP's NEL before its normaliser: ``(focal sum, dice sum, number of target masks)``, all scalars.
+
+    :func:`nel_loss` (``mode="zegclip"``) divides the first two by the third (summed over DDP workers). The
+    same definition, arranged so that its cost over ``C`` class maps at label size is a handful of passes,
+    with static shapes and no host synchronisation (so it also compiles into one kernel, ``loss.compile``):
+
+    * focal: every element is first costed as a negative, ``(1-α) softplus(x) σ(x)^γ`` (``BCE(x, 0)`` and
+      ``p_t = 1 - σ(x)``); then, at the ``B*H*W`` elements gathered at each labelled pixel's own class, the
+      negative's term is swapped for the positive's ``α softplus(-x) σ(-x)^γ``. No one-hot target, sign flip
+      or per-element ``α_t`` over all maps. The sum over maps of per-map means is the total over ``H*W``.
+    * dice: ``Σσ(x)`` per map over all pixels; ``Σσ(x)t`` and ``Σt`` per map by scattering the gathered
+      ``σ(x)`` and ones into ``(B, C)``; summed over the maps with ``Σt > 0`` (the present pairs) only.
+
+    Args:
+        logits: ``(B, C, h, w)``; upsampled bilinearly to ``target``'s size when smaller.
+        target: ``(B, H, W)`` int64 in ``[0, C)`` or ``ignore_index``.
+    Returns:
+        ``(focal, dice, count)``: fp32 scalars on the logits' device.
+    """
+    b, c = logits.shape[:2]
+    size = tuple(target.shape[-2:])
+    x = logits if tuple(logits.shape[-2:]) == size else F.interpolate(
+        logits, size=size, mode="bilinear", align_corners=False)  # (B, C, H, W)
+    index, labelled = label_index(target, c, ignore_index)
+    prob = torch.sigmoid(x)
+    as_negative = F.softplus(x) * prob.pow(focal_gamma)  # (1 - alpha) applied to the sum below
+    x_pos = x.gather(1, index)  # (B, 1, H, W): each pixel's logit of its own class
+    prob_pos = torch.sigmoid(x_pos)  # = prob.gather(1, index), without a second (B, C, H, W) scatter in backward
+    swap = (focal_alpha * F.softplus(-x_pos) * torch.sigmoid(-x_pos).pow(focal_gamma)
+            - (1 - focal_alpha) * F.softplus(x_pos) * prob_pos.pow(focal_gamma))
+    focal = ((1 - focal_alpha) * as_negative.sum() + torch.where(labelled, swap, 0.0).sum()) / (size[0] * size[1])
+
+    flat_index, mask = index.flatten(1), labelled.flatten(1).to(prob.dtype)
+    sum_t = prob.new_zeros(b, c).scatter_add_(1, flat_index, mask)  # (B, C) pixels labelled c
+    sum_pt = prob.new_zeros(b, c).scatter_add_(1, flat_index, prob_pos.flatten(1) * mask)
+    dice = 1 - (2 * sum_pt + 1) / (prob.flatten(2).sum(-1) + sum_t + 1)  # (B, C)
+    present = sum_t > 0
+    return focal, torch.where(present, dice, 0.0).sum(), present.sum().to(prob.dtype)
 
 
 def nel_loss(
@@ -278,20 +338,14 @@ def nel_loss(
     """
     if mode not in NEL_MODES:
         raise ValueError(f"config key 'loss.nel_mode' must be one of {', '.join(NEL_MODES)}; got {mode!r}")
+    if mode == "zegclip":
+        focal, dice, count = nel_terms(logits, target, ignore_index, focal_alpha, focal_gamma)
+        num_masks = num_target_masks(count)
+        return focal / num_masks, dice / num_masks
     c = logits.shape[1]
     size = tuple(target.shape[-2:])
     img_idx, cls_idx = _present_pairs(target, c, ignore_index)  # the P target masks
-    num_masks = _num_target_masks(img_idx.numel(), logits.device)
-    if mode == "zegclip":
-        up = logits if tuple(logits.shape[-2:]) == size else F.interpolate(
-            logits, size=size, mode="bilinear", align_corners=False)  # (B, C, H, W)
-        classes = torch.arange(c, device=target.device).view(1, c, 1, 1)
-        onehot = ((target.unsqueeze(1) == classes) & (target != ignore_index).unsqueeze(1)).to(up.dtype)
-        focal = sigmoid_focal(up, onehot, focal_alpha, focal_gamma).flatten(2).mean(-1).sum() / num_masks
-        if img_idx.numel() == 0:
-            return focal, up.sum() * 0.0
-        dice = _dice(torch.sigmoid(up[img_idx, cls_idx]), onehot[img_idx, cls_idx])
-        return focal, dice.sum() / num_masks
+    num_masks = num_target_masks(torch.tensor(float(img_idx.numel()), device=logits.device))
     if img_idx.numel() == 0:
         zero = logits.sum() * 0.0
         return zero, zero
@@ -306,6 +360,30 @@ def nel_loss(
     focal = (sigmoid_focal(sel, t, focal_alpha, focal_gamma) * v).flatten(1).sum(-1) / n_valid
     dice = _dice(torch.sigmoid(sel) * v, t)
     return focal.sum() / num_masks, dice.sum() / num_masks
+
+
+def dense_pixel_terms(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX, focal_alpha: float = 0.25,
+                      focal_gamma: float = 2.0, nel: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The pixel loss's work at label size in one function: bilinear upsampling, CE, and NEL's sums.
+
+    Static shapes and no host synchronisation, so ``torch.compile`` fuses it whole (``loss.compile``); no
+    collective inside (NEL's normaliser is summed over DDP workers outside, :func:`num_target_masks`).
+
+    Args:
+        logits: ``(B, C, h, w)``, upsampled to ``target``'s size when smaller.
+        target: ``(B, H, W)`` int64 in ``[0, C)`` or ``ignore_index``.
+        nel: False skips NEL (its three terms are then zeros).
+    Returns:
+        ``(ce, focal_sum, dice_sum, target_masks)``: :func:`masked_cross_entropy` and :func:`nel_terms`.
+    """
+    size = tuple(target.shape[-2:])
+    up = logits if tuple(logits.shape[-2:]) == size else F.interpolate(
+        logits, size=size, mode="bilinear", align_corners=False)
+    ce = masked_cross_entropy(up, target, ignore_index)
+    if not nel:
+        zero = up.new_zeros(())
+        return ce, zero, zero, zero
+    return (ce, *nel_terms(up, target, ignore_index, focal_alpha, focal_gamma))
 
 
 def masked_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:

@@ -41,6 +41,7 @@ from c2s.method.losses import (
     PAD_LOGIT,
     FrosterProjector,
     cosine_distill,
+    dense_pixel_terms,
     froster_distill,
     global_prototype,
     info_nce,
@@ -48,6 +49,7 @@ from c2s.method.losses import (
     masked_cross_entropy,
     masked_mean_prototypes,
     nel_loss,
+    num_target_masks,
     region_weights,
 )
 
@@ -95,8 +97,11 @@ class C2SObjective(nn.Module):
         seen_text: ``(Ns, D)`` L2-normalised text embeddings of the seen classes only (inductive setting).
     """
 
-    def __init__(self, cfg: Mapping[str, Any], seen_text: Tensor) -> None:
+    def __init__(self, cfg: Mapping[str, Any], seen_text: Tensor, check_ids: bool = True) -> None:
         super().__init__()
+        # Validating the masks' ids reads a flag on the host: a device synchronisation when the batch is on a
+        # GPU. The training loop calls check_batch_ids on the host batch before the copy and passes False.
+        self.check_ids = bool(check_ids)
         loss, bank, distill, latent = (_section(cfg, n) for n in ("loss", "bank", "distill", "latent"))
         if seen_text.dim() != 2:
             raise ValueError(f"seen_text must be (Ns, D), got shape {tuple(seen_text.shape)}")
@@ -120,6 +125,7 @@ class C2SObjective(nn.Module):
         self.focal_alpha = float(_key(loss, "loss", "focal_alpha"))
         self.focal_gamma = float(_key(loss, "loss", "focal_gamma"))
         self.ce_weight = float(_key(loss, "loss", "ce_weight"))
+        self.compiled = bool(loss.get("compile", False))
         if self.tau <= 0:
             raise ValueError(f"config key 'loss.tau' must be > 0, got {self.tau}")
         # A learnable logit bias shared by every class (seen and latent): NEL's sigmoid terms need absent
@@ -168,6 +174,17 @@ class C2SObjective(nn.Module):
                              f"the ignore index {IGNORE_INDEX}")
         self.generator = LatentGenerator(latent, self.dim) if self.latent_enabled else None
 
+        # loss.compile: the two parts that run many element-wise kernels over every class map compiled (forward
+        # and backward fused by inductor): the logits (X_s, the latent generator, X_u) and the pixel losses at
+        # label size. Shapes are fixed in a run (crop, batch, teacher.max_regions): one compilation each.
+        # The bank and the DDP collectives stay eager. Measured with c2s bench objective --compile.
+        # Plain functions (the method unbound, called with self): no reference cycle, deepcopy-safe.
+        self._pixel_terms = dense_pixel_terms
+        self._logits_fn = C2SObjective._logits
+        if self.compiled:
+            self._pixel_terms = torch.compile(dense_pixel_terms, dynamic=False, fullgraph=True)
+            self._logits_fn = torch.compile(C2SObjective._logits, dynamic=False)
+
     # ----------------------------------------------------------------------------------------- helpers
     def _get(self, batch: Mapping[str, Tensor], key: str, shape: tuple[int | None, ...]) -> Tensor:
         if key not in batch:
@@ -178,6 +195,16 @@ class C2SObjective(nn.Module):
             raise ValueError(f"batch[{key!r}] has shape {tuple(value.shape)}, expected "
                              f"{tuple('*' if s is None else s for s in shape)}")
         return value
+
+    def check_batch_ids(self, batch: Mapping[str, Tensor]) -> None:
+        """Raise ``ValueError`` naming the key when a mask holds an id out of range: ``pseudo_mask`` in
+        ``[0, Ns + k_max)`` when the regions are read (distillation or latent on), ``label`` in ``[0, Ns)`` when
+        it is the pixel target (latent off). The checks :meth:`forward` makes itself with ``check_ids=True``;
+        a missing key is left to :meth:`forward`, which names what the switches need."""
+        if (self.distill_enabled or self.latent_enabled) and "pseudo_mask" in batch:
+            self._check_ids("pseudo_mask", batch["pseudo_mask"], self.num_seen + self.k_max)
+        if not self.latent_enabled and "label" in batch:
+            self._check_ids("label", batch["label"], self.num_seen)
 
     @staticmethod
     def _check_ids(name: str, mask: Tensor, limit: int) -> None:
@@ -203,9 +230,13 @@ class C2SObjective(nn.Module):
         """
         if self.distill_kind != "infonce":
             return self._pair_loss(proto, token)
-        keys = torch.cat([token, self.bank.get().to(token)], dim=0)
-        positive = torch.arange(token.shape[0], device=token.device)
-        return info_nce(proto, keys, positive, self.tau)
+        # the whole ring with its filled slots as a key mask: no host read of the bank's count
+        bank_tokens, filled = self.bank.slots()
+        keys = torch.cat([token, bank_tokens.to(token)], dim=0)
+        b = token.shape[0]
+        key_mask = torch.cat([filled.new_ones(b), filled]).unsqueeze(0).expand(b, -1)
+        positive = torch.arange(b, device=token.device)
+        return info_nce(proto, keys, positive, self.tau, key_mask=key_mask)
 
     def _local_loss(self, protos: Tensor, tokens: Tensor, ids: Tensor, valid: Tensor) -> Tensor:
         """Local distillation (Eq. 4) over every valid region slot of the batch.
@@ -216,10 +247,13 @@ class C2SObjective(nn.Module):
         tokens of other images stay negatives unless ``distill.local_false_negative_cos`` is set: then every
         candidate whose teacher token has at least that cosine with the positive's token is removed too.
         """
-        img = torch.arange(valid.shape[0], device=valid.device).unsqueeze(1).expand_as(valid)[valid]
-        f, c, cid = protos[valid], tokens[valid], ids[valid]
-        if self.distill_kind != "infonce":
-            return self._pair_loss(f, c)
+        if self.distill_kind != "infonce":  # Table 4's pairwise losses: the valid slots selected
+            return self._pair_loss(protos[valid], tokens[valid])
+        # InfoNCE over all B*L slots, padding masked out of both sides (fixed shapes: selecting the valid
+        # slots would synchronise with the device): invalid slots are neither queries nor candidates.
+        b, n_slots = valid.shape
+        f, c, cid, ok = protos.flatten(0, 1), tokens.flatten(0, 1), ids.flatten(), valid.flatten()
+        img = torch.arange(b, device=valid.device).repeat_interleave(n_slots)
         n = f.shape[0]
         same_img = img.unsqueeze(1) == img.unsqueeze(0)
         eye = torch.eye(n, dtype=torch.bool, device=f.device)
@@ -231,7 +265,8 @@ class C2SObjective(nn.Module):
         if self.local_fn_cos is not None:
             unit = F.normalize(c, dim=-1)
             keep = keep & ~(unit @ unit.T >= self.local_fn_cos)
-        return info_nce(f, c, torch.arange(n, device=f.device), self.tau, key_mask=keep | eye)
+        return info_nce(f, c, torch.arange(n, device=f.device), self.tau, key_mask=(keep & ok.unsqueeze(0)) | eye,
+                        query_mask=ok)
 
     # ----------------------------------------------------------------------------------------- forward
     def forward(self, feats: Tensor, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -250,7 +285,8 @@ class C2SObjective(nn.Module):
         b, _, h, w = feats.shape
         label = self._get(batch, "label", (b, None, None))
         pseudo = self._get(batch, "pseudo_mask", (b, *label.shape[-2:]))
-        self._check_ids("pseudo_mask", pseudo, self.num_seen + self.k_max)
+        if self.check_ids:
+            self._check_ids("pseudo_mask", pseudo, self.num_seen + self.k_max)
         local = self._get(batch, "local", (b, None, self.dim)).detach()
         n_slots = local.shape[1]
         local_ids = self._get(batch, "local_ids", (b, n_slots))
@@ -274,7 +310,8 @@ class C2SObjective(nn.Module):
         seen_logits = classify(feats, self.seen_text, self.alpha, self.seen_form)  # X_s: (B, Ns, h, w)
         if not self.latent_enabled:
             label = self._get(batch, "label", (feats.shape[0], None, None))
-            self._check_ids("label", label, self.num_seen)
+            if self.check_ids:
+                self._check_ids("label", label, self.num_seen)
             return self._biased(seen_logits), label
         assert self.generator is not None and reg is not None
         pseudo, local, slot_valid = reg["pseudo"], reg["local"], reg["slot_valid"]
@@ -325,20 +362,24 @@ class C2SObjective(nn.Module):
                 self.bank.enqueue(reg["global"])  # after the loss: the bank holds previous steps only
 
         with record_function("c2s.objective.logits"):  # X_s, and the latent generator's X_u
-            logits, target = self._logits(feats, batch, reg)
-        size = tuple(target.shape[-2:])
-        # Both pixel losses see the logits upsampled bilinearly to label resolution, upsampled once here
-        # (nel_loss's "present" mode then selects the present maps: the same values it would upsample itself).
-        with record_function("c2s.objective.upsample"):
-            if tuple(logits.shape[-2:]) != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        if self.use_nel:
-            with record_function("c2s.objective.nel"):
-                focal, dice = nel_loss(logits, target, IGNORE_INDEX, self.focal_alpha, self.focal_gamma,
-                                       self.nel_mode)
+            logits, target = self._logits_fn(self, feats, batch, reg)
+        # Both pixel losses see the logits upsampled bilinearly to label resolution, upsampled once.
+        with record_function("c2s.objective.pixel"):
+            if self.use_nel and self.nel_mode == "present":  # c2s's earlier reading: selects maps, not compiled
+                size = tuple(target.shape[-2:])
+                if tuple(logits.shape[-2:]) != size:
+                    logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+                focal, dice = nel_loss(logits, target, IGNORE_INDEX, self.focal_alpha, self.focal_gamma, "present")
+                ce = masked_cross_entropy(logits, target)
+            else:
+                ce, focal, dice, count = self._pixel_terms(logits, target, IGNORE_INDEX, self.focal_alpha,
+                                                           self.focal_gamma, self.use_nel)
+                if self.use_nel:  # the normaliser is summed over DDP workers: outside the compiled part
+                    num_masks = num_target_masks(count)
+                    focal, dice = focal / num_masks, dice / num_masks
+            if self.use_nel:
                 out["loss_nel"] = self.nel_focal_weight * focal + self.nel_dice_weight * dice
-        with record_function("c2s.objective.ce"):
-            out["loss_ce"] = self.ce_weight * masked_cross_entropy(logits, target)
+            out["loss_ce"] = self.ce_weight * ce
         out["loss_pixel"] = out["loss_nel"] + out["loss_ce"]
         out["loss"] = (self.w_global * out["loss_global"] + self.w_local * out["loss_local"]
                        + self.w_pixel * out["loss_pixel"])

@@ -26,6 +26,11 @@ loss = dict(
     focal_alpha=0.25,  # sigmoid focal loss alpha (ZegCLIP)
     focal_gamma=2.0,  # sigmoid focal loss gamma (ZegCLIP)
     ce_weight=1.0,  # weight of the cross-entropy term of L_p
+    # torch.compile the pixel losses (upsampling to label size, NEL in "zegclip" mode, CE): the element-wise
+    # work over all class maps at label size fuses into a few kernels, forward and backward. Off by default,
+    # as open_clip's --torchcompile and torchtune's compile: the first step pays the compilation (CPU, 2 cores:
+    # ~20 s) and the eager path is the reference. Measured: c2s bench objective --compile (see the README).
+    compile=False,
     # A learnable logit bias shared by all pixel logits (seen + latent), initialised at logit_bias_init.
     # Not in the paper (X_s = alpha F^T A_s has none); CE and the evaluation argmax do not depend on it.
     # Why on (issue 13; tools/offline_c2s.py, toy world, seed 0, 300 steps, 3-epoch token cache, paper weights,
