@@ -47,7 +47,7 @@ def window_seeds(tokens: torch.Tensor, unlabeled: torch.Tensor, window_sizes: An
     d, h, w = tokens.shape
     integral = F.pad(tokens.cumsum(1).cumsum(2), (1, 0, 1, 0))  # (D, h+1, w+1)
     count = F.pad(unlabeled.float().cumsum(0).cumsum(1), (1, 0, 1, 0))  # (h+1, w+1)
-    seeds = []
+    means, keeps = [], []
     for o in sorted((int(o) for o in window_sizes), reverse=True):
         if o < 1 or o > min(h, w):
             continue
@@ -60,80 +60,93 @@ def window_seeds(tokens: torch.Tensor, unlabeled: torch.Tensor, window_sizes: An
         def box(t: torch.Tensor, i: torch.Tensor = i, j: torch.Tensor = j, o: int = o) -> torch.Tensor:
             return t[..., i + o, j + o] - t[..., i, j + o] - t[..., i + o, j] + t[..., i, j]
 
-        frac = box(count) / (o * o)
-        keep = frac >= min_unlabeled
-        if bool(keep.any()):
-            seeds.append((box(integral) / (o * o)).T[keep])
-    if not seeds:
+        means.append((box(integral) / (o * o)).T)
+        keeps.append(box(count) / (o * o) >= min_unlabeled)
+    if not means:
         return tokens.new_zeros(0, d)
-    out = torch.cat(seeds)
-    out = out[out.norm(dim=1) > 1e-8]
+    out = torch.cat(means)
+    # one selection for all window sizes (on a GPU each boolean selection waits for the device)
+    out = out[torch.cat(keeps) & (out.norm(dim=1) > 1e-8)]
     return F.normalize(out, dim=1)
 
 
 def dedupe_seeds(seeds: torch.Tensor, threshold: float) -> torch.Tensor:
     """Greedy de-duplication, NMS-style: (S, D) -> (S', D), keeping a seed only if its cosine similarity
     to every seed kept before it is <= threshold. Seeds come largest window first, so each class is
-    represented by its smoothest seed and K-Means does not start from hundreds of near-copies."""
-    sim = seeds @ seeds.T
-    suppressed = torch.zeros(len(seeds), dtype=torch.bool, device=seeds.device)
+    represented by its smoothest seed and K-Means does not start from hundreds of near-copies.
+
+    The greedy pass is sequential: it runs on the host over the (S, S) similarities, copied once (on a GPU,
+    a loop over device values waits for the device at every seed)."""
+    over = (seeds @ seeds.T > threshold).cpu().numpy()
+    suppressed = np.zeros(len(seeds), dtype=bool)
     keep = []
     for i in range(len(seeds)):
-        if bool(suppressed[i]):
+        if suppressed[i]:
             continue
         keep.append(i)
-        suppressed |= sim[i] > threshold
-    return seeds[keep]
+        suppressed |= over[i]
+    return seeds[torch.as_tensor(keep, dtype=torch.long, device=seeds.device)]
 
 
 def cosine_kmeans(points: torch.Tensor, centres: torch.Tensor, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Spherical K-Means. points (N, D) and centres (K, D), both L2-normalised.
 
     Returns (centres (K', D), sums (K', D)) with empty clusters dropped; sums are the unnormalised sums
-    of each cluster's members (used for merging).
+    of each cluster's members (used for merging). A cluster that empties leaves the argmax from then on
+    (masked, so the shapes stay fixed and the survivors keep their order); the loop stops once an
+    iteration changes no assignment: one read back from the device per iteration.
     """
+    alive = torch.ones(len(centres), dtype=torch.bool, device=centres.device)
     prev: torch.Tensor | None = None
     sums = centres
     for _ in range(max(1, int(iters))):
-        assign = (points @ centres.T).argmax(dim=1)
+        assign = (points @ centres.T).masked_fill(~alive, -float("inf")).argmax(dim=1)
         sums = torch.zeros_like(centres).index_add_(0, assign, points)
-        nonempty = torch.bincount(assign, minlength=len(centres)) > 0
-        converged = prev is not None and bool(nonempty.all()) and torch.equal(assign, prev)
-        centres, sums = F.normalize(sums[nonempty], dim=1), sums[nonempty]
-        prev = assign if bool(nonempty.all()) else None
-        if converged:
+        nonempty = torch.zeros_like(alive).index_fill_(0, assign, True)
+        # unchanged assignments: the same clusters are non-empty, the centres are a fixed point
+        done = prev is not None and bool((assign == prev).all())
+        alive = nonempty
+        centres = F.normalize(sums, dim=1)
+        prev = assign
+        if done:
             break
-    return centres, sums
+    return centres[alive], sums[alive]
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows L2-normalised as F.normalize does (norm clamped at 1e-12)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def merge_clusters(sums: torch.Tensor, threshold: float) -> torch.Tensor:
     """Greedy centroid merging: (K, D) member sums -> (K', D) merged centres, L2-normalised.
 
     Merges the most similar pair while its cosine similarity > threshold; ties go to the first pair in
-    row-major order, so the result is deterministic.
+    row-major order, so the result is deterministic. Sequential and small (K <= mining.max_seeds): it runs
+    on the host in numpy (fp32), the sums copied there once and the merged centres back (on a GPU, every
+    step of the loop would otherwise wait for the device).
     """
-    sums = sums.clone()
-    alive = torch.ones(len(sums), dtype=torch.bool, device=sums.device)
-    centres = F.normalize(sums, dim=1)
+    sums_np = sums.detach().float().cpu().numpy().copy()
+    alive = np.ones(len(sums_np), dtype=bool)
+    centres = _unit_rows(sums_np)
     sim = centres @ centres.T
-    sim.fill_diagonal_(-float("inf"))
-    while int(alive.sum()) > 1:
-        flat = int(sim.argmax())
-        a, b = divmod(flat, sim.shape[1])
-        if not float(sim[a, b]) > threshold:
+    np.fill_diagonal(sim, -np.inf)
+    while alive.sum() > 1:
+        a, b = divmod(int(sim.argmax()), sim.shape[1])
+        if not sim[a, b] > threshold:
             break
         a, b = min(a, b), max(a, b)
-        sums[a] += sums[b]
+        sums_np[a] += sums_np[b]
         alive[b] = False
-        sim[b, :] = -float("inf")
-        sim[:, b] = -float("inf")
-        centres[a] = F.normalize(sums[a], dim=0)
+        sim[b, :] = -np.inf
+        sim[:, b] = -np.inf
+        centres[a] = _unit_rows(sums_np[a])
         row = centres @ centres[a]
-        row[~alive] = -float("inf")
-        row[a] = -float("inf")
+        row[~alive] = -np.inf
+        row[a] = -np.inf
         sim[a, :] = row
         sim[:, a] = row
-    return F.normalize(sums[alive], dim=1)
+    return torch.from_numpy(_unit_rows(sums_np[alive])).to(sums.device)
 
 
 def mine_latent_classes(dense: torch.Tensor | np.ndarray, seen_label: torch.Tensor | np.ndarray, num_seen: int,
@@ -195,6 +208,4 @@ def mine_latent_classes(dense: torch.Tensor | np.ndarray, seen_label: torch.Tens
     # centres instead of nearest-neighbour blocks.
     onehot = F.one_hot(grid + 1, num_classes=len(order) + 1).permute(2, 0, 1).float()[None]
     up = F.interpolate(onehot, size=label.shape, mode="bilinear", align_corners=False)[0].argmax(dim=0)
-    latent = ignore_pix & (up > 0)
-    pseudo[latent] = num_seen + up[latent] - 1
-    return pseudo
+    return torch.where(ignore_pix & (up > 0), num_seen + up - 1, pseudo)
