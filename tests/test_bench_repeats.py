@@ -71,6 +71,7 @@ def test_bench_teacher_quick_json(capsys):
     assert out["device"] == "cpu" and out["torch_threads"] == torch.get_num_threads()
     names = ["global", "dense", "mining", "regions_batched", "regions_per_call", "student_step"]
     _check_spreads(out, names)
+    assert out["mining_ops_per_image"] > 0 and 0 <= out["mining_host_syncs_per_image"] <= 40
     # the medians are printed to 5 decimals (half a unit: 5e-6 s) and the speedup to 3: the ratio of the printed
     # medians bounds it (a 2.5 ms median alone moves the ratio by 0.2%)
     per_call, batched, half = out["regions_per_call_median_s"], out["regions_batched_median_s"], 5e-6

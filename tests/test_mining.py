@@ -204,9 +204,9 @@ def test_kmeans_keeps_an_emptied_cluster_out():
 
 def test_mining_reads_back_from_the_device_a_bounded_number_of_times(mining_cfg):
     """On ViT-B/16's grid (28 x 28 tokens, D = 512, every window size, max_seeds 256): the reads the device
-    must answer (host syncs on a GPU: c2s.bench.objective.DispatchCounter) stay at a few plus one per K-Means
+    must answer (host syncs on a GPU: c2s.bench.dispatch.DispatchCounter) stay at a few plus one per K-Means
     iteration, not one per seed and merge step, while finding the planted regions."""
-    from c2s.bench.objective import DispatchCounter
+    from c2s.bench.dispatch import DispatchCounter
 
     dense, label, pix = planted(noise=0.01, d=512, h=28, w=28, px=4)
     counter = DispatchCounter()

@@ -222,8 +222,9 @@ def test_training_step_of_the_objective_never_waits_for_the_device():
     """With check_ids=False (the training loop's), forward + backward of the full objective at the paper's
     defaults (InfoNCE with the bank, latent generator, NEL in ZegCLIP's mode, CE) dispatches no op that reads a
     value back to the host and no boolean-mask indexing (each a GPU synchronisation: the CPU stops queueing
-    kernels until the GPU catches up). Recorded op by op on CPU (c2s.bench.objective.DispatchCounter)."""
-    from c2s.bench.objective import DispatchCounter, make_synthetic_batch
+    kernels until the GPU catches up). Recorded op by op on CPU (c2s.bench.dispatch.DispatchCounter)."""
+    from c2s.bench.dispatch import DispatchCounter
+    from c2s.bench.objective import make_synthetic_batch
     from c2s.config import load_config
 
     cfg = load_config("toy_c2s", {"mining.k_max": 3, "bank.size": 4})

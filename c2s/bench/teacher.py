@@ -16,8 +16,10 @@ random weights). Timed variants, interleaved over ``--repeats`` rounds (c2s.benc
 The text tower runs once per run (class-name prompts; reported, not per image). Per image, the teacher
 costs ``(global + dense + mining) / batch + P x regions_batched / (batch x regions)`` for P regions per
 image; ``teacher_student_ratio_p{P}`` divides it by the student step's time per image, for ``--p`` (VOC:
-3, COCO-Stuff: 8). Prints one line per variant (median and spread), then a JSON line LAST. ``--quick``: the
-test-size CLIP and student (seconds).
+3, COCO-Stuff: 8). ``mining_ops_per_image`` / ``mining_host_syncs_per_image``: the aten ops and host
+synchronisations mining runs per image (c2s.bench.dispatch; on a GPU each sync stalls the kernel queue).
+Prints one line per variant (median and spread), then a JSON line LAST. ``--quick``: the test-size CLIP and
+student (seconds).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 
 import torch
 
+from c2s.bench.dispatch import DispatchCounter
 from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved, parse_with_quick
 from c2s.config import load_config
 from c2s.teacher.clip import load_teacher
@@ -170,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         what = "region" if name.startswith("regions") else "image"
         print(describe(f"{name} /{what}", series, per=per), flush=True)
 
+    # what mining asks of the device, per image (on a GPU each host sync stalls the queue): counted on CPU too
+    counter = DispatchCounter()
+    with counter:
+        mining()
+    mining_counts = {"mining_ops_per_image": round(counter.ops / args.batch, 1),
+                     "mining_host_syncs_per_image": round(len(counter.syncs) / args.batch, 1)}
+    print(f"[bench] mining per image: {mining_counts['mining_ops_per_image']} aten ops, "
+          f"{mining_counts['mining_host_syncs_per_image']} host syncs", flush=True)
+
     text: dict[str, object] = {}
     if args.text_classes > 0:
         from c2s.data.catalog import get_dataset_info
@@ -218,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         **student_info,
         **{k: round(v, 5) for k, v in per_image.items()},
+        **mining_counts,
         **{k: round(v, 5) for k, v in costs.items()},
         **text,
         "global_images_per_s": round(args.batch / med["global"], 3),
