@@ -259,11 +259,12 @@ def label_index(target: Tensor, num_classes: int, ignore_index: int = IGNORE_IND
 
 def nel_terms(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX, focal_alpha: float = 0.25,
               focal_gamma: float = 2.0) -> tuple[Tensor, Tensor, Tensor]:
-    """ZegCLIP's NEL before its normaliser: ``(focal sum, dice sum, number of target masks)``, all scalars.
+    """ZegCLIP's NEL before its normaliser: ``(focal, dice, number of target masks)``, all scalars: the focal
+    loss's per-map means summed over the ``B*C`` maps, the dice losses summed over the present maps.
 
     :func:`nel_loss` (``mode="zegclip"``) divides the first two by the third (summed over DDP workers). The
     same definition, arranged so that its cost over ``C`` class maps at label size is a handful of passes,
-    with static shapes and no host synchronisation (so it also compiles into one kernel, ``loss.compile``):
+    with static shapes and no host synchronisation (so ``torch.compile`` fuses it whole, ``loss.compile``):
 
     * focal: every element is first costed as a negative, ``(1-α) softplus(x) σ(x)^γ`` (``BCE(x, 0)`` and
       ``p_t = 1 - σ(x)``); then, at the ``B*H*W`` elements gathered at each labelled pixel's own class, the
