@@ -358,8 +358,6 @@ class C2SObjective(nn.Module):
             with record_function("c2s.objective.local"):
                 out["loss_local"] = self._local_loss(reg["protos"], reg["local"], reg["local_ids"],
                                                      reg["slot_valid"])
-            if self.training:
-                self.bank.enqueue(reg["global"])  # after the loss: the bank holds previous steps only
 
         with record_function("c2s.objective.logits"):  # X_s, and the latent generator's X_u
             logits, target = self._logits_fn(self, feats, batch, reg)
@@ -383,4 +381,9 @@ class C2SObjective(nn.Module):
         out["loss_pixel"] = out["loss_nel"] + out["loss_ce"]
         out["loss"] = (self.w_global * out["loss_global"] + self.w_local * out["loss_local"]
                        + self.w_pixel * out["loss_pixel"])
+        if self.distill_enabled and self.training:
+            # after the loss: the bank holds previous steps only. Last in the step: under DDP the gather reads
+            # the workers' batch sizes back to the host, and here that read waits on nothing the GPU still has
+            # to start (the training loop reads the losses right after anyway).
+            self.bank.enqueue(reg["global"])
         return out
