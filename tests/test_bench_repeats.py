@@ -88,3 +88,16 @@ def test_bench_teacher_quick_json(capsys):
     assert out["student_step_s_per_image"] == pytest.approx(out["student_step_median_s"] / out["student_batch"], rel=ROUNDED)
     assert out["text_classes"] == 20 and out["text_once_s"] > 0
     assert (out["clip_input"], out["dense_size"], out["dense_grid"]) == (32, 48, [6, 6])
+
+
+def test_bench_device_refuses_cuda_without_a_gpu_in_one_line():
+    from c2s.bench.repeats import bench_device
+    from c2s.config import ConfigError
+
+    assert bench_device("cpu") == torch.device("cpu")
+    assert bench_device(None) == bench_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match=r"^--device 'gpu': expected auto, cpu, cuda or cuda:N$"):
+        bench_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^--device cuda: torch sees no CUDA device on this machine"):
+            bench_device("cuda")

@@ -33,7 +33,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from c2s.bench.flops import FULL_SIZE, PAPER_TABLE2, student_complexity
-from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved, parse_with_quick, spread
+from c2s.bench.repeats import (
+    MIN_REPEATS,
+    bench_device,
+    describe,
+    environment,
+    flat,
+    interleaved,
+    parse_with_quick,
+    spread,
+)
 
 # Table 2's FPS (one RTX 3090): ZegCLIP 25.6, the students 40.9 / 20.8 / 23.0.
 PAPER_FPS = {"clip_pipeline": 25.6, "segnext_b": 40.9, "setr_b_naive": 20.8, "segformer_b4": 23.0}
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_with_quick(_parser(), argv, QUICK)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = bench_device(args.device)
     from c2s.infer import OpenVocabularyModel
     from c2s.student.zoo import build_student
 

@@ -12,10 +12,10 @@ objective; CPU: live-tensor accounting of every op the objective runs, forward a
 Prints progress, then one JSON line last: ``student_s`` / ``objective_s`` / ``objective_alone_s`` (medians)
 with ``*_min_s``, ``*_q1_s``, ``*_q3_s``, ``*_max_s``; ``objective_overhead`` = objective_s / student_s - 1;
 ``objective_alone_frac``; ``objective_peak_mib`` (null for ``--compile`` on CPU); ``objective_ops`` /
-``objective_host_syncs`` (aten ops and host synchronisations of one step of the eager objective, counted with a
-TorchDispatchMode: on a GPU each op is a kernel launch and each sync a stall); ``compile`` (``--compile``: ``loss.compile``); the device, torch threads and the
-setup. ``--quick``: a
-seconds-long run of the toy student at 64x64 (tests)."""
+``objective_host_syncs`` (aten ops and host synchronisations of one step of the eager objective, counted with
+c2s.bench.dispatch: on a GPU each op is a kernel launch and each sync a stall); ``compile`` (``--compile``:
+``loss.compile``); the device, torch threads and the setup. ``--quick``: a seconds-long run of the toy student
+at 64x64 (tests)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from c2s.bench.dispatch import DispatchCounter
-from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved, parse_with_quick
+from c2s.bench.repeats import (
+    MIN_REPEATS,
+    bench_device,
+    describe,
+    environment,
+    flat,
+    interleaved,
+    parse_with_quick,
+)
 from c2s.method.losses import IGNORE_INDEX
 from c2s.train.precision import training_autocast
 
@@ -197,8 +205,7 @@ def main(argv: list[str]) -> int:
     from c2s.method.objective import C2SObjective
     from c2s.student import build_student
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = bench_device(args.device)
     if args.repeats < MIN_REPEATS:
         print(f"[bench] --repeats {args.repeats} < {MIN_REPEATS}: the spread says little", flush=True)
     if args.warmup_size is None:  # compiled code is specialised to the shapes: warm up at the timed size
@@ -207,8 +214,8 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     # random weights: timing only (a backbone file would change nothing but the load time)
-    cfg = load_config(args.config, {"model.name": args.student, "mining.k_max": args.k_max, "model.pretrained": None,
-                                    "loss.compile": bool(args.compile)})
+    overrides = {"model.name": args.student, "mining.k_max": args.k_max, "model.pretrained": None}
+    cfg = load_config(args.config, {**overrides, "loss.compile": bool(args.compile)})
     dim = int(cfg.model.embed_dim)
     print(f"[bench] {args.student} D={dim} at {args.size}x{args.size}, batch {args.batch}, {args.seen} seen, "
           f"k_max {args.k_max}, device {device} ({torch.get_num_threads()} CPU threads)", flush=True)
@@ -276,8 +283,7 @@ def main(argv: list[str]) -> int:
     # aten ops (each one kernel launch or more on a GPU) and host synchronisations of one step of the objective
     # alone, forward + backward, counted on its eager form (compiled code runs fused kernels no dispatch sees)
     eager = objective if not args.compile else C2SObjective(
-        load_config(args.config, {"model.name": args.student, "mining.k_max": args.k_max, "model.pretrained": None}),
-        seen_text, check_ids=False).to(device).train()
+        load_config(args.config, overrides), seen_text, check_ids=False).to(device).train()
     counter = DispatchCounter()
     with counter:
         leaf = feats_fixed.clone().requires_grad_(True)

@@ -16,7 +16,24 @@ from typing import Any
 
 import torch
 
+from c2s.config import ConfigError
+
 MIN_REPEATS = 5
+
+
+def bench_device(name: str | None) -> torch.device:
+    """``--device`` of a bench: ``auto``/None -> cuda when available, else cpu; ``cuda[:N]`` refused in one line
+    (a ConfigError, which the CLI prints alone) where torch sees no CUDA device, instead of torch's traceback."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: torch sees no CUDA device on this machine "
+                          f"(torch.cuda.is_available() is False); use --device cpu")
+    return device
 
 
 def sync(device: torch.device | str | None) -> None:

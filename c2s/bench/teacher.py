@@ -32,7 +32,15 @@ import time
 import torch
 
 from c2s.bench.dispatch import DispatchCounter
-from c2s.bench.repeats import MIN_REPEATS, describe, environment, flat, interleaved, parse_with_quick
+from c2s.bench.repeats import (
+    MIN_REPEATS,
+    bench_device,
+    describe,
+    environment,
+    flat,
+    interleaved,
+    parse_with_quick,
+)
 from c2s.config import load_config
 from c2s.teacher.clip import load_teacher
 from c2s.teacher.mining import mine_latent_classes
@@ -105,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config("toy_c2s", {"teacher.arch": args.arch, "teacher.checkpoint": None,
                                   "teacher.allow_random": True, "teacher.image_size": args.image_size,
                                   "teacher.dense_size": args.dense_size})
-    teacher = load_teacher(cfg.teacher, device=args.device)
+    teacher = load_teacher(cfg.teacher, device=bench_device(args.device))
     device = teacher.device
     env = environment(device)  # before the work: the load average says what else was running
     print(f"[bench] teacher {args.arch} (random weights, {str(teacher.dtype).replace('torch.', '')}) on "
