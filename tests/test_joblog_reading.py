@@ -1,0 +1,58 @@
+"""tests/joblog.py sorts a job's log by who wrote each line (no Ray started here). The lines are a submitted
+toy_tiny job's (Ray 2.60), with the crash dump of an unrelated Ray worker that once landed in one (2026-12-05)."""
+
+from __future__ import annotations
+
+from joblog import read_job_log
+
+RUN = "toy_tiny-20261205-101010"
+C2S = [
+    f"[c2s] run {RUN}: segformer_tiny on toy_stuff (6 seen classes), 2 steps x 4 images, 1 worker(s), teacher pool",
+    f"[{RUN}] step 1/2  loss 12.476 (global 2.899 local 2.804 pixel 9.382)  lr 1.0e-04  2.0 img/s  teacher-wait 40%",
+    f"[{RUN}] step 2/2  loss 12.101 (global 2.801 local 2.700 pixel 9.100)  lr 0.0e+00  2.1 img/s  teacher-wait 35%",
+    '{"run_dir": "/tmp/runs/' + RUN + '", "wall_s": 31.2, "hIoU": 10.5}',
+]
+RAY_STARTUP = [
+    "2026-12-05 10:10:10,123\tINFO job_manager.py:568 -- Runtime env is setting up.",
+    "Starting execution of Dataset train_0353rbzLWPEXuh8wlGXEZg_0. Full logs are in /tmp/ray/session_x/logs/ray-data",
+]
+CRASH_DUMP = [
+    "(raylet) [mutex.cc : 1957] RAW: Check w->waitp->cond == nullptr failed: Lock: Mutex corrupt: waiting writer "
+    "with no waiters",
+    "*** SIGABRT received at time=1764929410 on cpu 1 ***",
+    "PC: @     0x7f3c2a4969fc  (unknown)  pthread_kill",
+    "    @     0x7f3c29d0f2d0        208  absl::lts_20230802::AbslFailureSignalHandler()",
+    "[2026-12-05 10:10:11,001 E 4673 4703] logging.cc:474: *** SIGABRT received at time=1764929410 on cpu 1 ***",
+]
+RAY_NOISE = [
+    "Reporting training result 1: TrainingReport(checkpoint=None, metrics={'step': 1}, validation_spec=None)",
+    "- MapBatches(seen_labels)->MapBatches(TeacherActor): Tasks: 1; Actors: 1; Queued blocks: 0; Resources: 1.0 "
+    "CPU, 2.0MB object store: 100%|██████████| 8.00/8.00 [00:02<00:00, 3.47 row/s]",
+    "Running Dataset: train_0. Active & requested resources: 1/2 CPU, 2.0MB/300.0MB object store: : 0.00 row [00:00, ? row/s]",
+]
+
+
+def test_c2s_lines_are_counted_apart_from_a_crash_dump():
+    log = read_job_log("\n".join([C2S[0], *RAY_STARTUP, C2S[1], *CRASH_DUMP, C2S[2], C2S[3]]), RUN)
+    assert log.c2s == C2S
+    assert log.forbidden == []
+    assert log.crash == CRASH_DUMP
+    assert log.other == RAY_STARTUP
+    context = log.context()
+    assert context.startswith("NOTE: a Ray process crashed during the job (5 crash line(s))")
+    assert "Mutex corrupt" in context and C2S[2] in context
+
+
+def test_ray_per_report_lines_and_progress_bars_are_forbidden():
+    log = read_job_log("\n".join([*C2S, *RAY_NOISE]), RUN)
+    assert log.forbidden == RAY_NOISE
+    assert log.c2s == C2S and log.crash == []
+
+
+def test_an_entrypoint_error_is_a_c2s_line_and_a_stranger_run_name_is_not():
+    error = "jobs/train.py: error: work_dir = 'runs' is a relative path"
+    stranger = "[other-run] step 1/2  loss 1.0"
+    log = read_job_log("\n".join([error, stranger]), RUN)
+    assert log.c2s == [error] and log.other == [stranger]
+    assert read_job_log(stranger, None).c2s == []
+    assert not read_job_log("\n".join(C2S)).context().startswith("NOTE")
