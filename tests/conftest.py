@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The session's own cache root (toy world, token caches, text embeddings), set before any Ray process starts
+# so every worker inherits it: a clean-clone `make test` once wrote a token cache and a toy world into the
+# user's ~/.cache/c2s. Tests that need an empty one still take the `cache_root` fixture.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="c2s-test-cache-"))
+
+
+def pytest_configure(config):
+    os.environ["C2S_CACHE"] = str(SESSION_CACHE)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
