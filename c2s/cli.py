@@ -41,6 +41,7 @@ USER_ERRORS = frozenset({
     "c2s.config.ConfigError",  # includes c2s.sweep.spec.SpecError
     "c2s.train.resolve.PreflightError",
     "c2s.teacher.checkpoint.TeacherCheckpointError",
+    "c2s.train.checkpoint.CheckpointError",  # a damaged or missing training checkpoint (includes NoCheckpointError)
 })
 
 

@@ -154,10 +154,27 @@ def load_student_from_checkpoint(checkpoint_dir: Path, device: str = "cpu"):
 
 
 def find_checkpoint(path: Path) -> Path:
-    """Accept a checkpoint directory, or a run directory (its newest ``checkpoint_*``)."""
-    from c2s.train.checkpoint import STATE_FILE, latest_checkpoint
+    """Accept a checkpoint directory (checked), or a run directory: its newest intact ``checkpoint_*``.
 
-    return path if (path / STATE_FILE).is_file() else latest_checkpoint(path)
+    Each newer checkpoint whose ``state.pt`` is damaged (c2s.train.checkpoint.inspect_checkpoint: empty,
+    truncated, not a zip, CRC mismatch, missing keys) is skipped with one line on stderr naming the file, why,
+    and the checkpoint used instead. :class:`~c2s.train.checkpoint.CheckpointError` (a user error: one line,
+    exit 2) names every file when none is intact, or when ``path`` is itself a damaged checkpoint;
+    :class:`~c2s.train.checkpoint.NoCheckpointError` when ``path`` does not exist or holds no checkpoint.
+    """
+    from c2s.train.checkpoint import STATE_FILE, CheckpointError, checkpoint_damage, newest_intact_checkpoint
+
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        damage = checkpoint_damage(path)
+        if damage is not None:
+            raise CheckpointError(f"checkpoint {path / STATE_FILE} is damaged ({damage})")
+        return path
+    chosen = newest_intact_checkpoint(path)
+    for state_file, damage in chosen.skipped:
+        print(f"[c2s] checkpoint {state_file} is damaged ({damage}); using {chosen.path} (step {chosen.step})",
+              file=sys.stderr, flush=True)
+    return chosen.path
 
 
 def main(argv: list[str]) -> int:

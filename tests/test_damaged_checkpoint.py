@@ -1,0 +1,403 @@
+"""A damaged checkpoint loses nothing that is intact (issue 27 item 6).
+
+The check of one ``state.pt`` (c2s.train.checkpoint.inspect_checkpoint) on copies of a real toy checkpoint
+damaged each way a user met or may meet; the newest intact checkpoint of a run; Ray Train's snapshot rewritten
+by ``--resume`` (c2s.train.trainer.resume_from_intact) and read back by Ray's own CheckpointManager; ``c2s eval``
+and ``c2s train --resume`` on the console; and one resumed training run on a truncated checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from toy_run import make_toy_run
+
+from c2s.cli import is_user_error
+from c2s.cli import main as cli_main
+from c2s.config import dump_config, load_config
+from c2s.train.checkpoint import (
+    STATE_FILE,
+    CheckpointError,
+    NoCheckpointError,
+    checkpoint_damage,
+    inspect_checkpoint,
+    latest_checkpoint,
+    load_state,
+    newest_intact_checkpoint,
+)
+from c2s.train.pipeline import RAY_CHECKPOINT_SNAPSHOT, restored_step
+from c2s.train.trainer import SNAPSHOT_BACKUP_SUFFIX, resume_from_intact
+
+
+@pytest.fixture(scope="module")
+def toy_state(tmp_path_factory) -> Path:
+    """A real c2s ``state.pt`` (toy_tiny student, save_state), step 1."""
+    return make_toy_run(tmp_path_factory.mktemp("toy27") / "run") / "checkpoint_000001" / STATE_FILE
+
+
+def _checkpoint(run: Path, name: str, source: Path, step: int, mtime: float) -> Path:
+    """``run/name/state.pt``: ``source`` re-saved with ``step``; the directory's mtime set (the order of
+    latest_checkpoint)."""
+    directory = run / name
+    directory.mkdir(parents=True)
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    state["step"] = step
+    torch.save(state, directory / STATE_FILE)
+    os.utime(directory, (mtime, mtime))
+    return directory
+
+
+def _truncate(path: Path) -> int:
+    size = path.stat().st_size // 2
+    with path.open("r+b") as f:
+        f.truncate(size)
+    return size
+
+
+def _damaged(tmp_path: Path, source: Path, how: str) -> Path:
+    """A copy of ``source`` damaged ``how``; returns the copy's path."""
+    path = tmp_path / how / STATE_FILE
+    path.parent.mkdir()
+    shutil.copyfile(source, path)
+    if how == "truncated":
+        _truncate(path)
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "random-bytes":
+        path.write_bytes(bytes(range(7, 256)) * 40)
+    elif how == "text":
+        path.write_text("this is not a checkpoint\n")
+    elif how == "wrong-member":  # a valid zip archive, not a torch one
+        path.unlink()
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes/readme.txt", "hello")
+    elif how == "crc":  # one byte of a tensor's data flipped in place: the archive still opens
+        with zipfile.ZipFile(path) as archive:
+            info = max(archive.infolist(), key=lambda i: i.file_size)
+        with path.open("r+b") as f:
+            f.seek(info.header_offset + 26)
+            name_len, extra_len = (int.from_bytes(f.read(2), "little") for _ in range(2))
+            offset = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+            f.seek(offset)
+            byte = f.read(1)
+            f.seek(offset)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    elif how == "bad-pickle":  # the archive rebuilt with a data.pkl that is not a pickle (CRCs correct)
+        with zipfile.ZipFile(source) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        path.unlink()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, b"not a pickle" if name.endswith("/data.pkl") else data)
+    elif how == "missing-keys":
+        torch.save({"config": {}, "seen_text": torch.zeros(2)}, path)
+    elif how == "missing":
+        path.unlink()
+    return path
+
+
+# ---- the check of one state.pt -------------------------------------------------------------------
+
+def test_intact_checkpoint_passes_with_its_step(toy_state):
+    assert inspect_checkpoint(toy_state.parent) == (None, 1)
+    assert inspect_checkpoint(toy_state) == (None, 1)  # the file itself works too
+    assert checkpoint_damage(toy_state.parent) is None
+
+
+def test_each_damage_has_its_kind_and_reason(toy_state, tmp_path):
+    size = toy_state.stat().st_size
+    expected = {
+        "truncated": ("truncated", f"truncated: {size // 2} bytes, a zip archive cut short before its central "
+                                   "directory"),
+        "empty": ("empty", "empty file: 0 bytes"),
+        "random-bytes": ("not-zip", f"not a zip archive as torch.save writes: {249 * 40} bytes starting with "
+                                    "b'\\x07\\x08\\t\\n'"),
+        "text": ("not-zip", "not a zip archive as torch.save writes: 25 bytes starting with b'this'"),
+        "missing-keys": ("missing-keys", "missing key(s) 'student', 'objective', 'optimizer', 'scheduler', "
+                                         "'step', 'rng': not a checkpoint written by c2s's training loop"),
+        "missing": ("missing", "no such file"),
+    }
+    for how, (kind, reason) in expected.items():
+        damage, step = inspect_checkpoint(_damaged(tmp_path, toy_state, how).parent)
+        assert (damage.kind, str(damage), step) == (kind, reason, None), how
+    damage = checkpoint_damage(_damaged(tmp_path, toy_state, "crc").parent)
+    assert damage.kind == "crc"
+    assert re.fullmatch(r"CRC-32 mismatch in '[^']+/data/\d+': bytes changed after they were written",
+                        str(damage)), str(damage)
+    damage = checkpoint_damage(_damaged(tmp_path, toy_state, "wrong-member").parent)
+    assert (damage.kind, str(damage)) == ("unreadable", "a zip archive but not one torch.save writes: no "
+                                          "data.pkl member (1 member(s): 'notes/readme.txt')")
+    damage = checkpoint_damage(_damaged(tmp_path, toy_state, "bad-pickle").parent)  # data.pkl overwritten
+    assert damage.kind == "unreadable" and str(damage).startswith("a zip archive torch.load cannot read: ")
+
+
+def test_step_must_be_a_whole_number(toy_state, tmp_path):
+    state = torch.load(toy_state, map_location="cpu", weights_only=True)
+    (tmp_path / "c").mkdir()
+    torch.save({**state, "step": "3"}, tmp_path / "c" / STATE_FILE)
+    damage = checkpoint_damage(tmp_path / "c")
+    assert (damage.kind, str(damage)) == ("missing-keys", "'step' is '3', not a whole number")
+
+
+# ---- the newest intact checkpoint of a run ------------------------------------------------------
+
+def _run(tmp_path: Path, toy_state: Path) -> tuple[Path, list[Path]]:
+    """A run with checkpoints at steps 2, 4, 6 (oldest first, by mtime as Ray writes them)."""
+    run = tmp_path / "run"
+    names = ["checkpoint_2026-01-01_00-00-02.000000", "checkpoint_2026-01-01_00-00-04.000000",
+             "checkpoint_2026-01-01_00-00-06.000000"]
+    return run, [_checkpoint(run, name, toy_state, step, 1_700_000_000 + step)
+                 for name, step in zip(names, (2, 4, 6))]
+
+
+def test_newest_intact_checkpoint_skips_the_damaged_newer_ones(toy_state, tmp_path):
+    run, (c2, c4, c6) = _run(tmp_path, toy_state)
+    chosen = newest_intact_checkpoint(run)
+    assert (chosen.path, chosen.step, chosen.skipped) == (c6, 6, [])
+    size6 = _truncate(c6 / STATE_FILE)
+    (c4 / STATE_FILE).write_text("not a checkpoint")
+    chosen = newest_intact_checkpoint(run)
+    assert (chosen.path, chosen.step) == (c2, 2)
+    assert [(path, damage.kind) for path, damage in chosen.skipped] == [(c6 / STATE_FILE, "truncated"),
+                                                                      (c4 / STATE_FILE, "not-zip")]
+    assert str(chosen.skipped[0][1]).startswith(f"truncated: {size6} bytes")
+    assert latest_checkpoint(run) == c6  # the order is latest_checkpoint's
+
+
+def test_no_intact_checkpoint_names_every_file(toy_state, tmp_path):
+    run, (c2, c4, c6) = _run(tmp_path, toy_state)
+    _truncate(c6 / STATE_FILE)
+    (c4 / STATE_FILE).write_bytes(b"")
+    (c2 / STATE_FILE).write_text("x")
+    with pytest.raises(CheckpointError) as err:
+        newest_intact_checkpoint(run)
+    assert str(err.value) == (
+        f"no intact checkpoint under {run}: every state.pt is damaged: "
+        f"{c6 / STATE_FILE} ({checkpoint_damage(c6)}); {c4 / STATE_FILE} (empty file: 0 bytes); "
+        f"{c2 / STATE_FILE} (not a zip archive as torch.save writes: 1 bytes starting with b'x')")
+    assert is_user_error(err.value)
+
+
+def test_not_a_run_is_a_user_error(tmp_path):
+    for path, message in ((tmp_path / "nowhere", f"{tmp_path / 'nowhere'} does not exist (expected a c2s run "
+                                                  "directory or checkpoint directory)"),
+                          (tmp_path, f"no checkpoint_*/state.pt under {tmp_path} (not a c2s run directory, or "
+                                     "no checkpoint was reported yet)")):
+        with pytest.raises(NoCheckpointError) as err:
+            newest_intact_checkpoint(path)
+        assert str(err.value) == message
+        assert is_user_error(err.value) and isinstance(err.value, FileNotFoundError)  # predict catches those
+
+
+# ---- Ray Train's snapshot, rewritten by --resume -------------------------------------------------
+
+def _result(directory: Path, step: int) -> dict:
+    return {"version": 0, "checkpoint_dir_name": directory.name, "metrics": {"step": step, "loss": 1.0 / step}}
+
+
+def _snapshot(run: Path, checkpoints: list[Path]) -> dict:
+    """Ray 2.60's _CheckpointManagerState as its _save_state writes it (three reports per checkpoint)."""
+    results = [_result(c, s) for c, s in zip(checkpoints, (2, 4, 6))]
+    snapshot = {"ray_version": "2.60.0", "checkpoint_results": results, "checkpoint_report_indices": [1, 3, 5],
+                "latest_checkpoint_result": results[-1], "pending_training_results": [],
+                "pending_validation_specs": [], "current_report_index": 6,
+                "validated_checkpoint_dir_names": [checkpoints[0].name, checkpoints[2].name],
+                "timed_out_validation_checkpoint_dir_names": [], "failed_validation_checkpoint_dir_names": []}
+    (run / RAY_CHECKPOINT_SNAPSHOT).write_text(json.dumps(snapshot))
+    return snapshot
+
+
+def _ray_restores(run: Path) -> tuple[str, int, list[str]]:
+    """What Ray Train's own CheckpointManager loads from the snapshot (no Ray started): the checkpoint it
+    restores, its step, and the checkpoints it keeps track of."""
+    from ray.air.config import CheckpointConfig
+    from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import CheckpointManager
+    from ray.train.v2._internal.execution.storage import StorageContext
+
+    manager = CheckpointManager(CheckpointConfig(num_to_keep=2),
+                                StorageContext(storage_path=str(run.parent), experiment_dir_name=run.name))
+    latest = manager.latest_checkpoint_result
+    return latest.checkpoint.path, latest.metrics["step"], [r.checkpoint.path for r in manager._checkpoint_results]
+
+
+def test_snapshot_is_rewritten_to_the_newest_intact_checkpoint(toy_state, tmp_path, capsys):
+    from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import _CheckpointManagerState
+
+    run, (c2, c4, c6) = _run(tmp_path, toy_state)
+    original = _snapshot(run, [c2, c4, c6])
+    _CheckpointManagerState.parse_obj(original)  # the hand-built snapshot is in Ray's schema
+    original_text = (run / RAY_CHECKPOINT_SNAPSHOT).read_text()
+    assert _ray_restores(run) == (str(c6), 6, [str(c2), str(c4), str(c6)])
+
+    chosen = resume_from_intact(run)  # all intact: nothing changes
+    assert (chosen.path, chosen.step, chosen.skipped) == (c6, 6, [])
+    assert (run / RAY_CHECKPOINT_SNAPSHOT).read_text() == original_text
+    assert not list(run.glob(RAY_CHECKPOINT_SNAPSHOT + ".*"))
+    assert capsys.readouterr().out == ""
+
+    _truncate(c6 / STATE_FILE)
+    chosen = resume_from_intact(run)
+    assert (chosen.path, chosen.step, [(p, d.kind) for p, d in chosen.skipped]) == (
+        c4, 4, [(c6 / STATE_FILE, "truncated")])
+    rewritten = json.loads((run / RAY_CHECKPOINT_SNAPSHOT).read_text())
+    assert rewritten == {**original, "checkpoint_results": original["checkpoint_results"][:2],
+                         "checkpoint_report_indices": [1, 3],
+                         "latest_checkpoint_result": original["checkpoint_results"][1],
+                         "validated_checkpoint_dir_names": [c2.name]}
+    backup = run / (RAY_CHECKPOINT_SNAPSHOT + SNAPSHOT_BACKUP_SUFFIX)
+    assert backup.read_text() == original_text
+    assert sorted(p.name for p in run.glob(RAY_CHECKPOINT_SNAPSHOT + "*")) == [
+        RAY_CHECKPOINT_SNAPSHOT, backup.name]  # no temp file left
+    assert restored_step(run) == 4
+    assert _ray_restores(run) == (str(c4), 4, [str(c2), str(c4)])  # Ray's own loader agrees
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"[c2s] checkpoint {c6 / STATE_FILE} is damaged ({checkpoint_damage(c6)}); resuming from "
+                      f"{c4} (step 4) instead")
+    assert len(out) == 2 and backup.name in out[1]
+    assert (c6 / STATE_FILE).exists()  # the damaged file is left where it was
+
+
+def test_snapshot_falls_back_past_several_damaged_checkpoints(toy_state, tmp_path):
+    run, (c2, c4, c6) = _run(tmp_path, toy_state)
+    original = _snapshot(run, [c2, c4, c6])
+    (c6 / STATE_FILE).write_bytes(b"")
+    _truncate(c4 / STATE_FILE)
+    chosen = resume_from_intact(run)
+    assert (chosen.path, chosen.step) == (c2, 2)
+    assert [p for p, _ in chosen.skipped] == [c6 / STATE_FILE, c4 / STATE_FILE]
+    rewritten = json.loads((run / RAY_CHECKPOINT_SNAPSHOT).read_text())
+    assert rewritten["checkpoint_results"] == rewritten["checkpoint_results"][:1] == [original["checkpoint_results"][0]]
+    assert rewritten["checkpoint_report_indices"] == [1]
+    assert _ray_restores(run) == (str(c2), 2, [str(c2)])
+
+
+def test_snapshot_with_no_intact_checkpoint_is_left_alone(toy_state, tmp_path):
+    run, (c2, c4, c6) = _run(tmp_path, toy_state)
+    _snapshot(run, [c2, c4, c6])
+    before = (run / RAY_CHECKPOINT_SNAPSHOT).read_text()
+    for c in (c2, c4, c6):
+        _truncate(c / STATE_FILE)
+    with pytest.raises(CheckpointError) as err:
+        resume_from_intact(run)
+    message = str(err.value)
+    assert message.startswith(f"--resume {run}: no intact checkpoint to resume from: every checkpoint Ray Train "
+                               f"lists in {RAY_CHECKPOINT_SNAPSHOT} is damaged: {c6 / STATE_FILE} (truncated: ")
+    assert [message.index(str(c / STATE_FILE)) > 0 for c in (c6, c4, c2)] == [True] * 3
+    assert (run / RAY_CHECKPOINT_SNAPSHOT).read_text() == before
+    assert not list(run.glob(RAY_CHECKPOINT_SNAPSHOT + ".*"))
+
+
+def test_no_snapshot_or_no_checkpoint_yet_restores_nothing(tmp_path):
+    assert resume_from_intact(tmp_path) is None
+    (tmp_path / RAY_CHECKPOINT_SNAPSHOT).write_text(json.dumps({"latest_checkpoint_result": None}))
+    assert resume_from_intact(tmp_path) is None
+    (tmp_path / RAY_CHECKPOINT_SNAPSHOT).write_text("{not json")
+    with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / RAY_CHECKPOINT_SNAPSHOT}: not JSON")):
+        resume_from_intact(tmp_path)
+
+
+# ---- the console: c2s eval and c2s train --resume --------------------------------------------------
+
+def _one_error_line(err: str, prog: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"{prog}: error: ") and lines[0].endswith(" (--debug shows the traceback)")
+    return lines[0]
+
+
+def test_eval_uses_the_newest_intact_checkpoint(toy_state, tmp_path, cache_root, capsys):
+    run = tmp_path / "run"
+    c2 = _checkpoint(run, "checkpoint_2026-01-01_00-00-02.000000", toy_state, 2, 1_700_000_002)
+    c4 = _checkpoint(run, "checkpoint_2026-01-01_00-00-04.000000", toy_state, 4, 1_700_000_004)
+    size = _truncate(c4 / STATE_FILE)
+    assert cli_main(["eval", str(run), "evaluation.max_images=1", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == (
+        f"[c2s] checkpoint {c4 / STATE_FILE} is damaged (truncated: {size} bytes, a zip archive cut short "
+        f"before its central directory); using {c2} (step 2)")
+    printed = json.loads(captured.out.strip().splitlines()[-1])
+    assert (printed["step"], printed["images"], printed["out"]) == (2, 1, str(run / f"eval_{c2.name}"))
+    assert json.loads((run / f"eval_{c2.name}" / "metrics.json").read_text())["step"] == 2
+
+
+def test_eval_with_no_intact_checkpoint_or_no_run_is_one_line(toy_state, tmp_path, cache_root, capsys):
+    run = tmp_path / "run"
+    c2 = _checkpoint(run, "checkpoint_2026-01-01_00-00-02.000000", toy_state, 2, 1_700_000_002)
+    c4 = _checkpoint(run, "checkpoint_2026-01-01_00-00-04.000000", toy_state, 4, 1_700_000_004)
+    _truncate(c4 / STATE_FILE)
+    (c2 / STATE_FILE).write_bytes(b"")
+    assert cli_main(["eval", str(run)]) == 2
+    line = _one_error_line(capsys.readouterr().err, "c2s eval")
+    assert line == (f"c2s eval: error: no intact checkpoint under {run}: every state.pt is damaged: "
+                    f"{c4 / STATE_FILE} ({checkpoint_damage(c4)}); {c2 / STATE_FILE} (empty file: 0 bytes) "
+                    "(--debug shows the traceback)")
+    assert cli_main(["eval", str(c4)]) == 2  # a damaged checkpoint directory named directly
+    assert _one_error_line(capsys.readouterr().err, "c2s eval") == (
+        f"c2s eval: error: checkpoint {c4 / STATE_FILE} is damaged ({checkpoint_damage(c4)}) "
+        "(--debug shows the traceback)")
+    (tmp_path / "empty").mkdir()
+    for path in (tmp_path / "empty", tmp_path / "nowhere"):
+        assert cli_main(["eval", str(path)]) == 2
+        line = _one_error_line(capsys.readouterr().err, "c2s eval")
+        assert str(path) in line and ("does not exist" in line or "no checkpoint_*/state.pt under" in line)
+
+
+def test_resume_with_no_intact_checkpoint_stops_before_ray(toy_state, tmp_path, cache_root, capsys):
+    run, (c2, c4, c6) = _run(tmp_path, toy_state)
+    dump_config(load_config("toy_tiny", []), run / "config.json")
+    _snapshot(run, [c2, c4, c6])
+    for c in (c2, c4, c6):
+        (c / STATE_FILE).write_text("gone")
+    assert cli_main(["train", "--resume", str(run), "train.iters=9"]) == 2
+    line = _one_error_line(capsys.readouterr().err, "c2s train")
+    assert all(f"{c / STATE_FILE} (not a zip archive" in line for c in (c2, c4, c6)), line
+    assert not (run / "metrics.jsonl").exists()  # nothing started
+
+
+# ---- one resumed training run ----------------------------------------------------------------------
+
+def _train_lines(run_dir: Path) -> dict[int, str]:
+    return {json.loads(line)["step"]: line for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line).get("kind") == "train"}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_resume_continues_from_the_intact_checkpoint(ray_local, cache_root, tmp_path, capsys):
+    """Train 4 steps (checkpoints at 2 and 4), truncate the step-4 state.pt, resume to 6: Ray Train restores
+    the step-2 checkpoint, steps 3..6 are trained (rows 1-2 untouched, 3-4 rewritten) and the run ends at 6."""
+    from c2s.train.trainer import run_training
+
+    run_dir = tmp_path / "run"
+    tiny = ["train.workers=1", "train.checkpoint_interval=2", "data.world.images_val=1"]
+    run_training(load_config("toy_tiny", [*tiny, "train.iters=4"]), run_dir)
+    newest = latest_checkpoint(run_dir)
+    assert load_state(newest)["step"] == 4 and restored_step(run_dir) == 4
+    before = _train_lines(run_dir)
+    assert sorted(before) == [1, 2, 3, 4]
+    step2 = next(p for p in run_dir.glob("checkpoint_*") if p != newest)  # Ray keeps 2 (train.num_to_keep)
+    assert load_state(step2)["step"] == 2
+    size = _truncate(newest / STATE_FILE)
+    capsys.readouterr()
+
+    summary = run_training(load_config("toy_tiny", [*tiny, "train.iters=6"]), run_dir, resume=True)
+    out = capsys.readouterr().out
+    assert (f"[c2s] checkpoint {newest / STATE_FILE} is damaged (truncated: {size} bytes, a zip archive cut "
+            f"short before its central directory); resuming from {step2} (step 2) instead") in out.splitlines()
+    after = _train_lines(run_dir)
+    assert sorted(after) == [1, 2, 3, 4, 5, 6]
+    assert [after[1], after[2]] == [before[1], before[2]]  # kept: the resumed run started after step 2
+    assert after[3] != before[3] and after[4] != before[4]  # redone from the step-2 checkpoint
+    # Step 3's loss is computed from the restored step-2 weights on the same rows: the same loss again.
+    assert json.loads(after[3])["loss"] == pytest.approx(json.loads(before[3])["loss"], rel=1e-5)
+    assert summary["step"] == 6 and restored_step(run_dir) == 6
+    final = load_state(latest_checkpoint(run_dir))
+    assert final["step"] == 6
+    assert (run_dir / (RAY_CHECKPOINT_SNAPSHOT + SNAPSHOT_BACKUP_SUFFIX)).is_file()
