@@ -30,7 +30,12 @@ def ray_local():
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": always a Ray of its own. Without it ray.init joins whatever Ray this machine runs
+        # (a `ray start` head, the multinode scenarios' Cluster: /tmp/ray/ray_current_cluster) and then
+        # refuses num_cpus ("When connecting to an existing cluster, num_cpus and num_gpus must not be
+        # provided"): every integration test errored while a developer's `ray start` head was up.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
     yield ray
     ray.shutdown()
 

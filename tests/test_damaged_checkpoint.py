@@ -3,7 +3,8 @@
 The check of one ``state.pt`` (c2s.train.checkpoint.inspect_checkpoint) on copies of a real toy checkpoint
 damaged each way a user met or may meet; the newest intact checkpoint of a run; Ray Train's snapshot rewritten
 by ``--resume`` (c2s.train.trainer.resume_from_intact) and read back by Ray's own CheckpointManager; ``c2s eval``
-and ``c2s train --resume`` on the console; and one resumed training run on a truncated checkpoint.
+and ``c2s train --resume`` on the console. The resumed training run on a truncated checkpoint is in
+tests/test_train_job.py (it shares that file's Train runs).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from c2s.train.checkpoint import (
     checkpoint_damage,
     inspect_checkpoint,
     latest_checkpoint,
-    load_state,
     newest_intact_checkpoint,
 )
 from c2s.train.pipeline import RAY_CHECKPOINT_SNAPSHOT, restored_step
@@ -363,41 +363,6 @@ def test_resume_with_no_intact_checkpoint_stops_before_ray(toy_state, tmp_path, 
 
 # ---- one resumed training run ----------------------------------------------------------------------
 
-def _train_lines(run_dir: Path) -> dict[int, str]:
-    return {json.loads(line)["step"]: line for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-            if json.loads(line).get("kind") == "train"}
 
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_resume_continues_from_the_intact_checkpoint(ray_local, cache_root, tmp_path, capsys):
-    """Train 4 steps (checkpoints at 2 and 4), truncate the step-4 state.pt, resume to 6: Ray Train restores
-    the step-2 checkpoint, steps 3..6 are trained (rows 1-2 untouched, 3-4 rewritten) and the run ends at 6."""
-    from c2s.train.trainer import run_training
-
-    run_dir = tmp_path / "run"
-    tiny = ["train.workers=1", "train.checkpoint_interval=2", "data.world.images_val=1"]
-    run_training(load_config("toy_tiny", [*tiny, "train.iters=4"]), run_dir)
-    newest = latest_checkpoint(run_dir)
-    assert load_state(newest)["step"] == 4 and restored_step(run_dir) == 4
-    before = _train_lines(run_dir)
-    assert sorted(before) == [1, 2, 3, 4]
-    step2 = next(p for p in run_dir.glob("checkpoint_*") if p != newest)  # Ray keeps 2 (train.num_to_keep)
-    assert load_state(step2)["step"] == 2
-    size = _truncate(newest / STATE_FILE)
-    capsys.readouterr()
-
-    summary = run_training(load_config("toy_tiny", [*tiny, "train.iters=6"]), run_dir, resume=True)
-    out = capsys.readouterr().out
-    assert (f"[c2s] checkpoint {newest / STATE_FILE} is damaged (truncated: {size} bytes, a zip archive cut "
-            f"short before its central directory); resuming from {step2} (step 2) instead") in out.splitlines()
-    after = _train_lines(run_dir)
-    assert sorted(after) == [1, 2, 3, 4, 5, 6]
-    assert [after[1], after[2]] == [before[1], before[2]]  # kept: the resumed run started after step 2
-    assert after[3] != before[3] and after[4] != before[4]  # redone from the step-2 checkpoint
-    # Step 3's loss is computed from the restored step-2 weights on the same rows: the same loss again.
-    assert json.loads(after[3])["loss"] == pytest.approx(json.loads(before[3])["loss"], rel=1e-5)
-    assert summary["step"] == 6 and restored_step(run_dir) == 6
-    final = load_state(latest_checkpoint(run_dir))
-    assert final["step"] == 6
-    assert (run_dir / (RAY_CHECKPOINT_SNAPSHOT + SNAPSHOT_BACKUP_SUFFIX)).is_file()
+# The end-to-end resume past a damaged checkpoint (Ray Train restoring the newest intact one) shares its
+# Train runs with the killed-worker run: tests/test_train_job.py::test_resume_past_a_damaged_checkpoint_restores_the_newest_intact_one.
