@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
+from joblog import CRASH
 
 # The session's own cache root (toy world, token caches, text embeddings), set before any Ray process starts
 # so every worker inherits it: a clean-clone `make test` once wrote a token cache and a toy world into the
@@ -83,3 +85,42 @@ def pytest_collection_modifyitems(config, items):
     in a clean-clone `make test` they took 329 s after the other integration tests had run, against 241 s
     run alone (the cause was not isolated). The order is otherwise unchanged (a stable sort)."""
     items.sort(key=lambda item: item.get_closest_marker("multinode") is None)
+
+
+def ray_crash_lines(logs_dir: Path, since: float, limit: int = 8) -> list[str]:
+    """Crash lines (tests/joblog.py's CRASH: a fatal signal, a failed check) in the Ray log files under
+    ``logs_dir`` written since ``since`` (a time.time()), each prefixed with its file's name."""
+    found: list[str] = []
+    for path in sorted(logs_dir.glob("*")):
+        try:
+            if not path.is_file() or path.stat().st_mtime < since or path.stat().st_size > 50_000_000:
+                continue
+            text = path.read_text(errors="replace")
+        except OSError:  # rotated or removed meanwhile
+            continue
+        found += [f"{path.name}: {line.strip()}" for line in text.splitlines() if CRASH.search(line)]
+        if len(found) >= limit:
+            break
+    return found[:limit]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that ran on the session's Ray says so when a Ray process crashed meanwhile (its log
+    files hold a fatal-signal dump or a failed check): the failure is then Ray's, not necessarily c2s's."""
+    report = yield
+    if call.when == "setup":
+        item.stash[_STARTED] = time.time()
+    if report.failed and "ray_local" in getattr(item, "fixturenames", ()):
+        import ray
+
+        node = getattr(ray._private.worker, "_global_node", None)
+        if node is not None:
+            lines = ray_crash_lines(Path(node.get_logs_dir_path()), item.stash.get(_STARTED, 0.0))
+            if lines:
+                report.sections.append(("Ray process crash during this test (not c2s's own output)",
+                                        "\n".join(lines)))
+    return report
+
+
+_STARTED = pytest.StashKey[float]()

@@ -56,3 +56,22 @@ def test_an_entrypoint_error_is_a_c2s_line_and_a_stranger_run_name_is_not():
     assert log.c2s == [error] and log.other == [stranger]
     assert read_job_log(stranger, None).c2s == []
     assert not read_job_log("\n".join(C2S)).context().startswith("NOTE")
+
+
+def test_crash_lines_in_ray_log_files_since_the_test_started(tmp_path):
+    """conftest's failure note reads the session's Ray log files: the crash written during the test, not one
+    written before it, nor a healthy worker's lines."""
+    import os
+
+    from conftest import ray_crash_lines
+
+    old, new, healthy = tmp_path / "raylet.err", tmp_path / "python-core-worker-1.log", tmp_path / "raylet.out"
+    old.write_text(CRASH_DUMP[0] + "\n")
+    os.utime(old, (1000.0, 1000.0))
+    new.write_text("\n".join(["[2026-12-05 10:10:10,000 I 1 2] core_worker.cc:1: Constructing CoreWorker",
+                              *CRASH_DUMP[1:3]]) + "\n")
+    healthy.write_text("\n".join(RAY_STARTUP) + "\n")
+    lines = ray_crash_lines(tmp_path, since=2000.0)
+    assert lines == [f"python-core-worker-1.log: {CRASH_DUMP[1]}", f"python-core-worker-1.log: {CRASH_DUMP[2]}"]
+    assert ray_crash_lines(tmp_path, since=0.0)[0] == f"python-core-worker-1.log: {CRASH_DUMP[1]}"
+    assert len(ray_crash_lines(tmp_path, since=0.0)) == 3
