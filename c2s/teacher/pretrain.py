@@ -46,8 +46,8 @@ BACKGROUND = "background"  # the class name toy_clip.background_frac teaches (ca
 
 # Every knob of the pretraining; `toy_clip` in c2s/configs/_base_/datasets/toy.py overrides them.
 DEFAULT_PRETRAIN: dict[str, Any] = dict(
-    steps=1500,
-    batch_size=64,
+    steps=1000,
+    batch_size=48,
     lr=1.5e-3,
     weight_decay=0.1,
     warmup_steps=50,
