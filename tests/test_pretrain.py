@@ -103,11 +103,16 @@ def test_unknown_pretrain_key_is_an_error():
         pretrain(TINY_WORLD, dict(epochs=3), "c2s-test-vit")
 
 
+# The toy CLIP recipe before 2026-12-05 (docs/demo.md): keys hashed from it must stay what they were.
+OLD_RECIPE = {"steps": 1500, "batch_size": 64}
+
+
 def test_device_key_keeps_cpu_keys_and_hashes_other_devices():
     cfg = load_config("toy_c2s")
     world = dict(cfg.data.world)
-    # The key of the default toy CLIP before toy_clip.device existed (PRETRAIN_VERSION 2): still the same.
-    voc_like = {**cfg.toy_clip, "background_frac": 0.0}  # the "toy" dataset's CLIP
+    # The key of the toy CLIP recipe of that time (1500 steps x 64) before toy_clip.device existed
+    # (PRETRAIN_VERSION 2): still the same.
+    voc_like = {**cfg.toy_clip, **OLD_RECIPE, "background_frac": 0.0}  # the "toy" dataset's CLIP
     assert teacher_key(world, voc_like, "c2s-toy-vit") == "beb63a7fe7e6be20"
     assert teacher_key(world, {**voc_like, "device": "cpu"}, "c2s-toy-vit") == "beb63a7fe7e6be20"
     cuda = teacher_key(world, {**voc_like, "device": "cuda"}, "c2s-toy-vit")
@@ -157,10 +162,13 @@ def test_background_frac_trains_and_reports_background_reading():
 def test_background_frac_is_hashed_only_when_used():
     cfg = load_config("toy_c2s")
     world = dict(cfg.data.world)
-    assert teacher_key(world, {**cfg.toy_clip, "background_frac": 0.0}, "c2s-toy-vit") == "beb63a7fe7e6be20"
-    with_bg = teacher_key(world, {**cfg.toy_clip, "background_frac": 0.1}, "c2s-toy-vit")
+    old = {**cfg.toy_clip, **OLD_RECIPE}
+    assert teacher_key(world, {**old, "background_frac": 0.0}, "c2s-toy-vit") == "beb63a7fe7e6be20"
+    with_bg = teacher_key(world, {**old, "background_frac": 0.1}, "c2s-toy-vit")
     assert with_bg != "beb63a7fe7e6be20"
-    assert with_bg != teacher_key(world, {**cfg.toy_clip, "background_frac": 0.2}, "c2s-toy-vit")
+    assert with_bg != teacher_key(world, {**old, "background_frac": 0.2}, "c2s-toy-vit")
+    # today's recipe (1000 x 48, docs/demo.md) is a toy CLIP of its own
+    assert teacher_key(world, {**cfg.toy_clip, "background_frac": 0.0}, "c2s-toy-vit") != "beb63a7fe7e6be20"
 
 
 def test_fused_optimizer_takes_the_per_tensor_loops_steps():
