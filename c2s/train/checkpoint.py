@@ -70,12 +70,9 @@ def load_state(directory: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path:
-    """The newest ``checkpoint_*`` directory (holding ``state.pt``) that Ray Train wrote under a run."""
-    found = [p.parent for p in Path(run_dir).glob("checkpoint_*/" + STATE_FILE)]
-    if not found:
-        raise FileNotFoundError(f"no checkpoint_*/{STATE_FILE} under {run_dir} (not a c2s run directory, "
-                                "or no checkpoint was reported yet)")
-    return max(found, key=lambda p: (p.stat().st_mtime, p.name))
+    """The newest ``checkpoint_*`` directory (holding ``state.pt``) that Ray Train wrote under a run, intact or
+    not (:func:`newest_intact_checkpoint` checks); :class:`NoCheckpointError` when there is none."""
+    return checkpoints_newest_first(run_dir)[0]
 
 
 class CheckpointError(ValueError):
@@ -189,8 +186,6 @@ def inspect_checkpoint(checkpoint: str | Path) -> tuple[CheckpointDamage | None,
     damage = _zip_damage(path, size)
     if damage is not None:
         return damage, None
-    import torch
-
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch.load's errors have no common base (RuntimeError, UnpicklingError, ...)
@@ -216,8 +211,8 @@ def checkpoint_damage(checkpoint: str | Path) -> CheckpointDamage | None:
 
 
 def checkpoints_newest_first(run_dir: str | Path) -> list[Path]:
-    """The ``checkpoint_*`` directories holding ``state.pt`` under a run, newest first (the order of
-    :func:`latest_checkpoint`). :class:`NoCheckpointError` when the folder is missing or holds none."""
+    """The ``checkpoint_*`` directories holding ``state.pt`` under a run, newest first (by modification
+    time, then name). :class:`NoCheckpointError` when the folder is missing or holds none."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise NoCheckpointError(f"{run_dir} does not exist (expected a c2s run directory or checkpoint directory)")
