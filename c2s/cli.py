@@ -22,9 +22,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("tokens",): ("c2s.teacher.cache", "materialise the teacher's tokens to a Parquet cache"),
     ("data", "check"): ("c2s.data.check", "validate a dataset folder against the catalog"),
     ("data", "prepare"): ("c2s.data.prepare", "VOC12-aug / COCO-Stuff164k / Context59 from the downloaded archives"),
-    ("world", "generate"): ("c2s.data.toyworld", "generate the toy world in mmseg layout"),
-    ("world", "pretrain-teacher"): ("c2s.teacher.pretrain", "pretrain the toy CLIP on the toy world"),
-    ("world", "pretrain-student"): ("c2s.student.pretrain",
+    ("world", "generate"): ("c2s.world.generate", "generate the toy world in mmseg layout"),
+    ("world", "pretrain-teacher"): ("c2s.world.clip", "pretrain the toy CLIP on the toy world"),
+    ("world", "pretrain-student"): ("c2s.world.backbone",
                                     "pretrain a toy student's backbone on seen-class crops (the ImageNet analogue)"),
     ("bench", "objective"): ("c2s.bench.objective", "time the student alone vs with the C2S objective"),
     ("bench", "teacher"): ("c2s.bench.teacher", "time the teacher's stages and local-token batching"),
@@ -39,7 +39,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 # by module path so this routing table imports nothing heavy.
 USER_ERRORS = frozenset({
     "c2s.config.ConfigError",  # includes c2s.sweep.spec.SpecError
-    "c2s.train.resolve.PreflightError",
+    "c2s.errors.PreflightError",
     "c2s.teacher.checkpoint.TeacherCheckpointError",
     "c2s.train.checkpoint.CheckpointError",  # a damaged or missing training checkpoint (includes NoCheckpointError)
 })

@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     out = (args.out or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    from c2s.train.resolve import resolve_inputs
+    from c2s.inputs import resolve_inputs
     from c2s.train.trainer import init_ray, run_training
 
     print("[demo] 1/4 toy world, toy CLIP and toy student backbone (generated once, then cached)", flush=True)

@@ -186,7 +186,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from c2s.config import apply_overrides
-    from c2s.train.resolve import resolve_inputs, text_embeddings_for
+    from c2s.inputs import resolve_inputs
+    from c2s.train.resolve import text_embeddings_for
 
     ckpt = find_checkpoint(args.checkpoint)
     student, cfg, state = load_student_from_checkpoint(ckpt, args.device)

@@ -89,7 +89,7 @@ def scenario_refused(sim: SimCluster, out: Path) -> dict[str, Any]:
     no node is refused before fit(), with both sides printed. (The spread half of 18.1 is the worker-loss
     run: its two 1-CPU workers can only run on two different 1-CPU nodes.)"""
     from c2s.config import load_config
-    from c2s.train.resolve import PreflightError
+    from c2s.errors import PreflightError
     from c2s.train.trainer import run_training
 
     t0 = time.perf_counter()
@@ -191,7 +191,7 @@ def scenario_node_loss(sim: SimCluster, out: Path, target: str) -> dict[str, Any
     import ray
 
     from c2s.config import load_config
-    from c2s.train.resolve import PreflightError
+    from c2s.errors import PreflightError
     from c2s.train.trainer import run_training
 
     result: dict[str, Any] = {"target": target, "nodes": sorted(n.node_id for n in sim.nodes)}

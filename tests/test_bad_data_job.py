@@ -14,9 +14,9 @@ import pytest
 
 from c2s.config import load_config
 from c2s.data.readers import BadSampleError
-from c2s.data.toyworld import ensure_world
 from c2s.train.loop import BAD_SAMPLE_MARKER
 from c2s.train.trainer import run_training
+from c2s.world.generate import ensure_world
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c2s.data.catalog import DATASETS, TOY_CLASSES, get_dataset_info, is_toy_world
+from c2s.data.catalog import DATASETS, dataset_names, get_dataset_info
+from c2s.world.classes import TOY_CLASSES, is_toy_world
 
 
 @pytest.mark.parametrize("name, n_classes, n_unseen", [
@@ -88,7 +89,19 @@ def test_toy_stuff_labels_the_background_as_a_seen_class():
 def test_unknown_dataset_lists_names():
     with pytest.raises(ValueError, match="voc12, coco_stuff164k, context59, toy, toy_stuff"):
         get_dataset_info("cityscapes")
-    assert list(DATASETS) == ["voc12", "coco_stuff164k", "context59", "toy", "toy_stuff"]
+    assert list(DATASETS) == ["voc12", "coco_stuff164k", "context59"]  # built in; the toy world registers its own
+    assert dataset_names() == ["voc12", "coco_stuff164k", "context59", "toy", "toy_stuff"]
+
+
+def test_a_registered_dataset_cannot_shadow_a_built_in_one(monkeypatch):
+    """Entry points add datasets (c2s/plugins.py); one that reuses a catalog name is refused by name."""
+    from c2s import plugins
+    from c2s.data import catalog
+
+    clash = (("mine", (catalog.DATASETS["voc12"],)),)
+    monkeypatch.setattr(plugins, "load", lambda group: clash if group == catalog.PLUGIN_GROUP else ())
+    with pytest.raises(ValueError, match="entry point c2s.datasets:mine registers dataset 'voc12'"):
+        catalog.get_dataset_info("toy")
 
 
 def test_layout_describes_variants():

@@ -10,7 +10,7 @@ import pytest
 
 from c2s.cli import is_user_error, main, run_command
 from c2s.config import ConfigError
-from c2s.train.resolve import PreflightError
+from c2s.errors import PreflightError
 
 REPO = Path(__file__).resolve().parents[1]
 MESSAGE = "unknown config key 'loss.tua'. Closest valid keys: loss.tau, loss.beta, loss.alpha."

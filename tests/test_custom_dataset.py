@@ -15,11 +15,12 @@ import yaml
 from PIL import Image
 
 from c2s.data import custom
-from c2s.data.catalog import TOY_CLASSES, TOY_UNSEEN, get_dataset_info, list_split
+from c2s.data.catalog import get_dataset_info, list_split
 from c2s.data.check import main as check_main
 from c2s.data.custom import DatasetFileError, parse_dataset
-from c2s.data.toyworld import generate_world
 from c2s.train.pipeline import seen_labels
+from c2s.world.classes import TOY_CLASSES, TOY_UNSEEN
+from c2s.world.generate import generate_world
 
 LAYOUT = {"img_dir": {"train": "images/train", "val": "images/val"},
           "ann_dir": {"train": "masks/train", "val": "masks/val"},
@@ -29,7 +30,7 @@ GOOD = {"name": "mydata", "classes": ["road", "car", "person", "bicycle", "tree"
 
 
 def toy_yaml(path: Path) -> Path:
-    """The toy world (c2s/data/toyworld.py's mmseg layout) declared as a dataset file."""
+    """The toy world (c2s/world/generate.py's mmseg layout) declared as a dataset file."""
     path.write_text(yaml.safe_dump({
         "name": "toy_from_yaml", "classes": list(TOY_CLASSES), "unseen": list(TOY_UNSEEN),
         "layout": {"img_dir": {"train": "img_dir/train", "val": "img_dir/val"},
@@ -104,7 +105,6 @@ def test_inductive_rule_on_the_training_path(dtype):
     (with_(unseen=GOOD["classes"]), "unseen", "no seen class is left"),
     (with_(unseen=["car", "car"]), "unseen", "duplicate names"),
     (with_(name=""), "name", "expected a non-empty name"),
-    (with_(name="voc12"), "name", "is a catalog dataset's name"),
     (with_(templates="many"), "templates", r"expected one of \['single', 'ensemble'\]"),
     (with_(ignore_index=2), "ignore_index", "also the mask value of class 'person'"),
     (with_(ignore_index=300), "ignore_index", "an integer in 0..255"),
@@ -120,6 +120,14 @@ def test_inductive_rule_on_the_training_path(dtype):
 def test_every_mistake_names_its_key(data, key, message):
     with pytest.raises(DatasetFileError, match=rf"^my\.yaml: {key}: .*{message}"):
         parse_dataset(data, "my.yaml")
+
+
+@pytest.mark.parametrize("name", ["voc12", "toy_stuff"])  # built in, and registered by the toy world
+def test_a_dataset_file_may_not_take_a_catalog_name(tmp_path, name):
+    path = tmp_path / "my.yaml"
+    path.write_text(yaml.safe_dump(with_(name=name)))
+    with pytest.raises(DatasetFileError, match=rf"my\.yaml: name: '{name}' is a catalog dataset's name"):
+        get_dataset_info(str(path))
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
@@ -188,7 +196,7 @@ def test_data_check_names_the_key_of_a_missing_folder(tmp_path, capsys):
 
 def test_job_preflight_resolves_the_file_and_checks_templates(tmp_path, monkeypatch):
     from c2s.config import load_config
-    from c2s.train.resolve import resolve_inputs
+    from c2s.inputs import resolve_inputs
 
     root = tmp_path / "root"
     for split in ("train", "val"):

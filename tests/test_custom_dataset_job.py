@@ -17,10 +17,10 @@ import yaml
 
 from c2s import evaluate
 from c2s.config import load_config
-from c2s.data.catalog import TOY_CLASSES, TOY_UNSEEN
-from c2s.data.toyworld import generate_world
 from c2s.train.checkpoint import latest_checkpoint, load_state
 from c2s.train.trainer import run_training
+from c2s.world.classes import TOY_CLASSES, TOY_UNSEEN
+from c2s.world.generate import generate_world
 
 pytestmark = pytest.mark.integration
 

@@ -171,7 +171,7 @@ class TinyBNStudent(torch.nn.Module):
 def _toy_eval_setup(tmp_path, images_val: int = 5):
     """A generated toy val split of ``images_val`` 48x48 images, :class:`TinyBNStudent` in eval mode and
     seeded random unit text embeddings of all 20 classes; sliding windows that overlap."""
-    from c2s.data.toyworld import generate_world
+    from c2s.world.generate import generate_world
 
     root = tmp_path / "world"
     generate_world({"images_train": 1, "images_val": images_val, "size": 48}, root)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import c2s
-from c2s.data.catalog import DATASETS, get_dataset_info
+from c2s.data.catalog import dataset_names, get_dataset_info
 from c2s.data.custom import parse_dataset
 from c2s.data.labels import seen_labels
 from c2s.data.readers import iter_samples
-from c2s.data.toyworld import generate_world
+from c2s.world.generate import generate_world
 
 # (seen, unseen) class counts of the zero-shot splits the paper uses (ZegCLIP's splits)
 SPLITS = {"voc12": (15, 5), "coco_stuff164k": (156, 15), "context59": (49, 10), "toy": (15, 5),
@@ -39,7 +39,7 @@ def expected_train_ids(classes: tuple[str, ...], unseen: tuple[str, ...]) -> np.
 
 
 def test_catalog_is_the_one_checked():
-    assert set(DATASETS) == set(SPLITS)
+    assert set(dataset_names()) == set(SPLITS)
 
 
 @pytest.mark.parametrize("name", sorted(SPLITS))

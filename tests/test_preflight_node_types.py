@@ -18,8 +18,9 @@ import yaml
 from ray.core.generated import autoscaler_pb2
 
 import c2s.train.cluster as cluster_mod
+from c2s.errors import PreflightError
 from c2s.train.placement import Node, job_bundles, node_types_from_autoscaling_config, place
-from c2s.train.resolve import PreflightError, check_placement
+from c2s.train.resolve import check_placement
 
 REPO = Path(__file__).resolve().parents[1]
 HEAD_ROW = {"Alive": True, "NodeID": "h" * 56, "NodeManagerAddress": "10.0.0.1",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from c2s.config import load_config
+from c2s.errors import PreflightError
 from c2s.train.placement import Bundle, Cluster, Node, NodeType, job_bundles, place, unplaceable_message
-from c2s.train.resolve import PreflightError, check_placement, check_resources, job_parts, resources_needed
+from c2s.train.resolve import check_placement, check_resources, job_parts, resources_needed
 
 
 def _cpu(*amounts: float) -> list[Bundle]:

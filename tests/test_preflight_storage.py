@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from c2s.config import load_config
+from c2s.errors import PreflightError
 from c2s.sweep import run as sweep_run
-from c2s.train.resolve import PreflightError
 from c2s.train.storage import JOB_CONFIG_ENV, check_shared_inputs, cluster_hosts, job_input_paths
 
 ROOTS = [Path("/tmp"), Path("/dev/shm")]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from c2s.config import load_config
-from c2s.teacher.pretrain import (
+from c2s.world.clip import (
     DEFAULT_PRETRAIN,
     ensure_toy_teacher,
     load_metrics,
@@ -40,8 +40,8 @@ def test_short_pretraining_beats_chance():
     # both accuracies are the crop-weighted means of the per-class ones over the held-out objects
     from collections import Counter
 
-    from c2s.data.catalog import TOY_CLASSES, TOY_UNSEEN
-    from c2s.data.toyworld import render, world_params
+    from c2s.world.classes import TOY_CLASSES, TOY_UNSEEN
+    from c2s.world.generate import render, world_params
 
     world = world_params(TINY_WORLD)
     counts = Counter(TOY_CLASSES[c] for i in range(TINY["eval_images"]) for c in render(world, "val", i).classes)
@@ -128,8 +128,8 @@ def test_cuda_device_without_cuda_is_an_error_naming_the_key():
 
 
 def test_background_views_blank_objects_and_crop_the_asked_square():
-    from c2s.data.toyworld import render, world_params
-    from c2s.teacher.pretrain import _normalise, _Pool, background_views
+    from c2s.world.clip import _normalise, _Pool, background_views
+    from c2s.world.generate import render, world_params
 
     pool = _Pool([render(world_params(TINY_WORLD), "val", i) for i in range(3)])
     mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
@@ -174,7 +174,7 @@ def test_background_frac_is_hashed_only_when_used():
 def test_fused_optimizer_takes_the_per_tensor_loops_steps():
     """The fused AdamW (one kernel per step) must move the weights as the per-tensor loop does: 20 steps on
     a decay and a no-decay group (weight decay 0.1 on the first only), within float32 rounding."""
-    from c2s.teacher.pretrain import pretrain_optimizer
+    from c2s.world.clip import pretrain_optimizer
 
     torch.manual_seed(0)
     ref = [torch.nn.Parameter(torch.randn(50, 8)), torch.nn.Parameter(torch.randn(8))]

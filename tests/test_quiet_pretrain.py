@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from c2s.teacher.pretrain import pretrain
+from c2s.world.clip import pretrain
 
 WARNING = "No pretrained weights loaded for model 'c2s-test-vit'. Model initialized randomly."
 

@@ -9,7 +9,7 @@ from PIL import Image
 from c2s.config import load_config
 from c2s.data.catalog import get_dataset_info
 from c2s.data.readers import BadSampleError, decode_pair, iter_samples
-from c2s.data.toyworld import generate_world
+from c2s.world.generate import generate_world
 
 WORLD = dict(images_train=24, images_val=8)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from c2s.train.resolve import PreflightError
+from c2s.errors import PreflightError
 from c2s.train.storage import (
     check_run_location,
     check_shared_storage,

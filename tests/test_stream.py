@@ -12,7 +12,6 @@ import torch
 from c2s.config import load_config
 from c2s.data.catalog import get_dataset_info, list_split
 from c2s.data.readers import _Loader, stream_position
-from c2s.data.toyworld import generate_world
 from c2s.train.loop import _batches
 from c2s.train.pipeline import (
     RAY_CHECKPOINT_SNAPSHOT,
@@ -21,6 +20,7 @@ from c2s.train.pipeline import (
     stream_epochs,
     stream_span,
 )
+from c2s.world.generate import generate_world
 
 N = 6  # training images of the test world
 

@@ -21,9 +21,9 @@ def _by_image(rows):
 
 
 def test_live_epoch_equals_cached_epoch(ray_local, cache_root, tmp_path):
+    from c2s.inputs import resolve_inputs
     from c2s.teacher.cache import build_token_cache, load_token_cache
     from c2s.train.pipeline import build_train_dataset
-    from c2s.train.resolve import resolve_inputs
 
     cfg = load_config("toy_tiny", [*ONE, "teacher.cache_epochs=2", "train.seed=7"])
     inputs = resolve_inputs(cfg)

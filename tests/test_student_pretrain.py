@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from c2s.config import load_config
-from c2s.data.catalog import TOY_CLASSES, TOY_COLOURS, TOY_SHAPES, get_dataset_info
-from c2s.data.toyworld import render_many
+from c2s.data.catalog import get_dataset_info
+from c2s.errors import PreflightError
+from c2s.inputs import resolve_inputs
 from c2s.student import build_student
-from c2s.student.pretrain import (
+from c2s.student.weights import load_backbone_weights
+from c2s.world.backbone import (
     backbone_dir,
     backbone_key,
     ensure_toy_backbone,
@@ -22,8 +24,8 @@ from c2s.student.pretrain import (
     pretrain_backbone,
     pretrain_params,
 )
-from c2s.student.weights import load_backbone_weights
-from c2s.train.resolve import PreflightError, resolve_inputs
+from c2s.world.classes import TOY_CLASSES, TOY_COLOURS, TOY_SHAPES
+from c2s.world.generate import render_many
 
 TINY_WORLD = dict(images_train=4, images_val=4, max_objects=3)
 TINY = dict(steps=3, batch_size=8, pool_images=12, heldout_images=6, crop=32, log_every=1000, threads=1)
@@ -113,24 +115,31 @@ def test_unknown_key_is_named():
         pretrain_params({"stepz": 3})
 
 
-def test_resolve_inputs_turns_toy_into_the_cached_file(tmp_path):
-    cfg = load_config("toy_tiny", [f"cache_root={tmp_path}", "model.pretrained=toy",
+def test_resolve_inputs_turns_toy_backbone_into_the_cached_file(tmp_path):
+    cfg = load_config("toy_tiny", [f"cache_root={tmp_path}", "model.pretrained=toy:backbone",
                                    *[f"toy_backbone.{k}={v}" for k, v in TINY.items()]])
     resolve_inputs(cfg)
     assert cfg.model.pretrained == str(backbone_dir(cfg, tmp_path) / "backbone.pt")
     build_student(cfg.model)  # loads the resolved file
 
-    with pytest.raises(ValueError, match="model.pretrained='toy'.*resolve"):
-        build_student(dict(MODEL, pretrained="toy"))
+    with pytest.raises(ValueError, match="model.pretrained='toy:backbone' is a provider reference.*resolve"):
+        build_student(dict(MODEL, pretrained="toy:backbone"))
     missing = load_config("toy_tiny", [f"cache_root={tmp_path}", f"model.pretrained={tmp_path}/nope.pth"])
     with pytest.raises(PreflightError, match="model.pretrained.*nope.pth.*does not exist"):
         resolve_inputs(missing)
     teacher = tmp_path / "clip.pt"
     teacher.write_bytes(b"weights")  # any non-empty file passes the teacher preflight (not read here)
     real = load_config("voc12_segformer_b4", [f"data.root={tmp_path}", f"teacher.checkpoint={teacher}",
-                                              "model.pretrained=toy"])
-    with pytest.raises(PreflightError, match="model.pretrained = 'toy'.*voc12"):
+                                              "model.pretrained=toy:backbone"])
+    with pytest.raises(PreflightError, match="model.pretrained = 'toy:backbone' is the toy world's.*voc12"):
         resolve_inputs(real)
+
+
+def test_the_old_spelling_names_the_new_value(tmp_path):
+    cfg = load_config("toy_tiny", [f"cache_root={tmp_path}", "model.pretrained=toy"])
+    with pytest.raises(PreflightError, match="model.pretrained = 'toy' is the old spelling; write "
+                                             "model.pretrained=toy:backbone"):
+        resolve_inputs(cfg)
 
 
 def test_cli_prints_accuracies_as_json(tmp_path, capsys, monkeypatch):

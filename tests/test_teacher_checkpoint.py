@@ -378,7 +378,8 @@ def test_missing_path_is_still_file_not_found(tmp_path):
 def test_preflight_names_a_directory_as_such(files, tmp_path):
     """The job's preflight (c2s/train/resolve.py) used to call a directory 'does not exist'."""
     from c2s.config import load_config
-    from c2s.train.resolve import PreflightError, resolve_inputs
+    from c2s.errors import PreflightError
+    from c2s.inputs import resolve_inputs
 
     directory = files["hf_bin_laion"].parent
     cfg = load_config("toy_tiny", [f"data.root={tmp_path}", f"teacher.checkpoint={directory}"])

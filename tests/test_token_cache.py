@@ -95,8 +95,8 @@ def test_missing_cache_is_a_clear_error(tmp_path):
 def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
     import pyarrow.parquet as pq
 
+    from c2s.inputs import resolve_inputs
     from c2s.teacher.cache import STORED_COLUMNS, build_token_cache, cache_dir, load_token_cache
-    from c2s.train.resolve import resolve_inputs
 
     cfg = load_config("toy_tiny", [*TINY, "teacher.cache_epochs=2"])
     inputs = resolve_inputs(cfg)

@@ -16,7 +16,6 @@ from c2s.config import load_config
 from c2s.data.catalog import get_dataset_info, list_split
 from c2s.data.labels import seen_labels
 from c2s.data.readers import _Loader
-from c2s.data.toyworld import generate_world
 from c2s.teacher.cache import (
     CACHE_VERSION,
     MANIFEST,
@@ -28,6 +27,7 @@ from c2s.teacher.cache import (
     source_fingerprint,
     to_storage,
 )
+from c2s.world.generate import generate_world
 
 SEED = 7
 IGNORE = 255

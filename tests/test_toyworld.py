@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from c2s.config import load_config
-from c2s.data.catalog import TOY_CLASSES, get_dataset_info
+from c2s.data.catalog import get_dataset_info
 from c2s.data.readers import iter_samples
-from c2s.data.toyworld import DEFAULT_WORLD, ensure_world, generate_world, read_captions, render, world_key
+from c2s.world.classes import TOY_CLASSES
+from c2s.world.generate import DEFAULT_WORLD, ensure_world, generate_world, read_captions, render, world_key
 
 SMALL = dict(images_train=60, images_val=40)
 

@@ -72,16 +72,18 @@ def main(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after --out
 
     from c2s.config import load_config
-    from c2s.data.catalog import get_dataset_info, is_toy_world
+    from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import iter_samples
     from c2s.data.transforms import eval_transform
     from c2s.evaluate import evaluate_student, predict
+    from c2s.inputs import resolve_inputs
     from c2s.method.diagnostics import global_distill_stats
     from c2s.method.objective import C2SObjective
     from c2s.student import build_student
     from c2s.teacher.cache import TokenCacheError, cache_dir, load_token_cache, old_cache_dirs
-    from c2s.train.resolve import resolve_inputs, text_embeddings_for
+    from c2s.train.resolve import text_embeddings_for
     from c2s.train.schedule import build_optimizer
+    from c2s.world.classes import is_toy_world
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)

@@ -75,9 +75,10 @@ def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
     from c2s.data.readers import iter_samples
     from c2s.data.transforms import eval_transform
     from c2s.evaluate import find_checkpoint, load_student_from_checkpoint
+    from c2s.inputs import resolve_inputs
     from c2s.method.losses import masked_mean_prototypes, region_weights
     from c2s.teacher.clip import load_teacher
-    from c2s.train.resolve import resolve_inputs, text_embeddings_for
+    from c2s.train.resolve import text_embeddings_for
 
     cfg = from_dict(json.loads((run_dir / "config.json").read_text()))
     inputs = resolve_inputs(cfg)

@@ -35,12 +35,13 @@ def main(argv: list[str]) -> int:
     from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import iter_samples
     from c2s.data.transforms import eval_transform
+    from c2s.inputs import resolve_inputs
     from c2s.method.objective import C2SObjective
     from c2s.student import build_student
     from c2s.teacher.clip import load_teacher
     from c2s.teacher.tokens import teacher_tokens
     from c2s.train.checkpoint import latest_checkpoint, load_state
-    from c2s.train.resolve import resolve_inputs, text_embeddings_for
+    from c2s.train.resolve import text_embeddings_for
 
     cfg = from_dict(json.loads((args.run_dir / "config.json").read_text()))
     if not bool(cfg.latent.enabled):

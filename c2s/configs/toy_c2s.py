@@ -4,10 +4,10 @@
 # background and the latent embedding cost full C2S 6.3 hIoU against "+ distillation" (3 seeds, Table 3 sweep);
 # `data.dataset=toy toy_clip.background_frac=0.0` gives that world back.
 _base_ = ["./_base_/default.py", "./_base_/datasets/toy_stuff.py", "./_base_/students/segformer_tiny.py"]
-# "toy": the backbone pretrained on seen-class object crops (c2s/student/pretrain.py), the toy world's
-# ImageNet initialisation; the baseline inherits it, as both rows of the paper's Table 3 start from ImageNet.
-model = dict(embed_dim=256, pretrained="toy")
-teacher = dict(arch="c2s-toy-vit", image_size=64, dense_size=96, batch_size=16)
+# The backbone pretrained on seen-class object crops (c2s/world/backbone.py), the toy world's ImageNet
+# initialisation; the baseline inherits it, as both rows of the paper's Table 3 start from ImageNet.
+model = dict(embed_dim=256, pretrained="toy:backbone")
+teacher = dict(arch="c2s-toy-vit", checkpoint="toy:clip", image_size=64, dense_size=96, batch_size=16)
 # 300 steps keep `make demo` (toy CLIP pretraining + two runs) inside 25 minutes on 2 CPU cores.
 train = dict(iters=300, batch_size=16, workers=1, cpus_per_worker=0.5, log_interval=25,
              checkpoint_interval=150, eval_interval=300)

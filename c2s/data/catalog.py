@@ -14,175 +14,21 @@ Splits follow ZegCLIP's inductive protocol (``../shared/design/method-notes.md``
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-IGNORE_INDEX = 255
-
-
-@dataclass(frozen=True)
-class SplitPart:
-    """One listing under a dataset root (paths relative to the root), as one mmseg ``BaseSegDataset``.
-
-    ``split_file`` is ``None`` for the plain mmseg layout (every image under ``img_dir``, recursively, is a
-    sample; mmseg's ``ann_file=''``), or a text file with one sample per line (mmseg's ``ann_file``, e.g.
-    VOC's ``ImageSets/Segmentation/train.txt``): a basename without suffix, or a DeepLab-style pair line
-    ``/JPEGImages/x.jpg /SegmentationClassAug/x.png`` (the first path's basename names the sample).
-    """
-
-    img_dir: str
-    ann_dir: str
-    split_file: str | None = None
-
-    def describe(self) -> str:
-        return f"{self.img_dir}/ + {self.ann_dir}/" + (f" listed in {self.split_file}" if self.split_file else "")
-
-
-@dataclass(frozen=True)
-class SplitVariant:
-    """One way a split can be laid out: the concatenation of its parts, in order (mmengine's
-    ``ConcatDataset``, as mmseg's ``pascal_voc12_aug.py`` builds VOC aug from two parts)."""
-
-    parts: tuple[SplitPart, ...]
-    name: str = ""
-
-    def describe(self) -> str:
-        text = " + ".join(f"({p.describe()})" if len(self.parts) > 1 else p.describe() for p in self.parts)
-        return f"{text}  [{self.name}]" if self.name else text
-
-
-def _variant(*parts: tuple[str, str] | tuple[str, str, str], name: str = "") -> SplitVariant:
-    return SplitVariant(tuple(SplitPart(*p) for p in parts), name)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The mmseg directory layout a dataset root may have; variants are tried in order per split."""
-
-    img_suffix: str
-    seg_suffix: str
-    splits: Mapping[str, tuple[SplitVariant, ...]]
-
-    def describe(self) -> str:
-        lines = [f"images *{self.img_suffix}, masks *{self.seg_suffix}; per split, the first that exists:"]
-        for split, variants in self.splits.items():
-            for v in variants:
-                lines.append(f"  {split}: {v.describe()}")
-        return "\n".join(lines)
-
-
-def _plain_layout(img_suffix: str, seg_suffix: str, extra: Mapping[str, tuple[SplitVariant, ...]] = {}) -> Layout:
-    # Every dataset accepts the generic mmseg layout img_dir/{split}, ann_dir/{split} first.
-    splits = {
-        split: (_variant((f"img_dir/{split}", f"ann_dir/{split}")), *extra.get(split, ()))
-        for split in ("train", "val")
-    }
-    return Layout(img_suffix, seg_suffix, splits)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """One catalog entry. Build with :func:`get_dataset_info`."""
-
-    name: str
-    classes: tuple[str, ...]
-    unseen: tuple[str, ...]
-    layout: Layout
-    # raw id -> class id for every valid raw id other than IGNORE_INDEX; anything else is invalid.
-    raw_to_class: Mapping[int, int | None] = field(repr=False)
-    ignore_index: int = IGNORE_INDEX
-    num_train: int | None = None  # expected sizes, for `c2s data check` to compare against
-    num_val: int | None = None
-    note: str = ""
-    templates: str | None = None  # a dataset file's `templates` (c2s/data/custom.py); None for the catalog
-    source: str | None = None  # the dataset file this entry was declared in; None for the catalog
-
-    def __post_init__(self) -> None:
-        missing = [c for c in self.unseen if c not in self.classes]
-        if missing:
-            raise ValueError(f"catalog entry {self.name!r}: unseen classes {missing} are not in its class list")
-        lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        valid = np.zeros(256, dtype=bool)
-        valid[IGNORE_INDEX] = True
-        for raw, cls in self.raw_to_class.items():
-            lut[raw] = IGNORE_INDEX if cls is None else cls
-            valid[raw] = True
-        object.__setattr__(self, "_lut", lut)
-        object.__setattr__(self, "_valid", valid)
-        unseen = set(self.unseen)
-        seen_ids = tuple(i for i, c in enumerate(self.classes) if c not in unseen)
-        train_lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        train_lut[list(seen_ids)] = np.arange(len(seen_ids), dtype=np.uint8)
-        object.__setattr__(self, "_train_lut", train_lut)
-
-    @property
-    def ref(self) -> str:
-        """What ``data.dataset`` / ``--dataset`` says to get this entry back: the catalog name or the file."""
-        return self.source or self.name
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def seen_classes(self) -> tuple[str, ...]:
-        return tuple(self.classes[i] for i in self.seen_ids)
-
-    @property
-    def seen_ids(self) -> tuple[int, ...]:
-        unseen = set(self.unseen)
-        return tuple(i for i, c in enumerate(self.classes) if c not in unseen)
-
-    @property
-    def unseen_ids(self) -> tuple[int, ...]:
-        unseen = set(self.unseen)
-        return tuple(i for i, c in enumerate(self.classes) if c in unseen)
-
-    @property
-    def valid_raw_ids(self) -> np.ndarray:
-        """Sorted raw ids a mask file may contain (the ignore id included)."""
-        return np.flatnonzero(self._valid)
-
-    def invalid_raw_ids(self, raw_label: np.ndarray) -> np.ndarray:
-        """Sorted distinct raw ids in ``raw_label`` that the catalog does not know (empty if all valid)."""
-        ids = np.unique(raw_label)
-        return ids[(ids < 0) | (ids > 255) | ~self._valid[np.clip(ids, 0, 255)]]
-
-    def map_raw(self, raw_label: np.ndarray) -> np.ndarray:
-        """Raw file ids -> class ids (uint8, 255 = ignore). Raises ValueError on ids outside the catalog."""
-        raw = np.asarray(raw_label)
-        bad = self.invalid_raw_ids(raw)
-        if bad.size:
-            raise ValueError(
-                f"{self.name}: mask ids {bad.tolist()[:20]} are outside the catalog "
-                f"(valid: {_ranges(self.valid_raw_ids)})"
-            )
-        return self._lut[raw.astype(np.intp, copy=False)]
-
-    def to_train_labels(self, label: np.ndarray) -> np.ndarray:
-        """Class ids -> seen (train) ids ``0..Ns-1``; unseen classes and ignore become 255 (inductive rule)."""
-        lab = np.asarray(label)
-        if lab.size and (lab.min() < 0 or lab.max() > 255):
-            raise ValueError(f"{self.name}: class ids must lie in 0..255, got {lab.min()}..{lab.max()}")
-        # Keep the caller's dtype (uint8 masks from files, int64 rows from the readers).
-        return self._train_lut[lab.astype(np.intp, copy=False)].astype(lab.dtype, copy=False)
-
-
-def _ranges(ids: np.ndarray) -> str:
-    """``[0,1,2,3,255]`` -> ``"0-3, 255"`` for error messages."""
-    parts, ids = [], list(map(int, ids))
-    start = prev = ids[0] if ids else None
-    for i in ids[1:] + [None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-        start = prev = i
-    return ", ".join(parts)
-
+from c2s import plugins
+from c2s.data.custom import DatasetFileError, is_dataset_file, load_dataset_file
+from c2s.data.layout import (  # noqa: F401  (re-exported: the catalog is where users look for them)
+    IGNORE_INDEX,
+    DatasetInfo,
+    Layout,
+    SplitPart,
+    SplitVariant,
+    plain_layout,
+    shifted,
+    variant,
+)
 
 # --- PASCAL VOC 2012 (aug) -------------------------------------------------------------------------
 VOC_CLASSES = (
@@ -227,92 +73,83 @@ CONTEXT59_CLASSES = (
 )
 CONTEXT59_UNSEEN = ("cow", "motorbike", "sofa", "cat", "boat", "fence", "bird", "tvmonitor", "aeroplane", "keyboard")
 
-# --- The toy world (c2s/data/toyworld.py) ---------------------------------------------------------
-# Classes compose two attributes the captions use. Each unseen class's colour and shape both occur in
-# seen classes (every colour has 3 seen shapes, every shape >= 3 seen colours), so unseen classes are new
-# combinations of seen attributes, never new attributes.
-TOY_COLOURS = ("red", "green", "blue", "yellow", "purple")
-TOY_SHAPES = ("circle", "square", "triangle", "cross")
-TOY_CLASSES = tuple(f"{c} {s}" for c in TOY_COLOURS for s in TOY_SHAPES)
-TOY_UNSEEN = ("red cross", "green triangle", "blue square", "yellow circle", "purple cross")
-# "toy_stuff" reads the same files with the background as a seen class (COCO-Stuff-like: every pixel is
-# annotated, so the unannotated area holds the unseen objects only; "toy" is VOC-like, background ignored).
-TOY_STUFF_CLASSES = (*TOY_CLASSES, "background")
-# Datasets generated by c2s/data/toyworld.py: data.root null makes the world, the toy CLIP and backbone apply.
-TOY_DATASETS = ("toy", "toy_stuff")
-
-
-def is_toy_world(dataset: str) -> bool:
-    """True for the catalog's generated toy-world datasets (``TOY_DATASETS``)."""
-    return dataset in TOY_DATASETS
-
-
-def _shifted(n: int) -> dict[int, int | None]:
-    """VOC-style files: 0 = background (-> ignore), k = class k-1."""
-    return {0: None, **{k + 1: k for k in range(n)}}
-
-
 def _build() -> dict[str, DatasetInfo]:
     seg = "ImageSets/Segmentation"
-    voc_layout = _plain_layout(".jpg", ".png", {
+    voc_layout = plain_layout(".jpg", ".png", {
         # mmseg 1.x configs/_base_/datasets/pascal_voc12_aug.py: ConcatDataset of train.txt + SegmentationClass
         # (1,464) and aug.txt + SegmentationClassAug (9,118 = SBD minus VOC train and val, written by
         # tools/dataset_converters/voc_aug.py) = 10,582. aug.txt alone is NOT the aug set.
-        "train": (_variant(("JPEGImages", "SegmentationClass", f"{seg}/train.txt"),
+        "train": (variant(("JPEGImages", "SegmentationClass", f"{seg}/train.txt"),
                            ("JPEGImages", "SegmentationClassAug", f"{seg}/aug.txt"), name="mmseg VOC aug"),
                   # The DeepLab-style root: SegmentationClassAug holds all 12,031 masks, one 10,582-line list.
-                  _variant(("JPEGImages", "SegmentationClassAug", f"{seg}/train_aug.txt"), name="DeepLab aug"),
+                  variant(("JPEGImages", "SegmentationClassAug", f"{seg}/train_aug.txt"), name="DeepLab aug"),
                   # voc_aug.py's trainaug.txt (10,582) with a SegmentationClassAug that holds every mask.
-                  _variant(("JPEGImages", "SegmentationClassAug", f"{seg}/trainaug.txt"), name="trainaug"),
-                  _variant(("JPEGImages", "SegmentationClass", f"{seg}/train.txt"), name="VOC 2012 only")),
-        "val": (_variant(("JPEGImages", "SegmentationClass", f"{seg}/val.txt")),
-                _variant(("JPEGImages", "SegmentationClassAug", f"{seg}/val.txt"))),
+                  variant(("JPEGImages", "SegmentationClassAug", f"{seg}/trainaug.txt"), name="trainaug"),
+                  variant(("JPEGImages", "SegmentationClass", f"{seg}/train.txt"), name="VOC 2012 only")),
+        "val": (variant(("JPEGImages", "SegmentationClass", f"{seg}/val.txt")),
+                variant(("JPEGImages", "SegmentationClassAug", f"{seg}/val.txt"))),
     })
     # mmseg 1.x configs/_base_/datasets/coco-stuff164k.py (COCOStuffDataset: *.jpg, *_labelTrainIds.png,
     # reduce_zero_label False) and pascal_context_59.py (PascalContextDataset59: reduce_zero_label True).
-    coco_layout = _plain_layout(".jpg", "_labelTrainIds.png", {
-        "train": (_variant(("images/train2017", "annotations/train2017")),),
-        "val": (_variant(("images/val2017", "annotations/val2017")),),
+    coco_layout = plain_layout(".jpg", "_labelTrainIds.png", {
+        "train": (variant(("images/train2017", "annotations/train2017")),),
+        "val": (variant(("images/val2017", "annotations/val2017")),),
     })
     ctx = "ImageSets/SegmentationContext"
-    context_layout = _plain_layout(".jpg", ".png", {
-        "train": (_variant(("JPEGImages", "SegmentationClassContext", f"{ctx}/train.txt")),),
-        "val": (_variant(("JPEGImages", "SegmentationClassContext", f"{ctx}/val.txt")),),
+    context_layout = plain_layout(".jpg", ".png", {
+        "train": (variant(("JPEGImages", "SegmentationClassContext", f"{ctx}/train.txt")),),
+        "val": (variant(("JPEGImages", "SegmentationClassContext", f"{ctx}/val.txt")),),
     })
     entries = [
-        DatasetInfo("voc12", VOC_CLASSES, VOC_UNSEEN, voc_layout, _shifted(20), num_train=10582, num_val=1449,
+        DatasetInfo("voc12", VOC_CLASSES, VOC_UNSEEN, voc_layout, shifted(20), num_train=10582, num_val=1449,
                     note="PASCAL VOC 2012 + SBD aug; background -> ignore in training and evaluation"),
         DatasetInfo("coco_stuff164k", COCO_STUFF_CLASSES, COCO_STUFF_UNSEEN, coco_layout,
                     {k: k for k in range(171)}, num_train=118287, num_val=5000,
                     note="mmseg-converted *_labelTrainIds.png (0..170, 255 = unlabelled)"),
-        DatasetInfo("context59", CONTEXT59_CLASSES, CONTEXT59_UNSEEN, context_layout, _shifted(59),
+        DatasetInfo("context59", CONTEXT59_CLASSES, CONTEXT59_UNSEEN, context_layout, shifted(59),
                     num_train=4996, num_val=5104,
                     note="PASCAL Context 59 (mmseg conversion); background 0 -> ignore"),
-        DatasetInfo("toy", TOY_CLASSES, TOY_UNSEEN, _plain_layout(".png", ".png"), _shifted(len(TOY_CLASSES)),
-                    note="generated by c2s/data/toyworld.py; background 0 -> ignore; captions/{split}.jsonl"),
-        DatasetInfo("toy_stuff", TOY_STUFF_CLASSES, TOY_UNSEEN, _plain_layout(".png", ".png"),
-                    {0: len(TOY_CLASSES), **{k + 1: k for k in range(len(TOY_CLASSES))}},
-                    note="the toy world's files with background 0 -> the seen class 'background' "
-                         "(COCO-Stuff-like: every pixel annotated)"),
     ]
     return {e.name: e for e in entries}
 
 
+# The built-in entries. Packages add theirs through the "c2s.datasets" entry point (c2s/plugins.py): the
+# toy world's "toy" and "toy_stuff" come from c2s/world/classes.py that way.
 DATASETS: dict[str, DatasetInfo] = _build()
+PLUGIN_GROUP = "c2s.datasets"
+
+
+def _plugin_datasets() -> dict[str, DatasetInfo]:
+    found: dict[str, DatasetInfo] = {}
+    for source, entries in plugins.load(PLUGIN_GROUP):
+        for info in entries:
+            if info.name in DATASETS or info.name in found:
+                raise ValueError(f"entry point {PLUGIN_GROUP}:{source} registers dataset {info.name!r}, "
+                                 "which another entry already has")
+            found[info.name] = info
+    return found
+
+
+def dataset_names() -> list[str]:
+    """Every catalog name: the built-in ones, then those packages register."""
+    return [*DATASETS, *_plugin_datasets()]
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    """The catalog entry for ``name``, or the dataset a ``.yaml`` file declares (:mod:`c2s.data.custom`);
-    an unknown name is a ValueError listing the known ones."""
-    if str(name).lower().endswith((".yaml", ".yml")):  # c2s.data.custom.is_dataset_file, without its imports
-        from c2s.data.custom import load_dataset_file
-
-        return load_dataset_file(name)
-    try:
+    """The catalog entry for ``name`` (built-in or registered), or the dataset a ``.yaml`` file declares
+    (:mod:`c2s.data.custom`); an unknown name is a ValueError listing the known ones."""
+    if is_dataset_file(name):
+        info = load_dataset_file(name)
+        if info.name in dataset_names():
+            raise DatasetFileError(f"{info.source}: name: {info.name!r} is a catalog dataset's name; choose another")
+        return info
+    if name in DATASETS:
         return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; the catalog has: {', '.join(DATASETS)} "
-                         "(or pass a dataset .yaml file)") from None
+    registered = _plugin_datasets()
+    if name in registered:
+        return registered[name]
+    raise ValueError(f"unknown dataset {name!r}; the catalog has: {', '.join(dataset_names())} "
+                     "(or pass a dataset .yaml file)")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from c2s.config import ConfigError
+from c2s.data.layout import DatasetInfo, Layout, SplitPart, SplitVariant
 
 MAX_CLASSES = 254  # ids 0..253 stay clear of 255 (ignore) even after reduce_zero_label's +1
 SPLITS = ("train", "val")
@@ -143,8 +144,6 @@ def _suffix(layout: Mapping[str, Any], key: str, source: str) -> str:
 
 def parse_dataset(data: Any, source: str = "<dataset>"):
     """Validate a parsed dataset YAML and build its DatasetInfo; every error names ``source`` and the key."""
-    from c2s.data.catalog import DATASETS, DatasetInfo, Layout, SplitPart, SplitVariant
-
     if not isinstance(data, Mapping):
         raise DatasetFileError(f"{source}: expected a mapping with keys {sorted(_TOP_KEYS)}, got {data!r}")
     unknown = sorted(set(data) - _TOP_KEYS)
@@ -153,8 +152,6 @@ def parse_dataset(data: Any, source: str = "<dataset>"):
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise _fail(source, "name", f"expected a non-empty name, got {name!r}")
-    if name in DATASETS:
-        raise _fail(source, "name", f"{name!r} is a catalog dataset's name; choose another")
     classes = _str_list(data, "classes", source, allow_empty=False)
     if len(classes) > MAX_CLASSES:
         raise _fail(source, "classes", f"{len(classes)} classes; at most {MAX_CLASSES} fit in 8-bit masks "
@@ -213,23 +210,3 @@ def check_folders(info, root: str | os.PathLike, splits: tuple[str, ...] = SPLIT
                 kind = "folder" if key != "split" else "split file"
                 raise _fail(info.source, f"layout.{key}.{split}", f"{kind} {root / rel} does not exist "
                                                                   f"(data.root = {root})")
-
-
-def prepare_job_dataset(cfg) -> None:
-    """Called by the job preflight (:func:`c2s.train.resolve.resolve_inputs`) once ``data.root`` is known.
-
-    For a dataset file: makes ``data.dataset`` absolute (workers and trials open the same file), checks its
-    folders under ``data.root`` and that ``teacher.templates`` agrees with the file's ``templates`` (the config
-    key stays the one knob; a disagreement is an error rather than one silently winning). Catalog names pass.
-    """
-    if not is_dataset_file(cfg.data.dataset):
-        return
-    from c2s.data.catalog import get_dataset_info
-
-    cfg.data.dataset = dataset_ref(cfg.data.dataset)
-    info = get_dataset_info(cfg.data.dataset)
-    check_folders(info, cfg.data.root)
-    if info.templates is not None and info.templates != cfg.teacher.templates:
-        raise DatasetFileError(f"{info.source}: templates: {info.templates!r}, but teacher.templates = "
-                               f"{cfg.teacher.templates!r}; pass teacher.templates={info.templates} or remove "
-                               "templates from the dataset file")

@@ -17,9 +17,6 @@ import torch
 from torch import nn
 
 KEY = "model.pretrained"
-# model.pretrained takes this value to ask for the toy world's backbone (c2s/student/pretrain.py); jobs
-# resolve it to the cached file before any worker builds a student.
-TOY_PRETRAINED = "toy"
 _PREFIXES = ("module.", "backbone.", "encoder.")
 _WRAPPERS = ("state_dict", "model", "module")
 

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from c2s.compat import import_mmseg
+from c2s.inputs import parse_reference
 
 from .model import FeatureCentering, Student
-from .weights import TOY_PRETRAINED, load_backbone_weights
+from .weights import load_backbone_weights
 
 MODEL_KEYS = ("name", "embed_dim", "pretrained", "drop_path_rate", "dropout_ratio", "head_channels", "norm",
               "img_size", "center_features", "center_momentum")
@@ -203,9 +204,10 @@ def build_student(model_cfg: Mapping[str, Any]) -> Student:
         ValueError: unknown name (with close matches), unknown key, or bad value; mismatched weights.
         FileNotFoundError: ``model.pretrained`` names a missing file.
     """
-    if model_cfg.get("pretrained") == TOY_PRETRAINED:
-        raise ValueError(f"model.pretrained={TOY_PRETRAINED!r} names the toy world's cached backbone; resolve "
-                         "it to a file first (c2s.train.resolve.resolve_inputs, or `c2s world pretrain-student`)")
+    pretrained = model_cfg.get("pretrained")
+    if isinstance(pretrained, str) and parse_reference(pretrained) is not None:
+        raise ValueError(f"model.pretrained={pretrained!r} is a provider reference; resolve it to a file first "
+                         "(c2s.inputs.resolve_inputs does, before any worker starts)")
     spec, backbone_cfg, head_cfg = resolve_configs(model_cfg)
     import_mmseg()
     from mmseg.registry import MODELS

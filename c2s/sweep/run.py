@@ -280,9 +280,9 @@ def _init_ray() -> None:
 def prepare_token_caches(spec: SweepSpec, trials: Sequence[TrialSpec],
                          log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Build (once) every token cache the trials read (``teacher.cache = true``), before any trial starts."""
+    from c2s.inputs import resolve_inputs
     from c2s.teacher.cache import build_token_cache, cache_dir
     from c2s.train.pipeline import repeats_epochs
-    from c2s.train.resolve import resolve_inputs
 
     built: dict[str, dict[str, Any]] = {}
     for t in trials:
@@ -413,7 +413,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    from c2s.train.resolve import PreflightError
+    from c2s.errors import PreflightError
 
     args = parse_args(argv)
     spec = load_spec(args.spec, args.updates)

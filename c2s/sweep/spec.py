@@ -603,9 +603,10 @@ def check_cluster_fits(needed: Mapping[str, Any], available: Mapping[str, Any], 
         )
     if cluster is None or spec is None:
         return
+    from c2s.errors import PreflightError
     from c2s.train.pipeline import starts_teacher_pool
     from c2s.train.placement import job_bundles
-    from c2s.train.resolve import PreflightError, check_placement, job_parts
+    from c2s.train.resolve import check_placement, job_parts
 
     # The trial config with the largest needs (as resources_needed picks), n copies of its bundles.
     best = max((load_config(spec.base, t.overrides) for t in _resource_trials(spec)),

@@ -1,41 +1,43 @@
-"""Small open_clip architectures registered in code, for tests and the toy world (no hub, no files).
+"""open_clip architectures that c2s adds to open_clip's own, from installed packages (no hub, no files).
 
-``register()`` adds them to open_clip's model-config table so ``open_clip.create_model(name)`` builds
-them like any shipped architecture. Sizes are chosen for 2-core CPU machines.
+Packages register a mapping ``name -> open_clip model config`` under the "c2s.teacher_archs" entry point
+(c2s/plugins.py); the toy world's CLIP and the tests' tiny CLIP come from c2s/world/archs.py that way.
+``register()`` adds them to open_clip's model-config table so ``open_clip.create_model(name)`` builds them
+like any shipped architecture.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
-import open_clip
-from open_clip import factory
+from c2s import plugins
 
-SMALL_ARCHS: dict[str, dict] = {
-    # The toy world's CLIP: 64-px input, patch 8 -> 8x8 grid; pretrained by c2s/teacher/pretrain.py.
-    # Vision width 96 (not 192), text 2 layers: pretraining must fit 10 CPU minutes on 2 shared cores.
-    # (pool_type "avg" was tried: MaskCLIP-variant dense tokens got worse, 0.15 vs 0.21 pixel accuracy.)
-    "c2s-toy-vit": {
-        "embed_dim": 256,
-        "vision_cfg": {"image_size": 64, "layers": 4, "width": 96, "patch_size": 8, "head_width": 32},
-        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 2},
-    },
-    # Unit tests: random weights, as small as a ViT gets while keeping patch 8.
-    "c2s-test-vit": {
-        "embed_dim": 64,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
-    },
-}
+PLUGIN_GROUP = "c2s.teacher_archs"
+
+
+def registered() -> dict[str, dict[str, Any]]:
+    """Every architecture packages register: ``{name: open_clip model config}``."""
+    found: dict[str, dict[str, Any]] = {}
+    for source, archs in plugins.load(PLUGIN_GROUP):
+        for name, cfg in archs.items():
+            if name in found:
+                raise ValueError(f"entry point {PLUGIN_GROUP}:{source} registers teacher arch {name!r} twice")
+            found[name] = cfg
+    return found
 
 
 def register() -> None:
-    """Make the small architectures known to open_clip (idempotent)."""
-    for name, cfg in SMALL_ARCHS.items():
+    """Make the registered architectures known to open_clip (idempotent)."""
+    from open_clip import factory
+
+    for name, cfg in registered().items():
         if name not in factory._MODEL_CONFIGS:
             factory._MODEL_CONFIGS[name] = copy.deepcopy(cfg)
 
 
 def is_known(name: str) -> bool:
+    import open_clip
+
     register()
     return name in open_clip.list_models()

@@ -401,8 +401,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     from c2s.config import load_config
+    from c2s.inputs import resolve_inputs
     from c2s.raystart import init_ray
-    from c2s.train.resolve import resolve_inputs
 
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)

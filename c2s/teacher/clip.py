@@ -346,7 +346,8 @@ def load_teacher(teacher_cfg: Mapping[str, Any], device: str | torch.device | No
     archs.register()
     arch = teacher_cfg["arch"]
     if arch not in open_clip.list_models():
-        raise ValueError(f"teacher.arch={arch!r} is not an open_clip architecture (nor one in c2s/teacher/archs.py)")
+        raise ValueError(f"teacher.arch={arch!r} is not an open_clip architecture nor one a package registers "
+                         f"({', '.join(sorted(archs.registered())) or 'none'})")
     checkpoint = resolve_checkpoint(teacher_cfg)
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = _resolve_dtype(str(teacher_cfg.get("precision", "auto")), dev)

@@ -42,7 +42,7 @@ def read_autoscaling_config(path: Path) -> dict[str, Any]:
     """The autoscaler's cluster config (YAML, or the JSON ``ray up`` writes); errors name the file."""
     import yaml
 
-    from c2s.train.resolve import PreflightError
+    from c2s.errors import PreflightError
 
     try:
         data = yaml.safe_load(path.read_text())

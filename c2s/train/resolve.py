@@ -1,89 +1,16 @@
-"""Everything a job checks and resolves on the driver BEFORE any actor or worker starts.
-
-Dataset root and teacher checkpoint exist (the toy world and toy CLIP are made on demand), the text
-embeddings (seen for training, all for evaluation) and the Ray resources the job will ask for.
+"""What a job checks on the driver BEFORE any actor or worker starts, after its inputs (c2s/inputs.py):
+the text embeddings (seen for training, all for evaluation) and the Ray resources the job will ask for.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from c2s.data.catalog import is_toy_world
-from c2s.paths import cache_root
-
-
-class PreflightError(RuntimeError):
-    """A job cannot start: names the key/path/resource and what was expected."""
-
-
-@dataclasses.dataclass(frozen=True)
-class JobInputs:
-    data_root: Path
-    teacher_checkpoint: str | None
-    cache_root: Path
-
-
-def resolve_inputs(cfg) -> JobInputs:
-    """Check ``data.root`` and ``teacher.checkpoint``; for the toy world make them on demand (cached).
-
-    Mutates ``cfg.teacher.checkpoint`` / ``cfg.data.root`` to the resolved paths so workers and actors
-    receive concrete files.
-    """
-    root_dir = cache_root(cfg)
-    data = cfg.data
-    if data.root is None:
-        if not is_toy_world(data.dataset):
-            raise PreflightError(f"data.root is not set; point it at your {data.dataset} folder "
-                                 f"(check it first with `c2s data check ROOT --dataset {data.dataset}`)")
-        from c2s.data.toyworld import ensure_world
-
-        data.root = str(ensure_world(data.world, root_dir))
-    if not Path(data.root).is_dir():
-        raise PreflightError(f"data.root = {data.root!r} does not exist or is not a directory")
-    data.root = str(Path(data.root).resolve())  # workers run in another directory than the driver
-    from c2s.data.custom import prepare_job_dataset
-
-    prepare_job_dataset(cfg)  # a dataset .yaml: absolute path for workers, folders and templates checked
-    teacher = cfg.teacher
-    if teacher.checkpoint is None and not teacher.allow_random:
-        if teacher.arch != "c2s-toy-vit" or not is_toy_world(data.dataset):
-            raise PreflightError("teacher.checkpoint is not set: pass a local open_clip weights file "
-                                 "(teacher.checkpoint=/path/to/ViT-B-16.pt); the hub is never used")
-        from c2s.teacher.pretrain import ensure_toy_teacher
-
-        teacher.checkpoint = str(ensure_toy_teacher(cfg, root_dir))
-    if teacher.checkpoint is not None:
-        from c2s.teacher.checkpoint import TeacherCheckpointError, check_path
-
-        try:  # names a directory or an empty file as such, not as "does not exist"
-            check_path(Path(teacher.checkpoint).expanduser())
-        except TeacherCheckpointError as err:
-            raise PreflightError(str(err)) from err
-    _resolve_student_weights(cfg, root_dir)
-    return JobInputs(Path(data.root), teacher.checkpoint, root_dir)
-
-
-def _resolve_student_weights(cfg, root_dir: Path) -> None:
-    """``model.pretrained="toy"``: the toy world's backbone (c2s/student/pretrain.py), made once and cached;
-    any other non-null value must be an existing local file."""
-    from c2s.student.pretrain import ensure_toy_backbone
-    from c2s.student.weights import TOY_PRETRAINED
-
-    pretrained = cfg.model.get("pretrained")
-    if pretrained == TOY_PRETRAINED:
-        if not is_toy_world(cfg.data.dataset):
-            raise PreflightError(f"model.pretrained = {TOY_PRETRAINED!r} is the toy world's backbone, but "
-                                 f"data.dataset = {cfg.data.dataset!r}; pass a local ImageNet backbone file "
-                                 "(model.pretrained=/path/to/mit_b4.pth) or null")
-        cfg.model.pretrained = str(ensure_toy_backbone(cfg, root_dir))
-    elif pretrained is not None and not Path(pretrained).is_file():
-        raise PreflightError(f"model.pretrained = {pretrained!r} does not exist (expected a local backbone "
-                             "state dict, or null for random initialisation)")
+from c2s.errors import PreflightError
+from c2s.inputs import JobInputs, resolve_inputs  # noqa: F401  (trainer.py imports it from here for now)
 
 
 def text_embeddings_for(cfg, inputs: JobInputs) -> tuple[torch.Tensor, torch.Tensor]:

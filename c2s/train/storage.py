@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from c2s.train.resolve import PreflightError
+from c2s.errors import PreflightError
 
 # Set by Ray's job supervisor for the entrypoint process only (ray/dashboard/modules/job/job_supervisor.py,
 # _get_driver_env_vars): JSON with the job's metadata, which carries its submission id.

@@ -1,6 +1,6 @@
 # The frozen CLIP teacher (Sec. 3.1). Weights always come from a local file; no hub.
 teacher = dict(
-    arch="ViT-B-16",  # open_clip architecture name (or one registered in c2s/teacher/archs.py)
+    arch="ViT-B-16",  # open_clip architecture name (or one a package registers, c2s/teacher/archs.py)
     checkpoint=None,  # OpenAI .pt, open_clip .bin/.safetensors or a state dict; null only with allow_random
     allow_random=False,  # tests/benchmarks only: random weights when checkpoint is null
     # Activation: OpenAI's CLIP weights need QuickGELU, open_clip's "ViT-B-16" config builds nn.GELU. null (=

@@ -1,8 +1,8 @@
-# The toy world (c2s/data/toyworld.py): generated on demand under the cache root when root is null.
-# Classes, seen/unseen split: c2s/data/catalog.py ("toy": 5 colours x 4 shapes, 15 seen / 5 unseen).
+# The toy world (c2s/world/): its inputs are named by provider references, made once under the cache root.
+# Classes, seen/unseen split: c2s/world/classes.py ("toy": 5 colours x 4 shapes, 15 seen / 5 unseen).
 data = dict(
     dataset="toy",
-    root=None,  # null: c2s.data.toyworld.ensure_world(data.world, cache_root) generates it once
+    root="toy:world",  # the generated world (c2s/world/generate.py), made from data.world once
     crop_size=(96, 96),
     scale=(96, 96),
     ratio_range=(0.75, 1.5),
@@ -32,7 +32,7 @@ data = dict(
         texture=0.12,  # background texture amplitude
     ),
 )
-# The toy CLIP's pretraining (c2s/teacher/pretrain.py, `c2s world pretrain-teacher`); cache key hashes it.
+# The toy CLIP's pretraining (c2s/world/clip.py, `c2s world pretrain-teacher`); cache key hashes it.
 toy_clip = dict(
     # Half the pairs of the first recipe (1500 x 64): zero-shot 0.993 / unseen 0.991 against 0.995 / 0.991, in
     # 0.57x the time; measured in docs/demo.md.
@@ -54,9 +54,9 @@ toy_clip = dict(
     device="cpu",  # or "cuda" where one is lent (hashed into the cache key unless "cpu")
     log_every=100,
 )
-# The toy students' backbone pretraining (c2s/student/pretrain.py, `c2s world pretrain-student`): the
+# The toy students' backbone pretraining (c2s/world/backbone.py, `c2s world pretrain-student`): the
 # ImageNet analogue, seen-class object crops of the "pretrain" stream labelled with colour and shape.
-# Used when model.pretrained="toy"; the cache key hashes this section, data.world and the model's arch keys.
+# Used when model.pretrained="toy:backbone"; the cache key hashes this section, data.world and the model's arch.
 toy_backbone = dict(
     steps=600,
     batch_size=64,

@@ -36,9 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from c2s.data.catalog import TOY_CLASSES, get_dataset_info
-from c2s.data.toyworld import ToySample, caption_for, render, world_key, world_params
+from c2s.data.catalog import get_dataset_info
 from c2s.paths import atomic_path
+from c2s.world.archs import ARCHS
+from c2s.world.classes import TOY_CLASSES
+from c2s.world.generate import ToySample, caption_for, render, world_key, world_params
 
 PRETRAIN_VERSION = 2  # 2: fixed step count (1 stopped at a wall-clock budget)
 PROMPT = "a photo of a {}."
@@ -83,8 +85,6 @@ def pretrain_params(pcfg: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def teacher_key(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | None, arch: str) -> str:
-    from c2s.teacher.archs import SMALL_ARCHS
-
     p = pretrain_params(pcfg)
     # Threads and logging change neither the data nor the maths' result in a way worth a new cache entry.
     p = {k: v for k, v in p.items() if k not in ("threads", "log_every")}
@@ -95,7 +95,7 @@ def teacher_key(world_cfg: Mapping[str, Any] | None, pcfg: Mapping[str, Any] | N
     if background_frac != 0.0:
         p["background_frac"] = background_frac
     blob = json.dumps({"v": PRETRAIN_VERSION, "world": world_key(world_cfg), "pretrain": p, "arch": arch,
-                       "arch_cfg": SMALL_ARCHS.get(arch)}, sort_keys=True, default=list).encode()
+                       "arch_cfg": ARCHS.get(arch)}, sort_keys=True, default=list).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -1,6 +1,6 @@
 """The toy world: a deterministic synthetic segmentation dataset with captions, in mmseg layout.
 
-Each image holds 2-4 objects (colour x shape, ``catalog.TOY_CLASSES``) on a textured, low-saturation
+Each image holds 2-4 objects (colour x shape, ``c2s.world.classes.TOY_CLASSES``) on a textured, low-saturation
 background. Masks use VOC-style raw ids (0 = background -> ignore, k = class k-1); captions name every
 object ("a red circle, a blue square and a green cross"). Everything is a pure function of the world
 parameters: image ``i`` of split ``s`` is drawn from ``numpy.random.default_rng((seed, code(s), i))``, so
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from c2s.data.catalog import TOY_CLASSES, TOY_SHAPES
 from c2s.paths import atomic_path
+from c2s.world.classes import TOY_CLASSES, TOY_SHAPES
 
 # Bump when the rendering changes: it is part of every cache key built on the world.
 GENERATOR_VERSION = 1

@@ -10,10 +10,11 @@ their colour and shape. Unseen-class objects are never shown, so no unseen label
 (stricter than ImageNet, which contains some of COCO-Stuff's unseen classes).
 
     c2s world pretrain-student                       # once; cached under <cache>/toy_backbone/<key>/
-    c2s train toy_c2s                                # model.pretrained="toy" resolves to that file
+    c2s train toy_c2s                                # model.pretrained="toy:backbone" resolves to that file
 
-``model.pretrained="toy"`` is resolved on the driver by :func:`c2s.train.resolve.resolve_inputs` (like
-``teacher.checkpoint`` for the toy CLIP), so workers receive a concrete file. The cache key hashes the
+``model.pretrained="toy:backbone"`` is resolved on the driver by :func:`c2s.inputs.resolve_inputs` through
+the ``toy:`` provider (c2s/world/providers.py), like ``teacher.checkpoint="toy:clip"``, so workers receive a
+concrete file. The cache key hashes the
 world, the ``toy_backbone`` section and the student's architecture keys.
 """
 
@@ -34,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from c2s.data.catalog import TOY_COLOURS, TOY_SHAPES, get_dataset_info, is_toy_world
-from c2s.data.toyworld import ToySample, render_many, world_key
+from c2s.data.catalog import get_dataset_info
 from c2s.paths import atomic_path
+from c2s.world.classes import TOY_COLOURS, TOY_SHAPES, is_toy_world
+from c2s.world.generate import ToySample, render_many, world_key
 
 PRETRAIN_VERSION = 1
 WEIGHTS_FILE = "backbone.pt"

@@ -1,0 +1,25 @@
+"""The toy world's open_clip architectures (registered with c2s through the "c2s.teacher_archs" entry point).
+
+Plain data, no open_clip import: ``c2s.teacher.archs.register()`` copies them into open_clip's model-config
+table, so ``open_clip.create_model(name)`` builds them like any shipped architecture. Sizes are chosen for
+2-core CPU machines.
+"""
+
+from __future__ import annotations
+
+ARCHS: dict[str, dict] = {
+    # The toy world's CLIP: 64-px input, patch 8 -> 8x8 grid; pretrained by c2s/world/clip.py.
+    # Vision width 96 (not 192), text 2 layers: pretraining must fit 10 CPU minutes on 2 shared cores.
+    # (pool_type "avg" was tried: MaskCLIP-variant dense tokens got worse, 0.15 vs 0.21 pixel accuracy.)
+    "c2s-toy-vit": {
+        "embed_dim": 256,
+        "vision_cfg": {"image_size": 64, "layers": 4, "width": 96, "patch_size": 8, "head_width": 32},
+        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 2},
+    },
+    # Unit tests: random weights, as small as a ViT gets while keeping patch 8.
+    "c2s-test-vit": {
+        "embed_dim": 64,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+    },
+}
