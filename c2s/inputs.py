@@ -71,7 +71,7 @@ def provide(key: str, value: str, cfg: Any, root: Path) -> Path:
     if scheme not in table or name not in table[scheme]:
         known = ", ".join(references()) or "none installed"
         raise PreflightError(f"{key} = {value!r}: no provider for {value!r} (known references: {known}; "
-                             "or pass a local path)")
+                             f"or pass a local path){plugins.none_installed_hint(PLUGIN_GROUP)}")
     provides, make = table[scheme][name]
     if provides != key:
         raise PreflightError(f"{key} = {value!r}: {value!r} provides {provides}, not {key}")

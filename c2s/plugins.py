@@ -28,3 +28,12 @@ def load(group: str) -> tuple[tuple[str, Any], ...]:
     """``(entry point name, loaded object)`` for every entry point of ``group``, in name order (cached)."""
     found = sorted(entry_points(group=group), key=lambda ep: ep.name)
     return tuple((ep.name, ep.load()) for ep in found)
+
+
+def none_installed_hint(group: str) -> str:
+    """For an error about a name nobody registered: says so when the group is empty, since c2s run from a
+    source tree without ``pip install`` has no entry points, not even its own toy world's."""
+    if load(group):
+        return ""
+    return (f" (no installed package registers {group} entries: c2s's own toy world registers through "
+            "c2s's pyproject.toml, so install c2s with `pip install -e .`)")

@@ -1,5 +1,5 @@
 """`c2s bench inference --quick` (issue 16, Table 2): the JSON line's figures are consistent with each other
-and with the counters they come from (toy student and test CLIP at 64x64; the full-size run is in the README)."""
+and with the counters they come from (toy student and test CLIP at 64x64; the full-size run is in docs/benchmarks.md)."""
 
 from __future__ import annotations
 

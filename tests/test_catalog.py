@@ -107,3 +107,14 @@ def test_a_registered_dataset_cannot_shadow_a_built_in_one(monkeypatch):
 def test_layout_describes_variants():
     text = get_dataset_info("voc12").layout.describe()
     assert "img_dir/train" in text and "ImageSets/Segmentation/aug.txt" in text
+
+
+def test_without_entry_points_the_error_says_to_install_c2s(monkeypatch):
+    """c2s run from a source tree that was never `pip install`ed has no entry points: the toy world is then
+    unknown, and the error says why instead of only listing the built-in names."""
+    from c2s import plugins
+
+    monkeypatch.setattr(plugins, "load", lambda group: ())
+    with pytest.raises(ValueError, match=r"unknown dataset 'toy'.*no installed package registers c2s.datasets "
+                                         r"entries.*pip install -e \."):
+        get_dataset_info("toy")

@@ -35,7 +35,7 @@ def test_setr_config_costs_table2() -> None:
     model = load_config(SETR_CONFIGS[0]).model.to_dict()
     res = flops.student_complexity(**model, size=512)
     assert res["gflops"] == pytest.approx(109.0, rel=0.10)  # PUP (the old config) counts 194.4
-    assert res["gflops"] == pytest.approx(109.49, abs=0.05)  # today's count; a change here needs a README update
+    assert res["gflops"] == pytest.approx(109.49, abs=0.05)  # today's count; a change here needs a docs/benchmarks.md update
     assert (res["params"] + flops.latent_generator_params(512)) / 1e6 == pytest.approx(91.0, abs=0.05)
 
 

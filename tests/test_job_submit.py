@@ -1,4 +1,4 @@
-"""The README's `ray start --head` + `ray job submit` workflow, end to end, with the project's own install.
+"""docs/cluster.md's `ray start --head` + `ray job submit` workflow, end to end, with the project's own install.
 
 Starts a separate head (`ray start --head --block`: its own temp dir and ports, token authentication as
 Ray's token-auth guide sets it up, RAY_AUTH_MODE=token with a token file) and submits jobs through

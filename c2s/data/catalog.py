@@ -149,7 +149,7 @@ def get_dataset_info(name: str) -> DatasetInfo:
     if name in registered:
         return registered[name]
     raise ValueError(f"unknown dataset {name!r}; the catalog has: {', '.join(dataset_names())} "
-                     "(or pass a dataset .yaml file)")
+                     f"(or pass a dataset .yaml file){plugins.none_installed_hint(PLUGIN_GROUP)}")
 
 
 @dataclass

@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from c2s.data.catalog import DATASETS, DatasetInfo, get_dataset_info, list_split
+from c2s.data.catalog import DatasetInfo, dataset_names, get_dataset_info, list_split
 from c2s.data.readers import BadSampleError, decode_pair
 
 MAX_LISTED = 20
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="c2s data check", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="dataset folder (mmseg layout)")
     parser.add_argument("--dataset", required=True,
-                        help=f"catalog name ({', '.join(DATASETS)}) or a dataset .yaml file (README: Your own dataset)")
+                        help=f"catalog name ({', '.join(dataset_names())}) or a dataset .yaml file (docs/datasets.md)")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes decoding images and masks (default: %(default)s, the usable CPUs)")

@@ -26,6 +26,7 @@ from open_clip.transformer import QuickGELU
 from torch import nn
 from torchvision.ops import roi_align
 
+from c2s import plugins
 from c2s.teacher import archs
 from c2s.teacher.checkpoint import (
     ACCEPTED,
@@ -347,7 +348,8 @@ def load_teacher(teacher_cfg: Mapping[str, Any], device: str | torch.device | No
     arch = teacher_cfg["arch"]
     if arch not in open_clip.list_models():
         raise ValueError(f"teacher.arch={arch!r} is not an open_clip architecture nor one a package registers "
-                         f"({', '.join(sorted(archs.registered())) or 'none'})")
+                         f"({', '.join(sorted(archs.registered())) or 'none'})"
+                         f"{plugins.none_installed_hint(archs.PLUGIN_GROUP)}")
     checkpoint = resolve_checkpoint(teacher_cfg)
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = _resolve_dtype(str(teacher_cfg.get("precision", "auto")), dev)

@@ -7,6 +7,7 @@ table, so ``open_clip.create_model(name)`` builds them like any shipped architec
 
 from __future__ import annotations
 
+TOY_CLIP_ARCH = "c2s-toy-vit"  # the architecture `toy:clip` pretrains (c2s/world/clip.py)
 ARCHS: dict[str, dict] = {
     # The toy world's CLIP: 64-px input, patch 8 -> 8x8 grid; pretrained by c2s/world/clip.py.
     # Vision width 96 (not 192), text 2 layers: pretraining must fit 10 CPU minutes on 2 shared cores.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from c2s.errors import PreflightError
-from c2s.world.archs import ARCHS
+from c2s.world.archs import TOY_CLIP_ARCH
 from c2s.world.classes import TOY_DATASETS, is_toy_world
 
 
@@ -40,9 +40,9 @@ def clip(cfg: Any, cache_root: Path) -> Path:
 
     _require_toy_dataset("toy:clip", "teacher.checkpoint", cfg,
                          "pass a local open_clip weights file (teacher.checkpoint=/path/to/ViT-B-16.pt)")
-    if cfg.teacher.arch not in ARCHS:
-        raise PreflightError(f"teacher.checkpoint = 'toy:clip' is pretrained for the toy architectures "
-                             f"({', '.join(ARCHS)}), but teacher.arch = {cfg.teacher.arch!r}")
+    if cfg.teacher.arch != TOY_CLIP_ARCH:
+        raise PreflightError(f"teacher.checkpoint = 'toy:clip' is the toy CLIP of teacher.arch = {TOY_CLIP_ARCH!r}, "
+                             f"but teacher.arch = {cfg.teacher.arch!r}")
     return ensure_toy_teacher(cfg, cache_root)
 
 

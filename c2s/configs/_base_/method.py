@@ -26,20 +26,10 @@ loss = dict(
     focal_alpha=0.25,  # sigmoid focal loss alpha (ZegCLIP)
     focal_gamma=2.0,  # sigmoid focal loss gamma (ZegCLIP)
     ce_weight=1.0,  # weight of the cross-entropy term of L_p
-    # torch.compile the pixel losses (upsampling to label size, NEL in "zegclip" mode, CE): the element-wise
-    # work over all class maps at label size fuses into a few kernels, forward and backward. Off by default,
-    # as open_clip's --torchcompile and torchtune's compile: the first step pays the compilation (CPU, 2 cores:
-    # ~20 s) and the eager path is the reference. Measured: c2s bench objective --compile (see the README).
+    # torch.compile the logits and the label-size pixel losses (fused kernels, forward and backward). Off,
+    # as open_clip's --torchcompile: the first step pays the compilation (docs/decisions.md#compiled-losses)
     compile=False,
-    # A learnable logit bias shared by all pixel logits (seen + latent), initialised at logit_bias_init.
-    # Not in the paper (X_s = alpha F^T A_s has none); CE and the evaluation argmax do not depend on it.
-    # Why on (issue 13; tools/offline_c2s.py, toy world, seed 0, 300 steps, 3-epoch token cache, paper weights,
-    # sIoU / uIoU / hIoU): without it ZegCLIP's NEL can only push every absent class down through a feature
-    # component shared by all pixels, which acts as a per-class bias (mean feature norm 62 vs pixel median 64,
-    # seen classes' mean logit -5.2 vs unseen -4.2): 87% of seen pixels went to an unseen class, 4.0 / 19.7 /
-    # 6.7, and L_g ended at 2.16. With it: 24.2 / 12.1 / 16.1, seen->unseen 17%, L_g 0.93, shared offset 0.25
-    # of the pixel norm. (model.center_features removes the offset structurally: 24.2 / 10.2 / 14.3; centring
-    # without this bias leaves NEL stuck at 29.5 after 100 steps.)
+    # off-paper (X_s has no bias): without it NEL biased classes through F (docs/decisions.md#logit-bias)
     learn_logit_bias=True,
     # The focal loss's prior initialisation (Lin et al. 2017, Sec. 4.1): -log((1 - pi) / pi), pi = 0.01, so
     # every class starts "absent" and the first steps are not spent pushing all maps down.
@@ -56,20 +46,9 @@ distill = dict(
     # Negatives of the local InfoNCE: batch (all regions of the batch; the same seen class in another image
     # is dropped from the denominator as a false negative) | image (only the regions of the same image).
     local_candidates="batch",
-    # Teacher-token cosine at or above which a local candidate counts as the positive's own concept and leaves
-    # the denominator (c2s.method.objective.C2SObjective._local_loss). null = the paper's literal Eq. 4.
-    # Measured on the toy token cache: 74 of a batch's 114 regions are latent, and the same unseen object in
-    # two images has token cosine ~0.998, so Eq. 4 pushes its prototypes apart: with prototypes equal to the
-    # tokens L_l is 2.60 (0.68 at 0.95). Trained (probe as above, bias + cosine pool): L_l 3.27 -> 1.19 at
-    # step 300; segmentation 35.6 / 18.3 / 24.2 -> 35.0 / 15.6 / 21.5 (one seed, within its noise).
+    # off-paper (null: Eq. 4): a region's own concept is no negative (docs/decisions.md#local-false-negatives)
     local_false_negative_cos=0.95,
-    # Attention pooling of the global prototype F_g (c2s.method.losses.global_prototype): paper (the
-    # literal softmax(C_g^T F / sqrt(D)) F^T) | centered (on F minus the batch's mean feature) | cosine
-    # (softmax(cos(C_g, f) / global_attn_tau)).
-    # cosine is the default (issue 13, same probe as loss.learn_logit_bias, both with the bias): with "paper"
-    # the attention was near uniform (99.5% of positions effective) since C_g^T F / sqrt(D) is small, so F_g
-    # was the image's mean feature: 24.2 / 12.1 / 16.1; "cosine": 12% of positions, L_g 0.93 -> 0.64,
-    # 35.6 / 18.3 / 24.2.
+    # off-paper (paper | centered | cosine): the paper's attention was flat (docs/decisions.md#global-pooling)
     global_pool="cosine",
     global_attn_tau=0.07,
 )

@@ -34,8 +34,7 @@ data = dict(
 )
 # The toy CLIP's pretraining (c2s/world/clip.py, `c2s world pretrain-teacher`); cache key hashes it.
 toy_clip = dict(
-    # Half the pairs of the first recipe (1500 x 64): zero-shot 0.993 / unseen 0.991 against 0.995 / 0.991, in
-    # 0.57x the time; measured in docs/demo.md.
+    # Half the first recipe's pairs (1500 x 64) at nearly its accuracy (docs/decisions.md#toy-clip-recipe)
     steps=1000,
     batch_size=48,
     lr=1.5e-3,

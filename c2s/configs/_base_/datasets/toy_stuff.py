@@ -3,8 +3,6 @@
 # files and toy backbone as "toy" (the backbone's key hashes data.world, not the label mapping).
 _base_ = ["./toy.py"]
 data = dict(dataset="toy_stuff")
-# The class needs a text embedding that means something: this toy CLIP also sees background views captioned
-# "a photo of a background." (its own cache key). Measured with the "toy" CLIP, whose captions never name the
-# background (tools/offline_c2s.py, seed 0, 300 steps, 1-epoch cache): 95% of background pixels were read as
-# the unseen "blue square" (background IoU 3.8, blue square 1.0) by C2S and the baseline alike.
+# This toy CLIP also sees background views captioned "a photo of a background." (its own cache key): the
+# class needs a text embedding that means something (docs/decisions.md#toy-world-labels)
 toy_clip = dict(background_frac=0.1)
