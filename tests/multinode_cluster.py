@@ -283,7 +283,7 @@ def scenario_node_loss(sim: SimCluster, out: Path, target: str) -> dict[str, Any
 
 
 SWEEP_TINY = {
-    "teacher.arch": "c2s-test-vit", "teacher.allow_random": True, "teacher.image_size": 32,
+    "teacher.arch": "c2s-test-vit", "teacher.checkpoint": None, "teacher.allow_random": True, "teacher.image_size": 32,
     "teacher.dense_size": 48, "teacher.batch_size": 4, "model.embed_dim": 64, "model.pretrained": None,
     "data.world.images_train": 24, "data.world.images_val": 4, "data.num_cpus": 0.25,
     "train.batch_size": 4, "bank.size": 12, "train.iters": 6, "train.log_interval": 1,

@@ -18,7 +18,7 @@ from c2s.sweep.spec import ClusterFitError, expand_trials, load_spec
 from c2s.sweep.tables import SCHEMA_VERSION, TABLES, collect_run, load_tables, write_run
 
 TINY = {
-    "teacher.arch": "c2s-test-vit", "teacher.allow_random": True, "teacher.image_size": 32,
+    "teacher.arch": "c2s-test-vit", "teacher.checkpoint": None, "teacher.allow_random": True, "teacher.image_size": 32,
     "teacher.dense_size": 48, "teacher.batch_size": 4, "model.embed_dim": 64,
     "model.pretrained": None,  # random init: the toy backbone's minute of pretraining is not under test
     "data.world.images_train": 24, "data.world.images_val": 4, "data.num_cpus": 0.25,

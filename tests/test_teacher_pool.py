@@ -32,7 +32,7 @@ def test_actor_counters_unit(tmp_path):
     assert read_actor_devices(tmp_path) == ["cpu (float32)", "cuda (float16)"]
     assert read_call_counts(tmp_path) == {"batches": 5, "images": 20}
 
-SLOW = ["teacher.arch=c2s-test-vit", "teacher.allow_random=true", "teacher.image_size=32", "teacher.dense_size=32",
+SLOW = ["teacher.arch=c2s-test-vit", "teacher.checkpoint=null", "teacher.allow_random=true", "teacher.image_size=32", "teacher.dense_size=32",
         "teacher.num_cpus=0.1", "teacher.batch_size=2", "teacher.simulate_delay_s=1.5"]
 
 

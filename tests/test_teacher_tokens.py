@@ -10,7 +10,7 @@ from c2s.teacher.clip import load_teacher
 from c2s.teacher.tokens import TeacherActor, map_batches_kwargs, teacher_tokens
 
 NUM_SEEN = 4
-OVERRIDES = ["teacher.arch=c2s-test-vit", "teacher.allow_random=true", "teacher.image_size=32",
+OVERRIDES = ["teacher.arch=c2s-test-vit", "teacher.checkpoint=null", "teacher.allow_random=true", "teacher.image_size=32",
              "teacher.dense_size=64", "teacher.max_regions=6", "teacher.num_cpus=0.5", "teacher.batch_size=2"]
 
 

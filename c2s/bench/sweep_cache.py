@@ -33,7 +33,7 @@ from typing import Any
 
 TAUS = (0.03, 0.05, 0.1, 0.2)
 TINY: dict[str, Any] = {
-    "teacher.arch": "c2s-test-vit", "teacher.allow_random": True, "teacher.image_size": 32,
+    "teacher.arch": "c2s-test-vit", "teacher.checkpoint": None, "teacher.allow_random": True, "teacher.image_size": 32,
     "teacher.dense_size": 48, "teacher.batch_size": 4, "model.embed_dim": 64,
     "model.pretrained": None,  # random init: the toy backbone's minute of pretraining is not under test "data.num_cpus": 0.25,
     "train.batch_size": 4, "bank.size": 12, "train.log_interval": 1, "optim.warmup_iters": 1,

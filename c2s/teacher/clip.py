@@ -27,6 +27,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from c2s import plugins
+from c2s.inputs import parse_reference
 from c2s.teacher import archs
 from c2s.teacher.checkpoint import (
     ACCEPTED,
@@ -65,6 +66,9 @@ def resolve_checkpoint(teacher_cfg: Mapping[str, Any]) -> Path | None:
             f"teacher.checkpoint is null for teacher.arch={arch!r}: pass a local weights file with "
             "teacher.checkpoint=/path/to/weights (random weights need teacher.allow_random=true, tests only)"
         )
+    if parse_reference(ckpt) is not None and not Path(str(ckpt)).exists():
+        raise ValueError(f"teacher.checkpoint={ckpt!r} is a provider reference; resolve it to a file first "
+                         "(c2s.inputs.resolve_inputs does, before any actor starts)")
     path = Path(str(ckpt)).expanduser()
     if path.exists():
         return check_path(path)  # a directory or an empty file is refused here, naming what was expected
