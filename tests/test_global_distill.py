@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from c2s.config import load_config
 from c2s.method.diagnostics import global_distill_stats
 from c2s.method.losses import global_prototype, info_nce, masked_cross_entropy, nel_loss
-from c2s.method.objective import C2SObjective
+from c2s.method.objective import build_objective
 
 
 def offset_features(b=6, d=32, hw=(4, 4), offset=20.0, signal=1.0, seed=0):
@@ -70,7 +70,7 @@ def test_cosine_pool_attention_is_not_flattened_by_the_feature_norm():
 def _objective(**overrides):
     cfg = load_config("toy_tiny", [f"{k}={v}" for k, v in overrides.items()])
     text = F.normalize(torch.randn(15, int(cfg.model.embed_dim)), dim=-1)
-    return C2SObjective(cfg, text), cfg
+    return build_objective(cfg, text), cfg
 
 
 def test_logit_bias_is_learnable_and_changes_nel_only():

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from c2s.bench.objective import make_synthetic_batch
 from c2s.config import load_config
-from c2s.method.objective import C2SObjective
+from c2s.method.objective import build_objective
 from c2s.student import build_student
 from c2s.teacher.clip import load_teacher
 from c2s.train.loop import TrainModule
@@ -32,7 +32,7 @@ def _student_and_objective(seed: int = 0):
     torch.manual_seed(seed)
     text = F.normalize(torch.randn(15, int(cfg.model.embed_dim)), dim=-1)
     # eval(): drop-path/dropout draw from the device's own generator, which differs between cpu and cuda
-    module = TrainModule(build_student(cfg.model), C2SObjective(cfg, text)).eval()
+    module = TrainModule(build_student(cfg.model), build_objective(cfg, text)).eval()
     batch = make_synthetic_batch(2, 64, int(cfg.model.embed_dim), 15, int(cfg.mining.k_max), seen_regions=3,
                                  grid=8, seed=seed)
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
@@ -94,8 +94,8 @@ def test_compiled_objective_on_cuda_matches_eager():
     objs = []
     for compiled in (False, True):
         torch.manual_seed(0)
-        objs.append(C2SObjective(load_config("toy_c2s", {**cfg, "loss.compile": compiled}), text,
-                                 check_ids=False).to(CUDA).train())
+        objs.append(build_objective(load_config("toy_c2s", {**cfg, "loss.compile": compiled}), text,
+                                    check_ids=False).to(CUDA).train())
     for step in range(2):
         batch = {k: v.to(CUDA) for k, v in make_synthetic_batch(2, 64, 32, 7, 3, seen_regions=3, grid=8,
                                                                   seed=step).items()}

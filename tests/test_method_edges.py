@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from c2s.method import losses as L
-from c2s.method.objective import C2SObjective, classify
+from c2s.method.objective import build_objective, classify
 
 D, NS = 8, 3
 
@@ -117,8 +117,10 @@ def config(**over) -> dict:
     cfg = {
         "loss": {"tau": 0.5, "alpha": 2.0, "seen_logits": "cos", "beta": 3.0, "w_global": 1.5, "w_local": 2.5,
                  "w_pixel": 0.5, "use_nel": True, "nel_mode": "present", "nel_focal_weight": 7.0,
-                 "nel_dice_weight": 3.0, "focal_alpha": 0.3, "focal_gamma": 1.5, "ce_weight": 0.75},
-        "distill": {"enabled": True, "kind": "cosine", "global_pool": "cosine", "global_attn_tau": 0.3},
+                 "nel_dice_weight": 3.0, "focal_alpha": 0.3, "focal_gamma": 1.5, "ce_weight": 0.75,
+                 "compile": False, "learn_logit_bias": False, "logit_bias_init": 0.0},
+        "distill": {"enabled": True, "kind": "cosine", "global_pool": "cosine", "global_attn_tau": 0.3,
+                    "local_candidates": "batch", "local_false_negative_cos": None},
         "bank": {"size": 2},
         "latent": {"enabled": False},
         "mining": {"k_max": 2},
@@ -139,7 +141,7 @@ def batch(b: int = 2, hw: int = 4) -> dict:
 
 def test_objective_passes_every_loss_setting_to_the_loss_functions():
     text = F.normalize(torch.randn(NS, D, generator=gen(8)), dim=-1)
-    obj = C2SObjective(config(), text)
+    obj = build_objective(config(), text)
     feats, bt = torch.randn(2, D, 2, 2, generator=gen(9)), batch()
     out = obj(feats, bt)
     up = F.interpolate(classify(feats, text, 2.0, "cos"), size=(4, 4), mode="bilinear", align_corners=False)
@@ -154,7 +156,7 @@ def test_objective_passes_every_loss_setting_to_the_loss_functions():
 
 def test_regions_keep_a_slot_covering_a_fraction_of_one_cell_and_drop_an_absent_one():
     text = F.normalize(torch.randn(NS, D, generator=gen(8)), dim=-1)
-    obj = C2SObjective(config(), text)
+    obj = build_objective(config(), text)
     bt = batch(b=1)
     bt["pseudo_mask"] = torch.zeros(1, 4, 4, dtype=torch.long)
     bt["pseudo_mask"][0, 0, 0] = 1  # one label pixel of class 1: a quarter of feature cell (0, 0)
@@ -177,7 +179,7 @@ def test_every_part_is_labelled_for_the_profiler(monkeypatch):
 
     monkeypatch.setattr(objective_module, "record_function", record)
     text = F.normalize(torch.randn(NS, D, generator=gen(8)), dim=-1)
-    C2SObjective(config(), text)(torch.randn(2, D, 2, 2, generator=gen(9)), batch())
+    build_objective(config(), text)(torch.randn(2, D, 2, 2, generator=gen(9)), batch())
     assert labels == [f"c2s.objective.{p}" for p in ("regions", "global", "local", "logits", "pixel")]
 
 
@@ -216,8 +218,8 @@ def test_local_infonce_against_a_hand_loop(candidates, fn):
     valid = torch.tensor([[True, True, True, True], [True, True, True, False]])
     unit = F.normalize(tokens, dim=-1)
     fn_cos = float(unit[0, 2] @ unit[1, 2]) if fn == "exact" else fn  # exactly at the threshold: dropped
-    obj = C2SObjective(config(**{"distill.kind": "infonce", "distill.local_candidates": candidates,
-                                 "distill.local_false_negative_cos": fn_cos}), text)
+    obj = build_objective(config(**{"distill.kind": "infonce", "distill.local_candidates": candidates,
+                                    "distill.local_false_negative_cos": fn_cos}), text)
     got = obj._local_loss(protos, tokens, ids, valid)
     want = local_reference(protos, tokens, ids, valid, 0.5, NS, candidates, fn_cos)
     assert math.isclose(float(got), want, rel_tol=1e-5)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from c2s.bench.objective import make_synthetic_batch
 from c2s.config import load_config
 from c2s.method.losses import PAD_LOGIT, masked_cross_entropy, nel_loss
-from c2s.method.objective import C2SObjective, classify
+from c2s.method.objective import build_objective, classify
 
 D, NS, K = 16, 5, 3
 
@@ -21,7 +21,7 @@ def make(overrides: dict | None = None, size: int = 16, seed: int = 0):
                                   "bank.size": 4, **(overrides or {})})
     torch.manual_seed(seed)
     text = F.normalize(torch.randn(NS, D), dim=-1)
-    obj = C2SObjective(cfg, text)
+    obj = build_objective(cfg, text)
     batch = make_synthetic_batch(2, size, D, NS, K, seen_regions=2, grid=4, seed=seed)
     feats = torch.randn(2, D, size // 2, size // 2, requires_grad=True)
     return obj, batch, feats
@@ -54,7 +54,7 @@ def test_table3_switches(distill, latent):
 def test_baseline_needs_only_labels_and_matches_hand_ce():
     obj, batch, feats = make({"distill.enabled": False, "latent.enabled": False, "loss.use_nel": False})
     out = obj(feats, {"label": batch["label"]})
-    logits = F.interpolate(classify(feats, obj.seen_text, obj.alpha), size=(16, 16), mode="bilinear",
+    logits = F.interpolate(classify(feats, obj.seen_text, obj.loss.alpha), size=(16, 16), mode="bilinear",
                            align_corners=False)
     expected = F.cross_entropy(logits, batch["label"], ignore_index=255)
     assert torch.allclose(out["loss_ce"], expected, atol=1e-5)

@@ -1,6 +1,7 @@
 """Edges of c2s/method/objective.py that mutation testing (``make mutate``) showed no other test pinned down:
-every required config key's exact error, the optional keys' defaults, the validation bounds, and the batch
-checks' messages. A hand-written config (not the repo's presets), so the expected values are this file's."""
+every setting reaching the objective as given, the switch-dependent parts, the latent ids' bound, and the batch
+checks' messages. A hand-written config (not the repo's presets), so the expected values are this file's.
+The settings' own checks (each key's error) are in tests/test_objective_settings.py."""
 
 from __future__ import annotations
 
@@ -8,27 +9,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from c2s.method.objective import C2SObjective
+from c2s.method.objective import C2SObjective, build_objective
+from c2s.method.settings import BankSettings, DistillSettings, LatentSettings, LossSettings, SettingsError
 
 D, NS = 8, 3
 
-REQUIRED = {
-    "loss": ("tau", "alpha", "seen_logits", "beta", "w_global", "w_local", "w_pixel", "use_nel", "nel_focal_weight",
-             "nel_dice_weight", "focal_alpha", "focal_gamma", "ce_weight"),
-    "distill": ("enabled", "kind"),
-    "bank": ("size",),
-    "latent": ("enabled",),
-}
-METHOD = "(see c2s/configs/_base_/method.py)"
-
 
 def config(**over) -> dict:
-    """The smallest config C2SObjective accepts: required keys only (latent off, so no generator keys)."""
+    """A whole config as C2SObjective reads it: every key of its sections (latent off, so no generator keys)."""
     cfg = {
         "loss": {"tau": 0.5, "alpha": 2.0, "seen_logits": "cos", "beta": 3.0, "w_global": 4.0, "w_local": 5.0,
-                 "w_pixel": 6.0, "use_nel": False, "nel_focal_weight": 7.0, "nel_dice_weight": 8.0,
-                 "focal_alpha": 0.3, "focal_gamma": 1.5, "ce_weight": 9.0},
-        "distill": {"enabled": True, "kind": "cosine"},
+                 "w_pixel": 6.0, "use_nel": False, "nel_mode": "zegclip", "nel_focal_weight": 7.0,
+                 "nel_dice_weight": 8.0, "focal_alpha": 0.3, "focal_gamma": 1.5, "ce_weight": 9.0,
+                 "compile": False, "learn_logit_bias": False, "logit_bias_init": 0.0},
+        "distill": {"enabled": True, "kind": "cosine", "local_candidates": "batch", "local_false_negative_cos": None,
+                    "global_pool": "paper", "global_attn_tau": 0.07},
         "bank": {"size": 2},
         "latent": {"enabled": False},
         "mining": {"k_max": 4},
@@ -43,110 +38,78 @@ def text(n: int = NS) -> torch.Tensor:
     return F.normalize(torch.randn(n, D, generator=torch.Generator().manual_seed(0)), dim=-1)
 
 
-def test_required_keys_are_read_as_given():
-    obj = C2SObjective(config(), text())
-    assert (obj.tau, obj.alpha, obj.seen_form, obj.beta) == (0.5, 2.0, "cos", 3.0)
-    assert (obj.w_global, obj.w_local, obj.w_pixel, obj.use_nel) == (4.0, 5.0, 6.0, False)
-    assert (obj.nel_focal_weight, obj.nel_dice_weight, obj.focal_alpha, obj.focal_gamma, obj.ce_weight) == \
+def test_every_setting_is_read_as_given():
+    obj = build_objective(config(), text())
+    loss, distill = obj.loss, obj.distill
+    assert (loss.tau, loss.alpha, loss.seen_logits, loss.beta) == (0.5, 2.0, "cos", 3.0)
+    assert (loss.w_global, loss.w_local, loss.w_pixel, loss.use_nel, loss.nel_mode) == (4.0, 5.0, 6.0, False, "zegclip")
+    assert (loss.nel_focal_weight, loss.nel_dice_weight, loss.focal_alpha, loss.focal_gamma, loss.ce_weight) == \
         (7.0, 8.0, 0.3, 1.5, 9.0)
-    assert (obj.distill_enabled, obj.distill_kind, obj.latent_enabled, obj.k_max) == (True, "cosine", False, 4)
+    assert (distill.enabled, distill.kind, obj.latent.enabled, obj.k_max) == (True, "cosine", False, 4)
+    assert (distill.global_pool, distill.global_attn_tau, distill.local_candidates) == ("paper", 0.07, "batch")
+    assert distill.local_false_negative_cos is None and (distill.froster_hidden, distill.froster_alpha) == (None, None)
     assert (obj.num_seen, obj.dim, obj.bank.size, obj.bank.dim) == (NS, D, 2, D)
-    assert obj.generator is None and obj.projector is None
+    assert obj.generator is None and obj.projector is None and obj.logit_bias is None
     assert obj.seen_text.dtype == torch.float32 and "seen_text" not in obj.state_dict()
+    assert obj.check_ids and not build_objective(config(), text(), check_ids=False).check_ids
 
 
-def test_optional_keys_defaults():
-    obj = C2SObjective(config(), text())
-    assert obj.nel_mode == "zegclip" and obj.logit_bias is None
-    assert (obj.global_pool, obj.global_attn_tau, obj.local_candidates, obj.local_fn_cos) == \
-        ("paper", 0.07, "batch", None)
-    froster = C2SObjective(config(**{"distill.kind": "froster", "distill.froster_hidden": 5}), text())
-    assert froster.projector is not None and froster.projector.alpha == 0.1
-    assert froster.projector.fc1.out_features == 5
-    biased = C2SObjective(config(**{"loss.learn_logit_bias": True}), text())
-    assert isinstance(biased.logit_bias, torch.nn.Parameter) and biased.logit_bias.item() == 0.0
-
-
-def test_optional_keys_as_given():
-    obj = C2SObjective(config(**{"loss.nel_mode": "present", "loss.learn_logit_bias": True,
-                                 "loss.logit_bias_init": -2.5, "distill.global_pool": "cosine",
-                                 "distill.global_attn_tau": 0.2, "distill.local_candidates": "image",
-                                 "distill.local_false_negative_cos": 1}), text())
-    assert obj.nel_mode == "present" and obj.logit_bias.item() == -2.5
-    assert (obj.global_pool, obj.global_attn_tau, obj.local_candidates) == ("cosine", 0.2, "image")
-    assert obj.local_fn_cos == 1.0 and isinstance(obj.local_fn_cos, float)
-    assert C2SObjective(config(**{"distill.local_false_negative_cos": -1.0}), text()).local_fn_cos == -1.0
-    froster = C2SObjective(config(**{"distill.kind": "froster", "distill.froster_hidden": 5,
-                                     "distill.froster_alpha": 0.7}), text())
-    assert froster.projector.alpha == 0.7
-    assert C2SObjective(config(**{"loss.learn_logit_bias": False}), text()).logit_bias is None
-
-
-@pytest.mark.parametrize("section, key", [(s, k) for s, keys in REQUIRED.items() for k in keys])
-def test_each_missing_required_key_is_named(section, key):
+def test_switch_dependent_parts_as_given():
+    obj = build_objective(config(**{"loss.nel_mode": "present", "loss.learn_logit_bias": True,
+                                    "loss.logit_bias_init": -2.5, "distill.global_pool": "cosine",
+                                    "distill.global_attn_tau": 0.2, "distill.local_candidates": "image",
+                                    "distill.local_false_negative_cos": 1}), text())
+    assert obj.loss.nel_mode == "present" and obj.logit_bias.item() == -2.5
+    assert isinstance(obj.logit_bias, torch.nn.Parameter) and any(p is obj.logit_bias for p in obj.parameters())
+    assert (obj.distill.global_pool, obj.distill.global_attn_tau, obj.distill.local_candidates) == \
+        ("cosine", 0.2, "image")
+    assert obj.distill.local_false_negative_cos == 1.0 and isinstance(obj.distill.local_false_negative_cos, float)
+    froster = build_objective(config(**{"distill.kind": "froster", "distill.froster_hidden": 5,
+                                        "distill.froster_alpha": 0.7}), text())
+    assert froster.projector.alpha == 0.7 and froster.projector.fc1.out_features == 5
+    # the generator's keys are read with latent.enabled only
+    latent = {"enabled": True, "kind": "mlp", "inputs": "prototypes", "cls_tokens": "global", "num_layers": 1,
+              "num_heads": 1, "ffn_ratio": 2, "dropout": 0.0}
     cfg = config()
-    del cfg[section][key]
-    with pytest.raises(KeyError) as err:
-        C2SObjective(cfg, text())
-    assert err.value.args[0] == f"config key '{section}.{key}' is missing {METHOD}"
+    cfg["latent"] = latent
+    gen = build_objective(cfg, text()).generator
+    assert (gen.kind, gen.inputs, gen.cls_tokens, gen.mlp[0].out_features) == ("mlp", "prototypes", "global", 2 * D)
 
 
-def test_missing_sections_and_k_max_and_froster_hidden():
-    for section in ("loss", "bank", "distill", "latent"):
-        cfg = config()
-        del cfg[section]
-        with pytest.raises(KeyError) as err:
-            C2SObjective(cfg, text())
-        assert err.value.args[0] == (f"config section '{section}' is missing; C2SObjective needs loss, bank, distill, "
-                                     f"latent and mining.k_max {METHOD}")
-    no_key, no_section = config(), config()
-    no_key["mining"] = {}
-    del no_section["mining"]
-    for cfg in (no_key, no_section):
-        with pytest.raises(KeyError) as err:
-            C2SObjective(cfg, text())
-        assert err.value.args[0] == "config key 'mining.k_max' is missing (see c2s/configs/_base_/teacher.py)"
-    cfg = config(**{"distill.kind": "froster"})
-    with pytest.raises(KeyError) as err:
-        C2SObjective(cfg, text())
-    assert err.value.args[0] == f"config key 'distill.froster_hidden' is missing {METHOD}"
-
-
-def test_validation_messages_and_bounds():
-    cases = {
-        "loss.nel_mode": ("both", "config key 'loss.nel_mode' must be one of zegclip, present; got 'both'"),
-        "distill.kind": ("kl", "config key 'distill.kind' must be one of infonce, cosine, l2, froster; got 'kl'"),
-        "distill.global_pool": ("max", "config key 'distill.global_pool' must be one of paper, centered, cosine; "
-                                       "got 'max'"),
-        "distill.local_candidates": ("all", "config key 'distill.local_candidates' must be one of batch, image; "
-                                            "got 'all'"),
-        "distill.local_false_negative_cos": (1.5, "config key 'distill.local_false_negative_cos' must be a cosine "
-                                                  "in [-1, 1] or None; got 1.5"),
-        "loss.tau": (0.0, "config key 'loss.tau' must be > 0, got 0.0"),
-    }
-    for key, (value, message) in cases.items():
-        with pytest.raises(ValueError) as err:
-            C2SObjective(config(**{key: value}), text())
-        assert str(err.value) == message, key
-    with pytest.raises(ValueError, match=r"^config key 'distill.local_false_negative_cos' must be a cosine in "
-                                         r"\[-1, 1\] or None; got -1.01$"):
-        C2SObjective(config(**{"distill.local_false_negative_cos": -1.01}), text())
-    assert C2SObjective(config(**{"loss.tau": 1e-6}), text()).tau == 1e-6
+def test_built_from_the_settings_without_a_whole_config():
+    """predict, the benches and the tests build the objective from the dataclasses: the same module as the
+    factory's (parameters drawn in the same order: the same weights under one seed)."""
+    cfg = config(**{"distill.kind": "froster", "distill.froster_hidden": 5, "distill.froster_alpha": 0.1,
+                    "loss.learn_logit_bias": True})
+    torch.manual_seed(3)
+    from_cfg = build_objective(cfg, text())
+    torch.manual_seed(3)
+    direct = C2SObjective(text(), loss=LossSettings.from_config(cfg["loss"]), distill=DistillSettings(
+        enabled=True, kind="froster", local_candidates="batch", local_false_negative_cos=None, global_pool="paper",
+        global_attn_tau=0.07, froster_hidden=5, froster_alpha=0.1), bank=BankSettings(size=2),
+        latent=LatentSettings(enabled=False), k_max=4)
+    assert direct.distill == from_cfg.distill and direct.loss == from_cfg.loss
+    assert [k for k, _ in direct.named_parameters()] == [k for k, _ in from_cfg.named_parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(direct.state_dict().values(), from_cfg.state_dict().values()))
+    with pytest.raises(SettingsError, match=r"^mining.k_max: expected a whole number >= 1, got 0$"):
+        C2SObjective(text(), loss=direct.loss, distill=direct.distill, bank=BankSettings(size=2),
+                     latent=LatentSettings(enabled=False), k_max=0)
     with pytest.raises(ValueError, match=r"^seen_text must be \(Ns, D\), got shape \(3, 8, 1\)$"):
-        C2SObjective(config(), text()[..., None])
+        build_objective(config(), text()[..., None])
 
 
 def test_latent_ids_must_fit_below_the_ignore_index():
-    latent = {"enabled": True, "kind": "none", "inputs": "prototypes", "cls_tokens": "global", "ffn_ratio": 1}
+    latent = {"enabled": True, "kind": "none", "inputs": "prototypes", "cls_tokens": "global", "num_layers": 1,
+              "num_heads": 1, "ffn_ratio": 1, "dropout": 0.0}
     cfg = config(**{"mining.k_max": 255 - NS})
     cfg["latent"] = dict(latent)
-    assert C2SObjective(cfg, text()).generator is not None  # ids up to 254: fine
+    assert build_objective(cfg, text()).generator is not None  # ids up to 254: fine
     cfg["mining"]["k_max"] = 256 - NS
-    with pytest.raises(ValueError, match=rf"^{NS} seen classes \+ mining.k_max={256 - NS} latent ids collide with "
-                                         r"the ignore index 255$"):
-        C2SObjective(cfg, text())
+    with pytest.raises(SettingsError, match=rf"^mining.k_max: {NS} seen classes \+ mining.k_max={256 - NS} latent "
+                                            r"ids collide with the ignore index 255$"):
+        build_objective(cfg, text())
     off = config(**{"mining.k_max": 300})
-    assert C2SObjective(off, text()).k_max == 300  # without latent classes the ids never reach the mask
+    assert build_objective(off, text()).k_max == 300  # without latent classes the ids never reach the mask
 
 
 def batch(b: int = 2, hw: int = 4, slots: int = 2) -> dict:
@@ -158,7 +121,7 @@ def batch(b: int = 2, hw: int = 4, slots: int = 2) -> dict:
 
 
 def test_batch_checks_name_key_shape_and_ids():
-    obj = C2SObjective(config(), text())
+    obj = build_objective(config(), text())
     feats = torch.randn(2, D, 2, 2)
     good = batch()
     assert set(obj(feats, good)) == {"loss", "loss_global", "loss_local", "loss_pixel", "loss_nel", "loss_ce"}
@@ -186,7 +149,7 @@ def test_batch_checks_name_key_shape_and_ids():
 
 
 def test_baseline_label_ids_are_checked_against_the_seen_classes():
-    obj = C2SObjective(config(**{"distill.enabled": False}), text())
+    obj = build_objective(config(**{"distill.enabled": False}), text())
     feats = torch.randn(1, D, 2, 2)
     label = torch.zeros(1, 4, 4, dtype=torch.long)
     label[0, 0, 0], label[0, 0, 1] = NS - 1, 255
@@ -200,8 +163,8 @@ def test_baseline_label_ids_are_checked_against_the_seen_classes():
 def test_check_batch_ids_is_the_forward_check_on_the_host_batch():
     """The training loop validates ids on the host batch (check_batch_ids) and builds the objective with
     check_ids=False, so forward reads no flag off the GPU: the same errors, raised before the copy."""
-    distill = C2SObjective(config(), text())  # distillation reads the pseudo mask's regions
-    baseline = C2SObjective(config(**{"distill.enabled": False}), text())
+    distill = build_objective(config(), text())  # distillation reads the pseudo mask's regions
+    baseline = build_objective(config(**{"distill.enabled": False}), text())
     label = torch.zeros(1, 4, 4, dtype=torch.long)
     label[0, 0, 0], label[0, 0, 1] = NS - 1, 255
     pseudo = label.clone()
@@ -231,7 +194,7 @@ def test_training_step_of_the_objective_never_waits_for_the_device():
     dim, seen = int(cfg.model.embed_dim), 6
     batch = make_synthetic_batch(2, 16, dim, seen, 3, seen_regions=2, grid=4)
     for check_ids, expected in ((False, []), (True, ["_local_scalar_dense"])):
-        obj = C2SObjective(cfg, F.normalize(torch.randn(seen, dim), dim=-1), check_ids=check_ids).train()
+        obj = build_objective(cfg, F.normalize(torch.randn(seen, dim), dim=-1), check_ids=check_ids).train()
         obj.bank.enqueue(torch.randn(3, dim))  # a partly filled bank: its count is read without a sync
         feats = torch.randn(2, dim, 8, 8, requires_grad=True)
         counter = DispatchCounter()

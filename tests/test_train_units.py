@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from c2s.config import load_config
+from c2s.errors import PreflightError
 from c2s.train.checkpoint import load_state, save_state, set_rng_state
 from c2s.train.loop import truncate_jsonl
-from c2s.train.resolve import PreflightError, check_resources, resources_needed
+from c2s.train.resolve import check_resources, resources_needed
 from c2s.train.schedule import build_optimizer, lr_factor
 
 OPTIM = {"lr": 1e-3, "min_lr": 0.0, "poly_power": 1.0, "warmup_iters": 10, "warmup_ratio": 1e-6,
@@ -233,3 +234,24 @@ def test_torch_threads_is_a_checked_whole_number():
     for bad in (-1, 1.5, "2", None, True):
         with pytest.raises(ValueError, match=r"train.torch_threads must be a whole number >= 0"):
             check_torch_threads(bad)
+
+
+def test_a_bad_objective_setting_stops_the_run_before_ray(tmp_path, monkeypatch):
+    """run_training checks the objective's settings on the driver: a ConfigError naming the key (the CLI's exit
+    2, no traceback) before Ray starts, not a worker error Ray Train would retry."""
+    import ray
+
+    import c2s.train.trainer as trainer_module
+    from c2s.config import ConfigError
+    from c2s.train.resolve import JobInputs
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started before the settings were checked")
+
+    monkeypatch.setattr(trainer_module, "init_ray", no_ray)
+    monkeypatch.setattr(ray, "init", no_ray)
+    monkeypatch.setattr(trainer_module, "resolve_inputs", lambda cfg: JobInputs(tmp_path, None, tmp_path))
+    cfg = load_config("toy_tiny", ["loss.tau=-1"])
+    with pytest.raises(ConfigError, match=r"^loss.tau: expected a positive number, got -1.0$"):
+        trainer_module.run_training(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     from c2s.evaluate import evaluate_student, predict
     from c2s.inputs import resolve_inputs
     from c2s.method.diagnostics import global_distill_stats
-    from c2s.method.objective import C2SObjective
+    from c2s.method.objective import build_objective
     from c2s.student import build_student
     from c2s.teacher.cache import TokenCacheError, cache_dir, load_token_cache, old_cache_dirs
     from c2s.train.resolve import text_embeddings_for
@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
     seed = int(cfg.train.seed)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    student, objective = build_student(cfg.model), C2SObjective(cfg, seen_text)
+    student, objective = build_student(cfg.model), build_objective(cfg, seen_text)
     if args.init is not None:
         state = torch.load(args.init, map_location="cpu", weights_only=True)
         if args.init_part == "backbone":
@@ -130,7 +130,7 @@ def main(argv: list[str]) -> int:
         feats = student(student.normalize(torch.from_numpy(rows["image"][idx]))).float()
         if step % 50 == 0 or step == 1:  # before the step enqueues this batch: the bank the loss sees
             diag = global_distill_stats(feats.detach(), batch["global"], objective.bank.get(),
-                                        objective.global_pool, objective.global_attn_tau)
+                                        objective.distill.global_pool, objective.distill.global_attn_tau)
         out = objective(feats, batch)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()

@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     from c2s.data.readers import iter_samples
     from c2s.data.transforms import eval_transform
     from c2s.inputs import resolve_inputs
-    from c2s.method.objective import C2SObjective
+    from c2s.method.objective import build_objective
     from c2s.student import build_student
     from c2s.teacher.clip import load_teacher
     from c2s.teacher.tokens import teacher_tokens
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     seen_text, all_text = text_embeddings_for(cfg, inputs)
     info = get_dataset_info(str(cfg.data.dataset))
     state = load_state(latest_checkpoint(args.run_dir), map_location="cpu")
-    student, objective = build_student(cfg.model), C2SObjective(cfg, seen_text)
+    student, objective = build_student(cfg.model), build_objective(cfg, seen_text)
     student.load_state_dict(state["student"])
     objective.load_state_dict(state["objective"])
     student.eval()

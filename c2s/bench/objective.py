@@ -202,7 +202,7 @@ QUICK = {"config": "toy_tiny", "student": "segformer_tiny", "size": 64, "batch":
 def main(argv: list[str]) -> int:
     args = parse_with_quick(_parser(), argv, QUICK)
     from c2s.config import load_config
-    from c2s.method.objective import C2SObjective
+    from c2s.method.objective import build_objective
     from c2s.student import build_student
 
     device = bench_device(args.device)
@@ -221,7 +221,7 @@ def main(argv: list[str]) -> int:
           f"k_max {args.k_max}, device {device} ({torch.get_num_threads()} CPU threads)", flush=True)
     student = build_student(cfg.model).to(device).train()
     seen_text = torch.nn.functional.normalize(torch.randn(args.seen, dim), dim=-1)
-    objective = C2SObjective(cfg, seen_text, check_ids=False).to(device).train()  # as the worker loop builds it
+    objective = build_objective(cfg, seen_text, check_ids=False).to(device).train()  # as the worker loop builds it
     full = make_synthetic_batch(args.batch, args.size, dim, args.seen, args.k_max, device=device)
     small = make_synthetic_batch(args.batch, args.warmup_size, dim, args.seen, args.k_max, device=device)
     images = {s: torch.randn(args.batch, 3, s, s, device=device) for s in {args.size, args.warmup_size}}
@@ -282,7 +282,7 @@ def main(argv: list[str]) -> int:
 
     # aten ops (each one kernel launch or more on a GPU) and host synchronisations of one step of the objective
     # alone, forward + backward, counted on its eager form (compiled code runs fused kernels no dispatch sees)
-    eager = objective if not args.compile else C2SObjective(
+    eager = objective if not args.compile else build_objective(
         load_config(args.config, overrides), seen_text, check_ids=False).to(device).train()
     counter = DispatchCounter()
     with counter:

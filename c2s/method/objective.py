@@ -1,8 +1,12 @@
 """The C2S training objective ``L = w_g L_g + w_l L_l + w_p L_p`` (paper Eq. 6) and the eval classifier.
 
-    obj = C2SObjective(cfg, seen_text)      # seen_text: (Ns, D) L2-normalised, a non-trainable buffer
+    obj = build_objective(cfg, seen_text)   # seen_text: (Ns, D) L2-normalised, a non-trainable buffer
+    obj = C2SObjective(seen_text, loss=LossSettings(...), distill=..., bank=..., latent=..., k_max=8)
     out = obj(F, batch)                     # F: (B, D, h, w) student features
     out["loss"].backward()
+
+The settings (c2s.method.settings) are one frozen dataclass per config section, fields named as the keys;
+:func:`build_objective` reads them from a whole config, as open_clip's ``create_loss(args)``.
 
 ``batch`` holds the teacher's outputs for the same (augmented) images:
 
@@ -34,10 +38,7 @@ from torch.profiler import record_function
 from c2s.method.bank import ClsTokenBank
 from c2s.method.latent import LatentGenerator
 from c2s.method.losses import (
-    DISTILL_KINDS,
-    GLOBAL_POOLS,
     IGNORE_INDEX,
-    NEL_MODES,
     PAD_LOGIT,
     FrosterProjector,
     cosine_distill,
@@ -52,9 +53,16 @@ from c2s.method.losses import (
     num_target_masks,
     region_weights,
 )
+from c2s.method.settings import (
+    BankSettings,
+    DistillSettings,
+    LatentSettings,
+    LossSettings,
+    check_k_max,
+    objective_settings,
+)
 
 COMPONENTS = ("loss_global", "loss_local", "loss_pixel", "loss_nel", "loss_ce")
-LOCAL_CANDIDATES = ("batch", "image")
 
 
 def classify(feats: Tensor, text: Tensor, alpha: float, form: str = "dot") -> Tensor:
@@ -74,122 +82,64 @@ def classify(feats: Tensor, text: Tensor, alpha: float, form: str = "dot") -> Te
     return alpha * torch.einsum("bdhw,nd->bnhw", feats, text.to(feats.dtype))
 
 
-def _section(cfg: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    try:
-        return cfg[name]
-    except KeyError:
-        raise KeyError(f"config section {name!r} is missing; C2SObjective needs loss, bank, distill, latent "
-                       f"and mining.k_max (see c2s/configs/_base_/method.py)") from None
+def build_objective(cfg: Mapping[str, Any], seen_text: Tensor, *, check_ids: bool = True) -> C2SObjective:
+    """The objective of a whole config (the trainer, the tools): ``loss``, ``distill``, ``bank``, ``latent`` and
+    ``mining.k_max`` read and checked once (:class:`c2s.method.settings.SettingsError` names a bad key)."""
+    return C2SObjective(seen_text, **objective_settings(cfg), check_ids=check_ids)
 
 
-def _key(section: Mapping[str, Any], name: str, key: str) -> Any:
-    try:
-        return section[key]
-    except KeyError:
-        raise KeyError(f"config key '{name}.{key}' is missing (see c2s/configs/_base_/method.py)") from None
+def _compiled(enabled: bool) -> tuple[Any, Any]:
+    """The pixel terms and the logits, compiled with ``loss.compile`` (plain functions, the method unbound and
+    called with self: no reference cycle, deepcopy-safe)."""
+    if not enabled:
+        return dense_pixel_terms, C2SObjective._logits
+    return (torch.compile(dense_pixel_terms, dynamic=False, fullgraph=True),
+            torch.compile(C2SObjective._logits, dynamic=False))
 
 
 class C2SObjective(nn.Module):
     """CLIP-to-Seg distillation + latent embedding generation + pixel loss. See the module docstring.
 
     Args:
-        cfg: the full resolved config (uses ``loss``, ``bank``, ``distill``, ``latent``, ``mining.k_max``).
         seen_text: ``(Ns, D)`` L2-normalised text embeddings of the seen classes only (inductive setting).
+        loss, distill, bank, latent: the settings of those config sections (c2s.method.settings); kept as
+            ``self.loss``, ``self.distill``, ``self.latent``.
+        k_max: ``mining.k_max``, the latent class slots per image (ids ``Ns + j``, ``j < k_max``).
+        check_ids: validate the masks' ids in :meth:`forward`. That reads a flag on the host, a device
+            synchronisation when the batch is on a GPU: the training loop calls :meth:`check_batch_ids` on the
+            host batch before the copy and passes False.
     """
 
-    def __init__(self, cfg: Mapping[str, Any], seen_text: Tensor, check_ids: bool = True) -> None:
+    def __init__(self, seen_text: Tensor, *, loss: LossSettings, distill: DistillSettings, bank: BankSettings,
+                 latent: LatentSettings, k_max: int, check_ids: bool = True) -> None:
         super().__init__()
-        # Validating the masks' ids reads a flag on the host: a device synchronisation when the batch is on a
-        # GPU. The training loop calls check_batch_ids on the host batch before the copy and passes False.
-        self.check_ids = bool(check_ids)
-        loss, bank, distill, latent = (_section(cfg, n) for n in ("loss", "bank", "distill", "latent"))
         if seen_text.dim() != 2:
             raise ValueError(f"seen_text must be (Ns, D), got shape {tuple(seen_text.shape)}")
         self.num_seen, self.dim = (int(s) for s in seen_text.shape)
         # derived from the class list and the text encoder, not learned: kept out of checkpoints
         self.register_buffer("seen_text", seen_text.detach().clone().float(), persistent=False)
-
-        self.tau = float(_key(loss, "loss", "tau"))
-        self.alpha = float(_key(loss, "loss", "alpha"))
-        self.seen_form = str(_key(loss, "loss", "seen_logits"))
-        self.beta = float(_key(loss, "loss", "beta"))
-        self.w_global = float(_key(loss, "loss", "w_global"))
-        self.w_local = float(_key(loss, "loss", "w_local"))
-        self.w_pixel = float(_key(loss, "loss", "w_pixel"))
-        self.use_nel = bool(_key(loss, "loss", "use_nel"))
-        self.nel_mode = str(loss.get("nel_mode", "zegclip"))
-        if self.nel_mode not in NEL_MODES:
-            raise ValueError(f"config key 'loss.nel_mode' must be one of {', '.join(NEL_MODES)}; got {self.nel_mode!r}")
-        self.nel_focal_weight = float(_key(loss, "loss", "nel_focal_weight"))
-        self.nel_dice_weight = float(_key(loss, "loss", "nel_dice_weight"))
-        self.focal_alpha = float(_key(loss, "loss", "focal_alpha"))
-        self.focal_gamma = float(_key(loss, "loss", "focal_gamma"))
-        self.ce_weight = float(_key(loss, "loss", "ce_weight"))
-        self.compiled = bool(loss.get("compile", False))
-        if self.tau <= 0:
-            raise ValueError(f"config key 'loss.tau' must be > 0, got {self.tau}")
+        self.loss, self.distill, self.latent = loss, distill, latent
+        self.k_max = check_k_max(k_max, self.num_seen, latent.enabled)
+        self.check_ids = bool(check_ids)
         # A learnable logit bias shared by every class (seen and latent): NEL's sigmoid terms need absent
         # classes below 0, which X_s = alpha F^T A_s can only reach by an offset in the features themselves
         # (see the config comment). CE and the evaluation argmax are invariant to it.
-        self.logit_bias: nn.Parameter | None = None
-        if bool(loss.get("learn_logit_bias", False)):
-            self.logit_bias = nn.Parameter(torch.tensor(float(loss.get("logit_bias_init", 0.0))))
-
-        self.distill_enabled = bool(_key(distill, "distill", "enabled"))
-        self.distill_kind = _key(distill, "distill", "kind")
-        if self.distill_kind not in DISTILL_KINDS:
-            raise ValueError(f"config key 'distill.kind' must be one of {', '.join(DISTILL_KINDS)}; "
-                             f"got {self.distill_kind!r}")
-        self.global_pool = str(distill.get("global_pool", "paper"))
-        if self.global_pool not in GLOBAL_POOLS:
-            raise ValueError(f"config key 'distill.global_pool' must be one of {', '.join(GLOBAL_POOLS)}; "
-                             f"got {self.global_pool!r}")
-        self.global_attn_tau = float(distill.get("global_attn_tau", 0.07))
-        self.local_candidates = distill.get("local_candidates", "batch")
-        if self.local_candidates not in LOCAL_CANDIDATES:
-            raise ValueError(f"config key 'distill.local_candidates' must be one of {', '.join(LOCAL_CANDIDATES)}; "
-                             f"got {self.local_candidates!r}")
-        # Drop from the local InfoNCE's denominator every candidate whose teacher token is this close (cosine)
-        # to the positive's: the same concept in another region (a latent region's id is per image, so the
-        # same unseen object in two images is otherwise a negative). None = the paper's literal Eq. 4.
-        fn_cos = distill.get("local_false_negative_cos")
-        self.local_fn_cos = None if fn_cos is None else float(fn_cos)
-        if self.local_fn_cos is not None and not -1.0 <= self.local_fn_cos <= 1.0:
-            raise ValueError(f"config key 'distill.local_false_negative_cos' must be a cosine in [-1, 1] or None; "
-                             f"got {fn_cos!r}")
-        self.projector: FrosterProjector | None = None
-        if self.distill_kind == "froster":
-            self.projector = FrosterProjector(self.dim, int(_key(distill, "distill", "froster_hidden")),
-                                              float(distill.get("froster_alpha", 0.1)))
-
-        self.bank = ClsTokenBank(int(_key(bank, "bank", "size")), self.dim)
-
-        self.latent_enabled = bool(_key(latent, "latent", "enabled"))
-        try:
-            self.k_max = int(cfg["mining"]["k_max"])
-        except KeyError:
-            raise KeyError("config key 'mining.k_max' is missing (see c2s/configs/_base_/teacher.py)") from None
-        if self.latent_enabled and self.num_seen + self.k_max > IGNORE_INDEX:
-            raise ValueError(f"{self.num_seen} seen classes + mining.k_max={self.k_max} latent ids collide with "
-                             f"the ignore index {IGNORE_INDEX}")
-        self.generator = LatentGenerator(latent, self.dim) if self.latent_enabled else None
-
+        self.logit_bias = nn.Parameter(torch.tensor(loss.logit_bias_init)) if loss.learn_logit_bias else None
+        self.projector = FrosterProjector(self.dim, distill.froster_hidden, distill.froster_alpha) \
+            if distill.kind == "froster" else None
+        self.bank = ClsTokenBank(bank.size, self.dim)
+        self.generator = LatentGenerator(latent.generator_config(), self.dim) if latent.enabled else None
         # loss.compile: the two parts that run many element-wise kernels over every class map compiled (forward
         # and backward fused by inductor): the logits (X_s, the latent generator, X_u) and the pixel losses at
         # label size. Shapes are fixed in a run (crop, batch, teacher.max_regions): one compilation each.
         # The bank and the DDP collectives stay eager. Measured with c2s bench objective --compile.
-        # Plain functions (the method unbound, called with self): no reference cycle, deepcopy-safe.
-        self._pixel_terms = dense_pixel_terms
-        self._logits_fn = C2SObjective._logits
-        if self.compiled:
-            self._pixel_terms = torch.compile(dense_pixel_terms, dynamic=False, fullgraph=True)
-            self._logits_fn = torch.compile(C2SObjective._logits, dynamic=False)
+        self._pixel_terms, self._logits_fn = _compiled(loss.compile)
 
     # ----------------------------------------------------------------------------------------- helpers
     def _get(self, batch: Mapping[str, Tensor], key: str, shape: tuple[int | None, ...]) -> Tensor:
         if key not in batch:
-            raise KeyError(f"batch is missing {key!r} (needed with distill.enabled={self.distill_enabled}, "
-                           f"latent.enabled={self.latent_enabled}); has {sorted(batch)}")
+            raise KeyError(f"batch is missing {key!r} (needed with distill.enabled={self.distill.enabled}, "
+                           f"latent.enabled={self.latent.enabled}); has {sorted(batch)}")
         value = batch[key]
         if value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
             raise ValueError(f"batch[{key!r}] has shape {tuple(value.shape)}, expected "
@@ -201,9 +151,9 @@ class C2SObjective(nn.Module):
         ``[0, Ns + k_max)`` when the regions are read (distillation or latent on), ``label`` in ``[0, Ns)`` when
         it is the pixel target (latent off). The checks :meth:`forward` makes itself with ``check_ids=True``;
         a missing key is left to :meth:`forward`, which names what the switches need."""
-        if (self.distill_enabled or self.latent_enabled) and "pseudo_mask" in batch:
+        if (self.distill.enabled or self.latent.enabled) and "pseudo_mask" in batch:
             self._check_ids("pseudo_mask", batch["pseudo_mask"], self.num_seen + self.k_max)
-        if not self.latent_enabled and "label" in batch:
+        if not self.latent.enabled and "label" in batch:
             self._check_ids("label", batch["label"], self.num_seen)
 
     @staticmethod
@@ -215,9 +165,9 @@ class C2SObjective(nn.Module):
                              f"{IGNORE_INDEX}")
 
     def _pair_loss(self, student: Tensor, teacher: Tensor) -> Tensor:
-        if self.distill_kind == "cosine":
+        if self.distill.kind == "cosine":
             return cosine_distill(student, teacher)
-        if self.distill_kind == "l2":
+        if self.distill.kind == "l2":
             return l2_distill(student, teacher)
         assert self.projector is not None  # froster
         return froster_distill(student, teacher, self.projector)
@@ -228,7 +178,7 @@ class C2SObjective(nn.Module):
         The bank holds tokens of *previous* steps (this step's are enqueued after the loss), so each
         image's own token is its only positive; the other images of the batch are extra negatives.
         """
-        if self.distill_kind != "infonce":
+        if self.distill.kind != "infonce":
             return self._pair_loss(proto, token)
         # the whole ring with its filled slots as a key mask: no host read of the bank's count
         bank_tokens, filled = self.bank.slots()
@@ -236,7 +186,7 @@ class C2SObjective(nn.Module):
         b = token.shape[0]
         key_mask = torch.cat([filled.new_ones(b), filled]).unsqueeze(0).expand(b, -1)
         positive = torch.arange(b, device=token.device)
-        return info_nce(proto, keys, positive, self.tau, key_mask=key_mask)
+        return info_nce(proto, keys, positive, self.loss.tau, key_mask=key_mask)
 
     def _local_loss(self, protos: Tensor, tokens: Tensor, ids: Tensor, valid: Tensor) -> Tensor:
         """Local distillation (Eq. 4) over every valid region slot of the batch.
@@ -247,7 +197,7 @@ class C2SObjective(nn.Module):
         tokens of other images stay negatives unless ``distill.local_false_negative_cos`` is set: then every
         candidate whose teacher token has at least that cosine with the positive's token is removed too.
         """
-        if self.distill_kind != "infonce":  # Table 4's pairwise losses: the valid slots selected
+        if self.distill.kind != "infonce":  # Table 4's pairwise losses: the valid slots selected
             return self._pair_loss(protos[valid], tokens[valid])
         # InfoNCE over all B*L slots, padding masked out of both sides (fixed shapes: selecting the valid
         # slots would synchronise with the device): invalid slots are neither queries nor candidates.
@@ -257,16 +207,16 @@ class C2SObjective(nn.Module):
         n = f.shape[0]
         same_img = img.unsqueeze(1) == img.unsqueeze(0)
         eye = torch.eye(n, dtype=torch.bool, device=f.device)
-        if self.local_candidates == "image":
+        if self.distill.local_candidates == "image":
             keep = same_img
         else:
             same_seen = (cid.unsqueeze(1) == cid.unsqueeze(0)) & (cid < self.num_seen).unsqueeze(1)
             keep = ~(same_seen & ~same_img)
-        if self.local_fn_cos is not None:
+        if self.distill.local_false_negative_cos is not None:
             unit = F.normalize(c, dim=-1)
-            keep = keep & ~(unit @ unit.T >= self.local_fn_cos)
-        return info_nce(f, c, torch.arange(n, device=f.device), self.tau, key_mask=(keep & ok.unsqueeze(0)) | eye,
-                        query_mask=ok)
+            keep = keep & ~(unit @ unit.T >= self.distill.local_false_negative_cos)
+        return info_nce(f, c, torch.arange(n, device=f.device), self.loss.tau,
+                        key_mask=(keep & ok.unsqueeze(0)) | eye, query_mask=ok)
 
     # ----------------------------------------------------------------------------------------- forward
     def forward(self, feats: Tensor, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -305,10 +255,12 @@ class C2SObjective(nn.Module):
     def _biased(self, logits: Tensor) -> Tensor:
         return logits if self.logit_bias is None else logits + self.logit_bias
 
-    def _logits(self, feats: Tensor, batch: Mapping[str, Tensor], reg: dict[str, Tensor] | None) -> tuple[Tensor, Tensor]:
+    def _logits(self, feats: Tensor, batch: Mapping[str, Tensor],
+                reg: dict[str, Tensor] | None) -> tuple[Tensor, Tensor]:
         """Feature-resolution logits ``(B, Ns [+ K], h, w)`` and the pixel target ``(B, H, W)``."""
-        seen_logits = classify(feats, self.seen_text, self.alpha, self.seen_form)  # X_s: (B, Ns, h, w)
-        if not self.latent_enabled:
+        loss = self.loss
+        seen_logits = classify(feats, self.seen_text, loss.alpha, loss.seen_logits)  # X_s: (B, Ns, h, w)
+        if not self.latent.enabled:
             label = self._get(batch, "label", (feats.shape[0], None, None))
             if self.check_ids:
                 self._check_ids("label", label, self.num_seen)
@@ -326,7 +278,7 @@ class C2SObjective(nn.Module):
         )  # A'_u: (B, K, D)
         cos = torch.einsum("bdhw,bkd->bkhw", F.normalize(feats, dim=1), F.normalize(embeds, dim=-1))
         # the shared bias goes on before the padding, so padded classes stay exactly at PAD_LOGIT
-        latent_logits = self._biased(self.beta * cos).masked_fill(~latent_valid[:, :, None, None], PAD_LOGIT)
+        latent_logits = self._biased(loss.beta * cos).masked_fill(~latent_valid[:, :, None, None], PAD_LOGIT)
         # latent pixels without a generated embedding cannot be supervised: ignore them
         is_latent = (pseudo >= self.num_seen) & (pseudo != IGNORE_INDEX)
         j = (pseudo - self.num_seen).clamp(0, self.k_max - 1).flatten(1)
@@ -339,9 +291,28 @@ class C2SObjective(nn.Module):
         """For inspection: the logits the pixel loss sees, ``cat(X_s, X_u)`` upsampled to label size
         ``(B, Ns [+ K], H, W)`` (padded latent classes at ``PAD_LOGIT``), and its target ``(B, H, W)``."""
         feats = feats.float()
-        reg = self._regions(feats, batch) if self.latent_enabled else None
+        reg = self._regions(feats, batch) if self.latent.enabled else None
         logits, target = self._logits(feats, batch, reg)
         return F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False), target
+
+    def _pixel_loss(self, logits: Tensor, target: Tensor) -> tuple[Tensor | None, Tensor]:
+        """L_p's weighted terms (Eq. 5): NEL (None without ``loss.use_nel``) and CE, scalars. ``logits``
+        ``(B, C, h, w)`` are upsampled bilinearly to the target's ``(B, H, W)`` once, for both losses."""
+        loss = self.loss
+        if loss.use_nel and loss.nel_mode == "present":  # c2s's earlier reading: selects maps, not compiled
+            size = tuple(target.shape[-2:])
+            if tuple(logits.shape[-2:]) != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            focal, dice = nel_loss(logits, target, IGNORE_INDEX, loss.focal_alpha, loss.focal_gamma, "present")
+            ce = masked_cross_entropy(logits, target)
+        else:
+            ce, focal, dice, count = self._pixel_terms(logits, target, IGNORE_INDEX, loss.focal_alpha,
+                                                       loss.focal_gamma, loss.use_nel)
+            if loss.use_nel:  # the normaliser is summed over DDP workers: outside the compiled part
+                num_masks = num_target_masks(count)
+                focal, dice = focal / num_masks, dice / num_masks
+        nel = loss.nel_focal_weight * focal + loss.nel_dice_weight * dice if loss.use_nel else None
+        return nel, loss.ce_weight * ce
 
     def _forward(self, feats: Tensor, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         if feats.dim() != 4 or feats.shape[1] != self.dim:
@@ -349,11 +320,12 @@ class C2SObjective(nn.Module):
         # record_function labels name each part in a profile (`c2s bench objective --profile`); free otherwise
         out = dict.fromkeys(COMPONENTS, feats.new_zeros(()))
         with record_function("c2s.objective.regions"):
-            reg = self._regions(feats, batch) if self.distill_enabled or self.latent_enabled else None
-        if self.distill_enabled:
+            reg = self._regions(feats, batch) if self.distill.enabled or self.latent.enabled else None
+        if self.distill.enabled:
             assert reg is not None
             with record_function("c2s.objective.global"):
-                proto = global_prototype(feats, reg["global"], self.global_pool, self.global_attn_tau)
+                proto = global_prototype(feats, reg["global"], self.distill.global_pool,
+                                         self.distill.global_attn_tau)
                 out["loss_global"] = self._global_loss(proto, reg["global"])
             with record_function("c2s.objective.local"):
                 out["loss_local"] = self._local_loss(reg["protos"], reg["local"], reg["local_ids"],
@@ -361,27 +333,14 @@ class C2SObjective(nn.Module):
 
         with record_function("c2s.objective.logits"):  # X_s, and the latent generator's X_u
             logits, target = self._logits_fn(self, feats, batch, reg)
-        # Both pixel losses see the logits upsampled bilinearly to label resolution, upsampled once.
         with record_function("c2s.objective.pixel"):
-            if self.use_nel and self.nel_mode == "present":  # c2s's earlier reading: selects maps, not compiled
-                size = tuple(target.shape[-2:])
-                if tuple(logits.shape[-2:]) != size:
-                    logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-                focal, dice = nel_loss(logits, target, IGNORE_INDEX, self.focal_alpha, self.focal_gamma, "present")
-                ce = masked_cross_entropy(logits, target)
-            else:
-                ce, focal, dice, count = self._pixel_terms(logits, target, IGNORE_INDEX, self.focal_alpha,
-                                                           self.focal_gamma, self.use_nel)
-                if self.use_nel:  # the normaliser is summed over DDP workers: outside the compiled part
-                    num_masks = num_target_masks(count)
-                    focal, dice = focal / num_masks, dice / num_masks
-            if self.use_nel:
-                out["loss_nel"] = self.nel_focal_weight * focal + self.nel_dice_weight * dice
-            out["loss_ce"] = self.ce_weight * ce
+            nel, out["loss_ce"] = self._pixel_loss(logits, target)
+            if nel is not None:
+                out["loss_nel"] = nel
         out["loss_pixel"] = out["loss_nel"] + out["loss_ce"]
-        out["loss"] = (self.w_global * out["loss_global"] + self.w_local * out["loss_local"]
-                       + self.w_pixel * out["loss_pixel"])
-        if self.distill_enabled and self.training:
+        out["loss"] = (self.loss.w_global * out["loss_global"] + self.loss.w_local * out["loss_local"]
+                       + self.loss.w_pixel * out["loss_pixel"])
+        if self.distill.enabled and self.training:
             # after the loss: the bank holds previous steps only. Last in the step: under DDP the gather reads
             # the workers' batch sizes back to the host, and here that read waits on nothing the GPU still has
             # to start (the training loop reads the losses right after anyway).

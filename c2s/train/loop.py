@@ -1,9 +1,10 @@
 """The per-worker training loop (runs inside a Ray Train worker; CLIP is never loaded here).
 
 The batch stream arrives from the dataset shard with the teacher's tokens already attached. The loop
-owns the step: forward (student + C2S objective), backward, clip, AdamW + schedule, report, checkpoint,
-evaluate. Rank 0 also writes ``metrics.jsonl`` under the run directory: ``Result.metrics`` only keeps
-metrics reported with a checkpoint (architecture.md), so curves need their own sink.
+(:class:`TrainRecipe`: setup, train, save_checkpoint, cleanup) owns the step: forward (student + C2S
+objective), backward, clip, AdamW + schedule, report, checkpoint, evaluate. Rank 0 also writes
+``metrics.jsonl`` under the run directory: ``Result.metrics`` only keeps metrics reported with a checkpoint
+(architecture.md), so curves need their own sink.
 """
 
 from __future__ import annotations
@@ -134,160 +135,262 @@ def quiet_report_log() -> None:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry: ``config`` holds the resolved config dict, the run dir and text embeddings."""
-    import ray.train
-    import ray.train.torch
+    recipe = TrainRecipe(config)
+    recipe.setup()
+    recipe.train()
+    recipe.cleanup()
 
-    from c2s.method.objective import C2SObjective
-    from c2s.student import build_student
 
-    cfg = from_dict(config["cfg"])
-    run_dir = Path(config["run_dir"])
-    train_cfg, optim_cfg = cfg.train, cfg.optim
-    quiet_report_log()
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    raise_if_stopped(run_dir)
+class Interval:
+    """The sums behind one ``metrics.jsonl`` train row: loss components, teacher wait and busy time."""
 
-    if int(train_cfg.torch_threads) > 0:  # else Ray's OMP_NUM_THREADS: floor(cpus_per_worker), at least 1
-        torch.set_num_threads(int(train_cfg.torch_threads))
-    torch.manual_seed(int(train_cfg.seed) + rank)
-    np.random.seed(int(train_cfg.seed) + rank)
-    seen_text = torch.tensor(np.asarray(config["seen_text"], dtype=np.float32))
-    student = build_student(cfg.model)
-    objective = C2SObjective(cfg, seen_text, check_ids=False)  # checked below on the host batch: no GPU sync
-    module = TrainModule(student, objective).to(device)
-    lr, mult, wd = float(optim_cfg.lr), float(optim_cfg.head_lr_mult), float(optim_cfg.weight_decay)
-    groups = student.param_groups(lr, mult, wd)
-    extra = [p for p in objective.parameters() if p.requires_grad]
-    if extra:
-        groups.append({"params": extra, "lr": lr * mult, "weight_decay": wd})
-    total = int(train_cfg.iters)
-    optimizer, scheduler = build_optimizer(groups, optim_cfg, total)
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.wait_s = self.busy_s = 0.0
+        self.steps = 0
+        self.start = time.perf_counter()
 
-    step = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
+    def add(self, values: dict[str, float], wait_s: float, busy_s: float) -> None:
+        self.wait_s += wait_s
+        self.busy_s += busy_s
+        self.steps += 1
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+
+    def row(self, step: int, lr: float, images_per_step: int) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.start
+        return {"step": step, "kind": "train", **{k: v / self.steps for k, v in self.sums.items()}, "lr": lr,
+                "images_per_s": self.steps * images_per_step / max(elapsed, 1e-9),
+                "teacher_wait_frac": self.wait_s / max(self.wait_s + self.busy_s, 1e-9)}
+
+
+class TrainRecipe:
+    """One worker's run, as torchtune's recipes: :meth:`setup` (worker, model, resume, outputs, data),
+    :meth:`train` (step, log, evaluate, checkpoint), :meth:`cleanup`. Rank 0 writes the run's files."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.cfg = from_dict(config["cfg"])
+        self.run_dir = Path(config["run_dir"])
+        self.train_cfg, self.optim_cfg = self.cfg.train, self.cfg.optim
+        self.total = int(self.train_cfg.iters)
+        self.step = 0
+
+    # ------------------------------------------------------------------------------------------- setup
+    def setup(self) -> None:
+        self._setup_worker()
+        self._setup_model()
+        self._restore()
+        self._setup_outputs()
+        self._setup_data()
+
+    def _setup_worker(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        quiet_report_log()
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        raise_if_stopped(self.run_dir)
+        threads = int(self.train_cfg.torch_threads)
+        if threads > 0:  # else Ray's OMP_NUM_THREADS: floor(cpus_per_worker), at least 1
+            torch.set_num_threads(threads)
+        torch.manual_seed(int(self.train_cfg.seed) + self.rank)
+        np.random.seed(int(self.train_cfg.seed) + self.rank)
+
+    def _setup_model(self) -> None:
+        """Student, objective (its latent generator, projector and logit bias trained with the head's lr) and
+        AdamW with its schedule."""
+        from c2s.method.objective import build_objective
+        from c2s.student import build_student
+
+        self.seen_text = torch.tensor(np.asarray(self.config["seen_text"], dtype=np.float32))
+        self.student = build_student(self.cfg.model)
+        # ids are checked on the host batch (check_batch_ids in _step): no GPU sync in forward
+        self.objective = build_objective(self.cfg, self.seen_text, check_ids=False)
+        self.module = TrainModule(self.student, self.objective).to(self.device)
+        optim = self.optim_cfg
+        lr, mult, wd = float(optim.lr), float(optim.head_lr_mult), float(optim.weight_decay)
+        groups = self.student.param_groups(lr, mult, wd)
+        extra = [p for p in self.objective.parameters() if p.requires_grad]
+        if extra:
+            groups.append({"params": extra, "lr": lr * mult, "weight_decay": wd})
+        self.optimizer, self.scheduler = build_optimizer(groups, optim, self.total)
+
+    def _restore(self) -> None:
+        """Ray Train's checkpoint of this run, if it restarts one: weights, optimizer, schedule, RNG, step."""
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return
         with checkpoint.as_directory() as directory:
             state = load_state(directory, map_location="cpu")
-        student.load_state_dict(state["student"])
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        self.student.load_state_dict(state["student"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
-        step = int(state["step"])
-        module.to(device)
-        print(f"[c2s] resumed from checkpoint at step {step}/{total}", flush=True)
-    if rank == 0:
+        self.step = int(state["step"])
+        self.module.to(self.device)
+        print(f"[c2s] resumed from checkpoint at step {self.step}/{self.total}", flush=True)
+
+    def _setup_outputs(self) -> None:
+        """Rank 0: worker_device.json, metrics.jsonl cut back to the restored step, the TensorBoard curves."""
+        self.curves = None
+        if self.rank != 0:
+            return
         # where the student trains, for summary.json (a worker's prints do not reach a local run's console)
-        amp = "bf16 autocast" if device.type == "cuda" and bool(train_cfg.amp) else "fp32"
-        (run_dir / "worker_device.json").write_text(json.dumps({"device": str(device), "precision": amp,
-                                                                "workers": world,
-                                                                "torch_threads": torch.get_num_threads()}))
-        truncate_jsonl(run_dir / "metrics.jsonl", step)  # a restart repeats the steps after `step`
-    curves = CurveWriter(run_dir, start_step=step) if rank == 0 else None  # TensorBoard, beside metrics.jsonl
+        amp = "bf16 autocast" if self.device.type == "cuda" and bool(self.train_cfg.amp) else "fp32"
+        (self.run_dir / "worker_device.json").write_text(json.dumps({
+            "device": str(self.device), "precision": amp, "workers": self.world,
+            "torch_threads": torch.get_num_threads()}))
+        truncate_jsonl(self.run_dir / "metrics.jsonl", self.step)  # a restart repeats the steps after `step`
+        self.curves = CurveWriter(self.run_dir, start_step=self.step)  # TensorBoard, beside metrics.jsonl
 
-    model = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
-    per_worker = per_worker_batch(int(train_cfg.batch_size), world)
-    stream = _batches(ray.train.get_dataset_shard("train"), per_worker, needed=total - step,
-                      repeat=repeats_epochs(cfg), prefetch_batches=int(train_cfg.prefetch_batches),
-                      first_row=step * per_worker * world)
-    crash_at = int(train_cfg.get("crash_at_step", 0))
-    log_every, ckpt_every = int(train_cfg.log_interval), int(train_cfg.checkpoint_interval)
-    eval_every = int(train_cfg.eval_interval)
-    sums: dict[str, float] = {}
-    wait_s = busy_s = 0.0
-    interval_steps = 0
-    interval_start = time.perf_counter()
-    calls_dir = run_dir / "teacher_calls"  # the live pool's per-actor counters (c2s.teacher.calls)
-    actor_batches = read_actor_batches(calls_dir) if rank == 0 else {}
+    def _setup_data(self) -> None:
+        """The DDP model, this worker's batch stream from the restored step on, and the intervals."""
+        import ray.train
+        import ray.train.torch
 
-    while step < total:
-        t0 = time.perf_counter()
+        train_cfg = self.train_cfg
+        self.model = ray.train.torch.prepare_model(self.module,
+                                                   parallel_strategy_kwargs={"find_unused_parameters": True})
+        self.per_worker = per_worker_batch(int(train_cfg.batch_size), self.world)
+        self.stream = _batches(ray.train.get_dataset_shard("train"), self.per_worker,
+                               needed=self.total - self.step, repeat=repeats_epochs(self.cfg),
+                               prefetch_batches=int(train_cfg.prefetch_batches),
+                               first_row=self.step * self.per_worker * self.world)
+        self.crash_at = int(train_cfg.get("crash_at_step", 0))
+        self.log_every, self.ckpt_every = int(train_cfg.log_interval), int(train_cfg.checkpoint_interval)
+        self.eval_every = int(train_cfg.eval_interval)
+        self.calls_dir = self.run_dir / "teacher_calls"  # the live pool's per-actor counters (c2s.teacher.calls)
+        self.actor_batches = read_actor_batches(self.calls_dir) if self.rank == 0 else {}
+
+    # ------------------------------------------------------------------------------------------- train
+    def train(self) -> None:
+        """Steps from the restored one to ``train.iters``; every log interval a row (reported to Ray Train,
+        with a checkpoint every checkpoint interval and at the end), an evaluation every eval interval."""
+        interval = Interval()
+        while self.step < self.total:
+            t0 = time.perf_counter()
+            batch = self._next_batch()
+            t1 = time.perf_counter()
+            values = self._step(batch)
+            interval.add(values, t1 - t0, time.perf_counter() - t1)
+            self._maybe_crash()
+            is_ckpt = self.step % self.ckpt_every == 0 or self.step == self.total
+            if not (self.step % self.log_every == 0 or is_ckpt):
+                continue
+            row = interval.row(self.step, self.scheduler.get_last_lr()[0], self.per_worker * self.world)
+            interval = Interval()
+            self._log(row)
+            if self._eval_due():
+                row.update(self.evaluate())  # every rank: its slice of the validation set, counts all-reduced
+            if is_ckpt:
+                self.save_checkpoint(row)
+            else:
+                self.report(row)
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
         try:
-            batch = next(stream)
+            return next(self.stream)
         except Exception as err:  # Ray Data wraps a bad file's BadSampleError: surface its message
             message = bad_sample_message(err)
             if message is None:
                 raise
-            (run_dir / BAD_SAMPLE_MARKER).write_text(message)
+            (self.run_dir / BAD_SAMPLE_MARKER).write_text(message)
             raise BadSampleError(message) from None
-        t1 = time.perf_counter()
-        objective.check_batch_ids(batch)
-        images = student.normalize(batch["image"].to(device))
-        tensors = {k: batch[k].to(device) for k in TENSOR_KEYS if k in batch}
-        with training_autocast(device, bool(train_cfg.amp)):
-            out = model(images, tensors)
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Forward, backward, clip, AdamW and schedule; the loss components read back, checked finite."""
+        self.objective.check_batch_ids(batch)
+        images = self.student.normalize(batch["image"].to(self.device))
+        tensors = {k: batch[k].to(self.device) for k in TENSOR_KEYS if k in batch}
+        with training_autocast(self.device, bool(self.train_cfg.amp)):
+            out = self.model(images, tensors)
         # every component read back at once: one device synchronisation per step, not one per component
         values = dict(zip(out, torch.stack([v.detach().float() for v in out.values()]).tolist()))
+        self._check_finite(values)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if float(self.optim_cfg.grad_clip) > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.optim_cfg.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return values
+
+    def _check_finite(self, values: dict[str, float]) -> None:
         for name, value in values.items():
             if not math.isfinite(value):
-                message = {"step": step + 1, "component": name, "value": value}
-                if rank == 0:
-                    (run_dir / NONFINITE_MARKER).write_text(json.dumps(message))
+                message = {"step": self.step + 1, "component": name, "value": value}
+                if self.rank == 0:
+                    (self.run_dir / NONFINITE_MARKER).write_text(json.dumps(message))
                 raise NonFiniteLoss(
-                    f"non-finite {name} = {message['value']} at step {step + 1}; the run stops and keeps "
-                    f"its last good checkpoint (every {ckpt_every} steps) under {run_dir}"
+                    f"non-finite {name} = {message['value']} at step {self.step + 1}; the run stops and keeps "
+                    f"its last good checkpoint (every {self.ckpt_every} steps) under {self.run_dir}"
                 )
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        if float(optim_cfg.grad_clip) > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(optim_cfg.grad_clip))
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        wait_s += t1 - t0
-        busy_s += time.perf_counter() - t1
-        interval_steps += 1
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + value
 
-        if crash_at and step == crash_at and rank == world - 1 and not (run_dir / CRASH_MARKER).exists():
-            (run_dir / CRASH_MARKER).write_text(str(step))
+    def _maybe_crash(self) -> None:
+        """train.crash_at_step (tests): the last rank exits once at that step, as a worker lost mid-run."""
+        rank, step = self.rank, self.step
+        if self.crash_at and step == self.crash_at and rank == self.world - 1 \
+                and not (self.run_dir / CRASH_MARKER).exists():
+            (self.run_dir / CRASH_MARKER).write_text(str(step))
             # Give the controller time to register the checkpoint reported just before; a crash inside
             # that window restarts from the previous checkpoint, which would make the test ambiguous.
             time.sleep(5.0)
             print(f"[c2s] fault injection: worker rank {rank} exits at step {step}", flush=True)
             os._exit(1)
 
-        is_ckpt = step % ckpt_every == 0 or step == total
-        is_log = step % log_every == 0 or is_ckpt
-        if not is_log:
-            continue
-        elapsed = time.perf_counter() - interval_start
-        row = {"step": step, "kind": "train", **{k: v / interval_steps for k, v in sums.items()},
-               "lr": scheduler.get_last_lr()[0],
-               "images_per_s": interval_steps * per_worker * world / max(elapsed, 1e-9),
-               "teacher_wait_frac": wait_s / max(wait_s + busy_s, 1e-9)}
-        sums, wait_s, busy_s, interval_steps = {}, 0.0, 0.0, 0
-        interval_start = time.perf_counter()
-        if rank == 0 and calls_dir.is_dir():
+    def _log(self, row: dict[str, Any]) -> None:
+        """Rank 0: the teacher pool's and the skipped samples' counts added to the interval's train row,
+        written to metrics.jsonl and the curves."""
+        if self.rank != 0:
+            return
+        if self.calls_dir.is_dir():
             # the elastic pool (teacher.actors = [min, max]): actors that ran CLIP in this interval, and so far
-            now = read_actor_batches(calls_dir)
-            row["teacher_actors_active"] = sum(n > actor_batches.get(a, 0) for a, n in now.items())
+            now = read_actor_batches(self.calls_dir)
+            row["teacher_actors_active"] = sum(n > self.actor_batches.get(a, 0) for a, n in now.items())
             row["teacher_actors_seen"] = len(now)
-            actor_batches = now
-        if rank == 0 and config.get("bad_samples_skipped_before") is not None:  # data.on_bad_sample=skip
-            row["bad_samples_skipped"] = bad_sample_counts().get("train", 0) - config["bad_samples_skipped_before"]
-        if rank == 0:
-            append_jsonl(run_dir / "metrics.jsonl", row)
-            curves.add(row)
-        if (step % eval_every == 0 or step == total) and config.get("eval_text") is not None:
-            # every rank: each evaluates its slice of the validation set, the counts are all-reduced
-            row.update(_evaluate(student, config, cfg, run_dir, step, final=step == total, device=device,
-                                 curves=curves, rank=rank))
-        if is_ckpt:
-            with tempfile.TemporaryDirectory() as tmp:
-                ckpt = None
-                if rank == 0:
-                    save_state(tmp, student=student, objective=objective, optimizer=optimizer,
-                               scheduler=scheduler, step=step, config=config["cfg"], seen_text=seen_text)
-                    ckpt = ray.train.Checkpoint.from_directory(tmp)
-                ray.train.report(_scalars(row), checkpoint=ckpt)
-        else:
-            ray.train.report(_scalars(row))
-    if curves is not None:
-        curves.close()
+            self.actor_batches = now
+        skipped_before = self.config.get("bad_samples_skipped_before")
+        if skipped_before is not None:  # data.on_bad_sample=skip
+            row["bad_samples_skipped"] = bad_sample_counts().get("train", 0) - skipped_before
+        append_jsonl(self.run_dir / "metrics.jsonl", row)
+        self.curves.add(row)
+
+    def _eval_due(self) -> bool:
+        return (self.step % self.eval_every == 0 or self.step == self.total) \
+            and self.config.get("eval_text") is not None
+
+    def evaluate(self) -> dict[str, float]:
+        return _evaluate(self.student, self.config, self.cfg, self.run_dir, self.step,
+                         final=self.step == self.total, device=self.device, curves=self.curves, rank=self.rank)
+
+    def report(self, row: dict[str, Any]) -> None:
+        import ray.train
+
+        ray.train.report(_scalars(row))
+
+    def save_checkpoint(self, row: dict[str, Any]) -> None:
+        """Report ``row`` with a checkpoint (rank 0 writes it; the others report none)."""
+        import ray.train
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if self.rank == 0:
+                save_state(tmp, student=self.student, objective=self.objective, optimizer=self.optimizer,
+                           scheduler=self.scheduler, step=self.step, config=self.config["cfg"],
+                           seen_text=self.seen_text)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(_scalars(row), checkpoint=ckpt)
+
+    def cleanup(self) -> None:
+        if self.curves is not None:
+            self.curves.close()
 
 
 def _scalars(row: dict[str, Any]) -> dict[str, float]:

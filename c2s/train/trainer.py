@@ -11,10 +11,11 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from c2s.config import dump_config, from_dict, load_config, to_dict
+from c2s.config import ConfigError, dump_config, from_dict, load_config, to_dict
 
 # Ray start-up lives in c2s.raystart (shared with the token cache and the sweep); re-exported for callers.
 from c2s.raystart import JOB_ENV_VARS, init_ray, job_runtime_env  # noqa: F401
@@ -250,16 +251,40 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     With ``resume=True`` Ray Train restores the latest checkpoint found under ``run_dir``, checked first on the
     driver: a damaged one is replaced by the newest intact one, or named in a CheckpointError
     (:func:`resume_from_intact`). ``callbacks`` go into the Train ``RunConfig`` (a sweep trial passes a
-    ``TuneReportCallback``). With ``teacher.cache = true`` the token cache is built first when missing (c2s.teacher.cache). CLIP calls made by this run's
-    teacher actors are counted under ``run_dir/teacher_calls/`` (``summary["teacher_calls"]``).
+    ``TuneReportCallback``). With ``teacher.cache = true`` the token cache is built first when missing
+    (c2s.teacher.cache). CLIP calls made by this run's teacher actors are counted under
+    ``run_dir/teacher_calls/`` (``summary["teacher_calls"]``).
     """
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     from c2s.data.catalog import get_dataset_info
-    from c2s.data.readers import BadSampleError, bad_sample_counts, bad_sample_examples, bad_sample_message
-    from c2s.teacher.calls import read_actor_devices, read_call_counts
-    from c2s.train.loop import BAD_SAMPLE_MARKER, NONFINITE_MARKER, train_loop_per_worker
+    from c2s.data.readers import bad_sample_counts
+
+    run_dir = open_run_dir(run_dir, resume)
+    started = time.perf_counter()
+    info = get_dataset_info(cfg.data.dataset)
+    job = prepare_job(cfg, run_dir)  # every check before Ray starts, then Ray, placement and storage
+    announce(cfg, run_dir, info, job)
+    # data.on_bad_sample=skip: the job's skip counter before this run (a test session runs several in one job).
+    skipped_before = bad_sample_counts().get("train", 0) if cfg.data.on_bad_sample == "skip" else None
+    trainer = build_trainer(cfg, run_dir, job, skipped_before, callbacks)
+    result = fit_with_progress(trainer, run_dir, int(cfg.train.iters), job.inputs.data_root, info)
+    return write_summary(cfg, run_dir, result, started, skipped_before)
+
+
+@dataclass
+class PreparedJob:
+    """What the driver resolved before fit(): the inputs, the text embeddings, where the teacher's tokens
+    come from."""
+
+    inputs: Any  # JobInputs (c2s.train.resolve.resolve_inputs): data_root, cache_root, ...
+    seen_text: Any  # (Ns, D) torch.Tensor, the objective's
+    all_text: Any  # (N, D) torch.Tensor, the evaluator's
+    with_teacher: bool  # distillation or latent classes on: the teacher's tokens are needed
+    cached: bool  # they come from the token cache (teacher.cache), not a live pool
+
+
+def open_run_dir(run_dir: str | Path, resume: bool) -> Path:
+    """The run directory, made: a fresh run refuses one holding checkpoints; a resume checks them first."""
+    from c2s.train.loop import BAD_SAMPLE_MARKER, NONFINITE_MARKER
 
     run_dir = Path(run_dir).resolve()
     if run_dir.exists() and any(run_dir.glob("checkpoint_*/state.pt")) and not resume:
@@ -272,32 +297,64 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     # changed) tries again from the last checkpoint.
     for marker in (BAD_SAMPLE_MARKER, NONFINITE_MARKER):
         (run_dir / marker).unlink(missing_ok=True)
-    started = time.perf_counter()
-    info = get_dataset_info(cfg.data.dataset)
+    return run_dir
+
+
+def check_objective_settings(cfg) -> None:
+    """The objective's settings (c2s.method.settings), checked on the driver: a bad ``loss.*``, ``distill.*``,
+    ``bank.*``, ``latent.*`` or ``mining.k_max`` is a ConfigError naming the key before Ray starts, not a
+    worker's error Ray Train retries."""
+    from c2s.method.settings import SettingsError, objective_settings
+
+    try:
+        objective_settings(cfg)
+    except SettingsError as err:
+        raise ConfigError(str(err)) from None
+
+
+def prepare_job(cfg, run_dir: Path) -> PreparedJob:
+    """Inputs and settings checked, the text embeddings and the config written, then Ray started, the job
+    placed, the storage checked and (teacher.cache) the token cache built."""
     inputs = resolve_inputs(cfg)  # errors about paths come before any Ray resource is asked for
+    check_objective_settings(cfg)
     set_controller_poll(cfg.train.controller_poll_s)
     check_torch_threads(cfg.train.torch_threads)
     seen_text, all_text = text_embeddings_for(cfg, inputs)
     dump_config(cfg, run_dir / "config.json")
-    with_teacher = needs_teacher(cfg)
-    cached = repeats_epochs(cfg)  # the teacher's tokens come from the token cache
+    job = PreparedJob(inputs, seen_text, all_text, with_teacher=needs_teacher(cfg),
+                      cached=repeats_epochs(cfg))  # cached: the teacher's tokens come from the token cache
     init_ray()
     placement = check_job_placement(cfg, starts_teacher_pool(cfg))  # per node, with autoscaled node types
-    check_run_storage(cfg, run_dir, inputs, cached=cached,
+    check_run_storage(cfg, run_dir, inputs, cached=job.cached,
                       new_nodes=sum(placement.launched.values()) if placement is not None else 0)
-    if cached:
+    if job.cached:
         from c2s.teacher.cache import ensure_token_cache
 
         ensure_token_cache(cfg, inputs.data_root, inputs.cache_root)
+    return job
+
+
+def announce(cfg, run_dir: Path, info: Any, job: PreparedJob) -> None:
+    """The run's one line: student, dataset, steps, workers and where the teacher's tokens come from."""
     train_cfg = cfg.train
-    teacher_desc = ('token cache (no CLIP actor)' if cached else 'pool of ' + str(tuple(cfg.teacher.actors))) \
-        if with_teacher else 'not needed (baseline)'
+    teacher_desc = ('token cache (no CLIP actor)' if job.cached else 'pool of ' + str(tuple(cfg.teacher.actors))) \
+        if job.with_teacher else 'not needed (baseline)'
     print(f"[c2s] run {run_dir.name}: {cfg.model.name} on {info.name} ({len(info.seen_classes)} seen classes), "
           f"{train_cfg.iters} steps x {train_cfg.batch_size} images, {train_cfg.workers} worker(s), "
           f"teacher {teacher_desc}",
           flush=True)
-    # data.on_bad_sample=skip: the job's skip counter before this run (a test session runs several in one job).
-    skipped_before = bad_sample_counts().get("train", 0) if cfg.data.on_bad_sample == "skip" else None
+
+
+def build_trainer(cfg, run_dir: Path, job: PreparedJob, skipped_before: int | None,
+                  callbacks: list[Any] | None) -> Any:
+    """The training dataset, planned here (data errors reach the console before any worker starts), and the
+    TorchTrainer that runs c2s.train.loop.train_loop_per_worker on it."""
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from c2s.train.loop import train_loop_per_worker
+
+    train_cfg, inputs = cfg.train, job.inputs
     dataset = TrainDatasetFactory(to_dict(cfg), inputs.data_root, run_dir, calls_dir=run_dir / "teacher_calls",
                                   cache_root=inputs.cache_root)
     dataset(start_step=0)  # plan once here: data errors reach the console before any worker starts
@@ -305,15 +362,15 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     resources = {"CPU": float(train_cfg.cpus_per_worker)}
     if use_gpu:
         resources["GPU"] = float(train_cfg.gpus_per_worker)
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "cfg": to_dict(cfg),
             "run_dir": str(run_dir),
             "data_root": str(inputs.data_root),
-            "seen_text": seen_text.numpy().tolist(),
+            "seen_text": job.seen_text.numpy().tolist(),
             # Only the rank-0 evaluator reads this; the objective and the teacher never see unseen names.
-            "eval_text": all_text.numpy().tolist(),
+            "eval_text": job.all_text.numpy().tolist(),
             "bad_samples_skipped_before": skipped_before,
         },
         scaling_config=ScalingConfig(num_workers=int(train_cfg.workers), use_gpu=use_gpu,
@@ -334,10 +391,16 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
         datasets={"train": dataset},
         dataset_config=train_data_config(bool(train_cfg.preserve_order)),
     )
-    tail = ProgressTail(run_dir / "metrics.jsonl", int(train_cfg.iters), run_dir.name)
+
+
+def fit_with_progress(trainer: Any, run_dir: Path, total: int, data_root: Path, info: Any) -> Any:
+    """``trainer.fit()`` with one progress line per logged row; a bad training file named in a BadSampleError."""
+    from c2s.data.readers import BadSampleError, bad_sample_message
+
+    tail = ProgressTail(run_dir / "metrics.jsonl", total, run_dir.name)
     tail.start()
     try:
-        result = trainer.fit()
+        return trainer.fit()
     except Exception as err:
         # Ray's message ends in "UDF failed to process a data block ... (Output truncated)"; name the file.
         culprit = bad_sample_message(err)
@@ -345,11 +408,19 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
             raise
         raise BadSampleError(
             f"bad training data: {culprit}\n(data.on_bad_sample=error stops at the first bad file: fix or remove "
-            f"it - `c2s data check {inputs.data_root} --dataset {info.ref}` lists them all - or set "
+            f"it - `c2s data check {data_root} --dataset {info.ref}` lists them all - or set "
             "data.on_bad_sample=skip to drop and count bad samples)") from None
     finally:
         tail.stop.set()
         tail.join()
+
+
+def write_summary(cfg, run_dir: Path, result: Any, started: float, skipped_before: int | None) -> dict[str, Any]:
+    """``run_dir/summary.json``: the final metrics, the checkpoint, the teacher's work against training's and
+    (data.on_bad_sample=skip) the bad samples skipped."""
+    from c2s.data.readers import bad_sample_counts, bad_sample_examples
+    from c2s.teacher.calls import read_actor_devices, read_call_counts
+
     final_file = run_dir / "final" / "metrics.json"
     final = json.loads(final_file.read_text()) if final_file.exists() else {}
     summary = {"run_dir": str(run_dir), "wall_s": time.perf_counter() - started,
@@ -361,8 +432,8 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     summary["teacher_devices"] = read_actor_devices(run_dir / "teacher_calls")  # e.g. ["cuda (float16)"]
     device_file = run_dir / "worker_device.json"
     summary["worker_device"] = json.loads(device_file.read_text()) if device_file.exists() else None
-    summary["trained_images"] = trained_step * per_worker_batch(int(train_cfg.batch_size), int(train_cfg.workers)) \
-        * int(train_cfg.workers)
+    workers = int(cfg.train.workers)
+    summary["trained_images"] = trained_step * per_worker_batch(int(cfg.train.batch_size), workers) * workers
     if skipped_before is not None:
         summary["bad_samples_skipped"] = bad_sample_counts().get("train", 0) - skipped_before
         # Distinct messages: a multi-epoch stream meets the same bad file once per epoch.
