@@ -121,7 +121,7 @@ def test_run_training_checks_resources_before_building_anything(tmp_path, monkey
     import ray.train.torch
 
     import c2s.train.trainer as trainer_module
-    from c2s.train.resolve import JobInputs
+    from c2s.inputs import JobInputs
 
     def must_not_run(what):
         def fail(*args, **kwargs):
@@ -243,7 +243,7 @@ def test_a_bad_objective_setting_stops_the_run_before_ray(tmp_path, monkeypatch)
 
     import c2s.train.trainer as trainer_module
     from c2s.config import ConfigError
-    from c2s.train.resolve import JobInputs
+    from c2s.inputs import JobInputs
 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started before the settings were checked")

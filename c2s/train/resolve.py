@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from c2s.errors import PreflightError
-from c2s.inputs import JobInputs, resolve_inputs  # noqa: F401  (trainer.py imports it from here for now)
+from c2s.inputs import JobInputs
 
 
 def text_embeddings_for(cfg, inputs: JobInputs) -> tuple[torch.Tensor, torch.Tensor]:

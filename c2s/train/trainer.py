@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from c2s.config import ConfigError, dump_config, from_dict, load_config, to_dict
+from c2s.inputs import JobInputs, resolve_inputs
 
 # Ray start-up lives in c2s.raystart (shared with the token cache and the sweep); re-exported for callers.
 from c2s.raystart import JOB_ENV_VARS, init_ray, job_runtime_env  # noqa: F401
@@ -35,7 +36,7 @@ from c2s.train.pipeline import (
     repeats_epochs,
     starts_teacher_pool,
 )
-from c2s.train.resolve import check_job_placement, resolve_inputs, text_embeddings_for
+from c2s.train.resolve import check_job_placement, text_embeddings_for
 from c2s.train.storage import (
     check_run_location,
     check_shared_inputs,
@@ -275,7 +276,7 @@ class PreparedJob:
     """What the driver resolved before fit(): the inputs, the text embeddings, where the teacher's tokens
     come from."""
 
-    inputs: Any  # JobInputs (c2s.train.resolve.resolve_inputs): data_root, cache_root, ...
+    inputs: JobInputs  # c2s.inputs.resolve_inputs: data_root, teacher checkpoint, cache_root
     seen_text: Any  # (Ns, D) torch.Tensor, the objective's
     all_text: Any  # (N, D) torch.Tensor, the evaluator's
     with_teacher: bool  # distillation or latent classes on: the teacher's tokens are needed
