@@ -1,6 +1,6 @@
 """What keeps a submitted job's log to c2s's own lines (issue 14 item 9); no Ray started here.
 
-The end-to-end count is in tests/test_job_submit.py.
+The end-to-end count is in tests/integration/test_job_submit.py.
 """
 
 from __future__ import annotations

@@ -40,10 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("c2s/method/", "c2s/metrics.py", "c2s/train/checkpoint.py", "c2s/sweep/tables.py",
            "c2s/data/transforms.py")
 # Unit test files that exercise the modules above (the integration tests start Ray: never here), plus every
-# tests/test_*_edges.py (unit tests written to kill surviving mutants).
-TEST_FILES = ("test_bank.py", "test_latent.py", "test_losses.py", "test_objective.py", "test_global_distill.py",
-              "test_metrics.py", "test_evaluate.py", "test_train_units.py", "test_sweep_tables.py",
-              "test_report.py", "test_transforms.py", "test_feature_centering.py")
+# tests/*/test_*_edges.py (unit tests written to kill surviving mutants).
+# Paths relative to tests/ (tests mirror the package: tests/<room>/).
+TEST_FILES = ("method/test_bank.py", "method/test_latent.py", "method/test_losses.py", "method/test_objective.py",
+              "method/test_global_distill.py", "test_metrics.py", "test_evaluate.py", "train/test_train_units.py",
+              "sweep/test_sweep_tables.py", "sweep/test_report.py", "data/test_transforms.py",
+              "method/test_feature_centering.py")
 
 
 # Tests of the files above left out of the mutation run (each one still runs in `make test`): why, per test.
@@ -55,7 +57,7 @@ DESELECT = (
 
 
 def test_files() -> list[str]:
-    edges = sorted(p.name for p in (ROOT / "tests").glob("test_*_edges.py"))
+    edges = sorted(str(p.relative_to(ROOT / "tests")) for p in (ROOT / "tests").rglob("test_*_edges.py"))
     return [t for t in (*TEST_FILES, *edges) if (ROOT / "tests" / t).exists()]
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
@@ -77,6 +79,7 @@ def copy_tests(work: Path, tests: list[str]) -> None:
     Also the test-ordering plugin (tools/mutate_order.py), which mutmut's pytest imports from ``work/plugins``."""
     (work / "tests").mkdir(exist_ok=True)
     for name in ["conftest.py", *tests]:
+        (work / "tests" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / "tests" / name, work / "tests" / name)
     (work / "plugins").mkdir(exist_ok=True)
     shutil.copy2(ROOT / "tools" / "mutate_order.py", work / "plugins" / "mutate_order.py")

@@ -4,7 +4,7 @@ busy pool (ray 2.60: ray/data/_internal/actor_autoscaler/default_actor_autoscale
 flight / actors >= 1). With a slow teacher (``teacher.simulate_delay_s``) the queue builds and the pool grows
 from ``min``; ``metrics.jsonl`` says per interval how many actors ran CLIP (``teacher_actors_active``), how
 many ever did (``teacher_actors_seen``) and the teacher wait (checked on a training run in
-tests/test_stream_ray.py::test_teacher_encodes_what_training_consumes).
+tests/integration/test_stream_ray.py::test_teacher_encodes_what_training_consumes).
 
 The growth test streams c2s's teacher stage with a consumer of its own: in a 16-step toy training run on this
 2-core machine the Train worker's start-up (~100 s under load) let one actor encode the whole run before the

@@ -5,7 +5,7 @@ The pins were recorded by :func:`record` with the objective as it was before the
 bfdd616's c2s/method/objective.py, ``C2SObjective(cfg, seen_text)``), fp32 on the CPU, one thread; today's
 objective reproduces them bit for bit there. The comparison allows 1e-5 relative for another CPU's kernels,
 far below what any setting moves. Re-record (only for an intended change of the numbers):
-``.venv/bin/python tests/test_objective_settings.py``.
+``.venv/bin/python tests/method/test_objective_settings.py``.
 """
 
 from __future__ import annotations

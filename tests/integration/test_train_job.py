@@ -228,7 +228,7 @@ def test_resume_past_a_damaged_checkpoint_restores_the_newest_intact_one(crashed
     assert [after[s] for s in (1, 2, 3, 4)] == [before[s] for s in (1, 2, 3, 4)]  # kept: restored after step 4
     assert after[5] != before[5] and after[6] != before[6]  # redone from the step-4 checkpoint
     # (The redone steps' losses are not compared: which worker gets which rows of the stream is Ray Data's
-    # split, not fixed across runs with 2 workers. tests/test_damaged_checkpoint.py's units cover the choice.)
+    # split, not fixed across runs with 2 workers. tests/train/test_damaged_checkpoint.py's units cover the choice.)
     # The schedule continued from the restored step-4 state over the new total (8).
     cfg8 = load_config("toy_tiny", [*TINY, *EVAL, "train.iters=8"])
     lr0 = crashed_run["state_4"]["optimizer"]["param_groups"][0]["initial_lr"]

@@ -4,7 +4,7 @@ The check of one ``state.pt`` (c2s.train.checkpoint.inspect_checkpoint) on copie
 damaged each way a user met or may meet; the newest intact checkpoint of a run; Ray Train's snapshot rewritten
 by ``--resume`` (c2s.train.trainer.resume_from_intact) and read back by Ray's own CheckpointManager; ``c2s eval``
 and ``c2s train --resume`` on the console. The resumed training run on a truncated checkpoint is in
-tests/test_train_job.py (it shares that file's Train runs).
+tests/integration/test_train_job.py (it shares that file's Train runs).
 """
 
 from __future__ import annotations
@@ -365,4 +365,4 @@ def test_resume_with_no_intact_checkpoint_stops_before_ray(toy_state, tmp_path, 
 
 
 # The end-to-end resume past a damaged checkpoint (Ray Train restoring the newest intact one) shares its
-# Train runs with the killed-worker run: tests/test_train_job.py::test_resume_past_a_damaged_checkpoint_restores_the_newest_intact_one.
+# Train runs with the killed-worker run: tests/integration/test_train_job.py::test_resume_past_a_damaged_checkpoint_restores_the_newest_intact_one.

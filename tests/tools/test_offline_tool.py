@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-_spec = importlib.util.spec_from_file_location("offline_c2s", Path(__file__).parents[1] / "tools" / "offline_c2s.py")
+_spec = importlib.util.spec_from_file_location("offline_c2s", Path(__file__).parents[2] / "tools" / "offline_c2s.py")
 offline = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(offline)
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "cpu_seconds.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "cpu_seconds.py"
 
 
 def run_tool(*command: str) -> tuple[int, dict]:

@@ -22,7 +22,7 @@ from c2s.errors import PreflightError
 from c2s.train.placement import Node, job_bundles, node_types_from_autoscaling_config, place
 from c2s.train.resolve import check_placement
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEAD_ROW = {"Alive": True, "NodeID": "h" * 56, "NodeManagerAddress": "10.0.0.1",
             "Resources": {"CPU": 0.0, "memory": 1e10, "node:10.0.0.1": 1.0, "node:__internal_head__": 1.0}}
 

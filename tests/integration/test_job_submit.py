@@ -29,7 +29,7 @@ from c2s.train.curves import read_scalars
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ITERS = 6
 # toy_tiny + one worker (the 2-CPU head also runs the job's driver, the teacher actor and data tasks).

@@ -1,7 +1,7 @@
 """Edges of c2s/method/objective.py that mutation testing (``make mutate``) showed no other test pinned down:
 every setting reaching the objective as given, the switch-dependent parts, the latent ids' bound, and the batch
 checks' messages. A hand-written config (not the repo's presets), so the expected values are this file's.
-The settings' own checks (each key's error) are in tests/test_objective_settings.py."""
+The settings' own checks (each key's error) are in tests/method/test_objective_settings.py."""
 
 from __future__ import annotations
 

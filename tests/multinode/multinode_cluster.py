@@ -1,6 +1,6 @@
 """Issue 18's scenarios on ONE simulated multi-node cluster (``ray.cluster_utils.Cluster``: one raylet per node
-on this machine, CPU only), run in a subprocess by tests/test_multinode.py so that the test session's own
-local Ray (tests/conftest.py) is never touched: ``python tests/multinode_cluster.py OUT_DIR WORK_DIR``.
+on this machine, CPU only), run in a subprocess by tests/multinode/test_multinode.py so that the test session's own
+local Ray (tests/conftest.py) is never touched: ``python tests/multinode/multinode_cluster.py OUT_DIR WORK_DIR``.
 
 One cluster for all of them (a cluster start and a driver's imports cost ~15 s each here): a head with no
 CPU (the driver only) and three 1-CPU nodes for the placement checks and the two node losses (a killed node
@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 # toy_tiny with whole-CPU training workers: on 1-CPU nodes no node can hold two of them.
@@ -367,7 +367,7 @@ SCENARIOS = {"refused": scenario_refused,
 
 
 def run_all(out: Path, work: Path, timeout: int = 840) -> dict[str, dict]:
-    """tests/multinode_cluster.py in a subprocess (its own cluster); ``{scenario: result}`` from its result.json.
+    """tests/multinode/multinode_cluster.py in a subprocess (its own cluster); ``{scenario: result}`` from its result.json.
     ``work``: run directories and the toy cache, NOT under the system temp dir, which the storage preflight
     refuses when workers may run off the driver's node (these simulated nodes share one disk)."""
     env = dict(os.environ)

@@ -1,4 +1,4 @@
-"""Issue 18 on a simulated cluster (tests/multinode_cluster.py: a subprocess with its own
+"""Issue 18 on a simulated cluster (tests/multinode/multinode_cluster.py: a subprocess with its own
 ``ray.cluster_utils.Cluster``; the session's local Ray is untouched). One cluster runs every scenario once
 (module fixture); each test reads its scenario's part of the result.
 
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode, 
 
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory):
-    """Every scenario's result (or its traceback), from one run of tests/multinode_cluster.py."""
+    """Every scenario's result (or its traceback), from one run of tests/multinode/multinode_cluster.py."""
     work = Path.home() / ".cache" / "c2s-multinode-tests" / uuid.uuid4().hex[:12]  # not node-local /tmp
     work.mkdir(parents=True)
     try:

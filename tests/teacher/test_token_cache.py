@@ -121,7 +121,7 @@ def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
     assert again == folder and not manifest2["built"]  # reused, CLIP not run again
 
     # The training pipeline with teacher.cache=true reads these rows: no reader, no teacher actor. (A whole
-    # training run from the cache, with CLIP never called, is in tests/test_sweep_run.py.)
+    # training run from the cache, with CLIP never called, is in tests/sweep/test_sweep_run.py.)
     from c2s.data.catalog import get_dataset_info
     from c2s.train.pipeline import build_train_dataset
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-_spec = importlib.util.spec_from_file_location("probe_distill", Path(__file__).parents[1] / "tools" / "probe_distill.py")
+_spec = importlib.util.spec_from_file_location("probe_distill", Path(__file__).parents[2] / "tools" / "probe_distill.py")
 probe = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(probe)
 
