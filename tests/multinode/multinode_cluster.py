@@ -372,7 +372,7 @@ def run_all(out: Path, work: Path, timeout: int = 840) -> dict[str, dict]:
     refuses when workers may run off the driver's node (these simulated nodes share one disk)."""
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "multinode_cluster.py"), str(out), str(work)],
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(out), str(work)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     result_file = out / "result.json"
     assert result_file.is_file(), f"the scenarios wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
