@@ -25,8 +25,9 @@ completed trial whose overrides differ from the spec's now is an error (use ``--
 This is simpler and more robust than ``Tuner.restore`` (which needs Tune's experiment state to have been
 saved consistently, and re-creates trials by Tune's own ids rather than ours).
 
-With ``teacher.cache = true`` (spec overrides or variants) the token caches the trials need are built once,
-before any trial starts (c2s.teacher.cache); trials then start no CLIP actor.
+CLIP once per sweep (c2s/sweep/tokens.py): unless the spec sets ``teacher.cache``, the trials read token
+caches, built once per distinct cache key before any trial starts; they start no CLIP actor. The last JSON
+line counts the images CLIP encoded (``teacher_images``), ``trials.parquet`` each trial's own.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from c2s.sweep.spec import (
     tune_scheduler,
 )
 from c2s.sweep.tables import TableError, collect_run, read_final_metrics, read_table, write_run
+from c2s.sweep.tokens import prepare_token_caches, with_token_cache_default
 
 STATE_FILE = "sweep.json"
 RUNS_DIR = "runs"
@@ -277,31 +279,6 @@ def _init_ray() -> None:
     init_ray(log_to_driver=False)
 
 
-def prepare_token_caches(spec: SweepSpec, trials: Sequence[TrialSpec],
-                         log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Build (once) every token cache the trials read (``teacher.cache = true``), before any trial starts."""
-    from c2s.inputs import resolve_inputs
-    from c2s.teacher.cache import build_token_cache, cache_dir
-    from c2s.train.pipeline import repeats_epochs
-
-    built: dict[str, dict[str, Any]] = {}
-    for t in trials:
-        cfg = load_config(spec.base, t.overrides)
-        if not repeats_epochs(cfg):  # reads no token cache
-            continue
-        inputs = resolve_inputs(cfg)
-        folder = cache_dir(cfg, inputs.data_root, inputs.cache_root)
-        if folder.name in built:
-            continue
-        folder, manifest = build_token_cache(cfg, inputs.data_root, inputs.cache_root, log=True)
-        built[folder.name] = {"cache_dir": str(folder), "built": manifest["built"],
-                              "teacher_calls": manifest["teacher_calls"] if manifest["built"] else
-                              {"batches": 0, "images": 0}}
-        if not manifest["built"]:
-            log(f"[sweep {spec.name}] token cache {folder.name} exists ({manifest['rows']} rows); reused")
-    return list(built.values())
-
-
 def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = False,
               updates: Sequence[str] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the sweep into ``sweep_dir``; returns a summary dict (also the JSON line of ``main``)."""
@@ -309,7 +286,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
 
     started = time.perf_counter()
     sweep_dir = Path(sweep_dir).resolve()
-    trials = expand_trials(spec)
+    trials = with_token_cache_default(spec, expand_trials(spec), log)
     by_id = {t.trial_id: t for t in trials}
     state = read_state(sweep_dir)
     done = completed_trials(sweep_dir)
@@ -379,12 +356,20 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
         "sweep": spec.name, "sweep_dir": str(sweep_dir), "trials": len(trials), "ran": len(todo),
         "skipped_completed": len(skipped), "completed": statuses.count("completed"),
         "failed": statuses.count("failed"), "stopped": statuses.count("stopped"),
-        "token_caches": caches, "wall_s": round(time.perf_counter() - started, 2),
+        "token_caches": caches, "teacher_images": teacher_images(caches, rows),
+        "wall_s": round(time.perf_counter() - started, 2),
     }
     log(f"[sweep {spec.name}] done: {summary['completed']} completed, {summary['failed']} failed, "
         f"{summary['stopped']} stopped, {len(skipped)} skipped (already completed) in {summary['wall_s']:.0f}s; "
         f"tables in {sweep_dir} (c2s report {sweep_dir})")
     return summary
+
+
+def teacher_images(caches: Sequence[Mapping[str, Any]], rows: Sequence[Any]) -> dict[str, int]:
+    """Images CLIP encoded this invocation: building token caches, in the trials' live pools, and in all."""
+    built = sum(int(c["teacher_calls"]["images"]) for c in caches)
+    live = sum(int(r.trials[0].get("teacher_images") or 0) for r in rows)
+    return {"cache_builds": built, "trials": live, "total": built + live}
 
 
 def _check_sweep_storage(sweep_dir: Path, cluster: Any) -> None:

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from c2s.paths import atomic_path
 from c2s.sweep.spec import TrialSpec
+from c2s.teacher.calls import read_call_counts
 
 SCHEMA_VERSION = 1
 METADATA_KEY = b"c2s.schema_version"
@@ -62,6 +63,7 @@ TRIALS_FIELDS: list[pa.Field] = [
     pa.field("gpu_hours", pa.float64()),
     pa.field("params_m", pa.float64()),
     pa.field("gflops", pa.float64()),
+    pa.field("teacher_images", pa.int64()),  # images this trial's live CLIP pool encoded (0: read a cache)
 ]
 LOSS_COLUMNS = ("loss", "loss_global", "loss_local", "loss_pixel", "loss_nel", "loss_ce")
 CURVES_FIELDS: list[pa.Field] = [
@@ -228,6 +230,7 @@ def collect_trial_row(run_dir: str | os.PathLike | None, trial: TrialSpec, *, sw
     row["gpu_hours"] = gh
     row["params_m"] = _finite(final.get("params_m"))
     row["gflops"] = _finite(final.get("gflops"))
+    row["teacher_images"] = read_call_counts(Path(run_dir) / "teacher_calls")["images"] if run_dir is not None else 0
     row.update(cfg_columns(trial))
     return row
 

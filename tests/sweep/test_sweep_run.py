@@ -24,8 +24,7 @@ TINY = {
     "data.world.images_train": 24, "data.world.images_val": 4, "data.num_cpus": 0.25,
     "train.batch_size": 4, "bank.size": 12, "train.iters": 3, "train.log_interval": 1,
     "train.checkpoint_interval": 100, "train.eval_interval": 2, "optim.warmup_iters": 1,
-    "teacher.cache": True,  # the sweep builds the token cache once before the trials; they read it
-}
+}  # teacher.cache is not set: the sweep's default (c2s/sweep/tokens.py) builds the token cache once
 RESOURCES = {"driver_cpus": 0.25, "train_workers": 1, "cpus_per_worker": 0.5, "teacher_actors": [1, 1],
              "teacher_cpus": 0.5}
 
@@ -53,8 +52,11 @@ def test_sweep_tables_failure_and_resume(ray_local, cache_root, tmp_path, capsys
     assert "FAILED    t001_s0 (bad) after 2 attempt(s): PreflightError: model.embed_dim = 32" in log
     assert '"completed": 1, "failed": 1' in log  # ... and did not stop the sweep
     # The token cache was built once, before any trial, and training read it: CLIP never ran in a trial.
+    # 3 steps x 4 images = 12 rows of a 24-image world: one epoch cached, shared by both trials (one key).
+    assert "token caches (CLIP once per distinct cache key) for 2 trial(s), cache_epochs 1" in log
     assert log.index("token cache") < log.index("start  t000_s0")
     assert '"built": true, "teacher_calls": {"batches": 6, "images": 24}' in log
+    assert '"teacher_images": {"cache_builds": 24, "trials": 0, "total": 24}' in log
     assert not (out / "runs" / "t000_s0" / "teacher_calls").exists()
 
     tables = load_tables(out)
@@ -69,6 +71,7 @@ def test_sweep_tables_failure_and_resume(ray_local, cache_root, tmp_path, capsys
     assert ok.final_hIoU == pytest.approx(2 * s_iou * u_iou / (s_iou + u_iou) if s_iou + u_iou else 0.0)
     assert pd.isna(ok.error) and ok.wall_s > 0 and ok.gpu_hours == 0.0
     assert ok["cfg.loss.tau"] == 0.05 and ok["cfg.model.embed_dim"] == 64 and ok["cfg.train.iters"] == 3
+    assert ok["cfg.teacher.cache"] and ok["cfg.teacher.cache_epochs"] == 1 and ok.teacher_images == 0
     assert bad.status == "failed" and bad["cfg.model.embed_dim"] == 32 and bad.final_hIoU != bad.final_hIoU  # NaN
     assert "PreflightError: model.embed_dim = 32 but the teacher c2s-test-vit embeds in 64 dims" in bad.error
     for name in TABLES:  # documented, versioned schema: the fixed columns in order, then cfg.* extras
