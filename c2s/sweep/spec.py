@@ -114,12 +114,21 @@ class SweepSpec:
         """True when some dimension is sampled (choice / uniform / loguniform) rather than enumerated."""
         return any(d.kind != "grid" for d in self.space)
 
+    def sets(self, key: str) -> bool:
+        """True when the spec itself sets ``key``: in ``overrides``, ``resources``, a variant or the space."""
+        return (key in self.overrides or any(ck == key for rk, ck in RESOURCE_KEYS.items() if rk in self.resources)
+                or any(key in v for v in self.variants.values()) or any(d.key == key for d in self.space))
+
     def trial_overrides(self) -> dict[str, Any]:
-        """Overrides shared by every trial: ``overrides`` plus the config keys ``resources`` sets."""
+        """Overrides shared by every trial: ``overrides``, the config keys ``resources`` sets, and the sweep's
+        default ``teacher.cache: true`` where the spec sets it nowhere (CLIP once per sweep,
+        c2s/sweep/tokens.py; it changes nothing for trials that do not need the teacher)."""
         shared = dict(self.overrides)
         for rkey, ckey in RESOURCE_KEYS.items():
             if rkey in self.resources:
                 shared[ckey] = self.resources[rkey]
+        if not self.sets("teacher.cache"):
+            shared["teacher.cache"] = True
         return shared
 
     def base_config(self) -> Any:

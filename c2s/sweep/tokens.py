@@ -6,7 +6,8 @@ pipeline, teacher, mining, seed) and letting every trial read that cache gives t
 pool at a fraction of the teacher's work.
 
 **The default.** A spec that sets ``teacher.cache`` nowhere (shared overrides, variants, space) gets
-``teacher.cache = true`` on every trial that needs the teacher, with ``teacher.cache_epochs`` = the epochs
+``teacher.cache = true`` (``SweepSpec.trial_overrides``, so resources and placement count no CLIP actor) and,
+on every trial that needs the teacher, ``teacher.cache_epochs`` = the epochs
 the trial's run spans (:func:`c2s.train.pipeline.stream_epochs`), unless the spec sets it: cached epoch *e*
 is the live stream's epoch *e* (tests/train/test_stream.py), so a cache that covers the run feeds the trial the
 augmentations the live pool would have. A spec that wants the live teacher says ``teacher.cache: false``
@@ -26,47 +27,36 @@ from typing import Any
 from c2s.config import load_config
 from c2s.sweep.spec import SweepSpec, TrialSpec
 
-CACHE_KEYS = ("teacher.cache", "teacher.cache_epochs")
-
-
-def spec_sets(spec: SweepSpec, key: str) -> bool:
-    """True when the spec sets ``key`` anywhere: shared overrides, a variant or a space dimension."""
-    return (key in spec.trial_overrides() or any(key in v for v in spec.variants.values())
-            or any(d.key == key for d in spec.space))
-
 
 def with_token_cache_default(spec: SweepSpec, trials: Sequence[TrialSpec],
                              log: Callable[[str], None] = print) -> list[TrialSpec]:
-    """``trials`` with the sweep's default applied (module docstring); unchanged when the spec sets
-    ``teacher.cache`` itself. Resolves the trials' inputs (the toy world is made here when missing)."""
+    """``trials`` with ``teacher.cache_epochs`` set to the epochs each run spans where the spec left both
+    ``teacher.cache`` (``SweepSpec.trial_overrides`` defaults it to true) and ``teacher.cache_epochs`` to the
+    sweep; unchanged otherwise. Resolves the trials' inputs (the toy world is made here when missing)."""
     from c2s.data.catalog import get_dataset_info, list_split
     from c2s.inputs import resolve_inputs
-    from c2s.train.pipeline import needs_teacher, stream_epochs
+    from c2s.train.pipeline import repeats_epochs, stream_epochs
 
-    if spec_sets(spec, "teacher.cache"):
+    if spec.sets("teacher.cache") or spec.sets("teacher.cache_epochs"):
         return list(trials)
     sizes: dict[tuple[str, str], int] = {}  # (dataset, root) -> training images, listed once
     out = []
     for t in trials:
         cfg = load_config(spec.base, t.overrides)
-        if not needs_teacher(cfg):
+        if not repeats_epochs(cfg):  # the trial reads no token cache (it does not need the teacher)
             out.append(t)
             continue
-        extra: dict[str, Any] = {"teacher.cache": True}
-        if not spec_sets(spec, "teacher.cache_epochs"):
-            inputs = resolve_inputs(cfg)
-            where = (str(cfg.data.dataset), str(inputs.data_root))
-            if where not in sizes:
-                info = get_dataset_info(cfg.data.dataset)
-                sizes[where] = len(list_split(info, inputs.data_root, "train").pairs)
-            train = cfg.train
-            extra["teacher.cache_epochs"] = stream_epochs(int(train.iters), int(train.batch_size),
-                                                          int(train.workers), sizes[where])
-        out.append(dataclasses.replace(t, overrides={**t.overrides, **extra}))
-    changed = sum(a is not b for a, b in zip(trials, out, strict=True))
+        inputs = resolve_inputs(cfg)
+        where = (str(cfg.data.dataset), str(inputs.data_root))
+        if where not in sizes:
+            sizes[where] = len(list_split(get_dataset_info(cfg.data.dataset), inputs.data_root, "train").pairs)
+        train = cfg.train
+        epochs = stream_epochs(int(train.iters), int(train.batch_size), int(train.workers), sizes[where])
+        out.append(dataclasses.replace(t, overrides={**t.overrides, "teacher.cache_epochs": epochs}))
+    changed = [t for a, t in zip(trials, out, strict=True) if a is not t]
     if changed:
-        epochs = sorted({t.overrides.get("teacher.cache_epochs") for t in out if t.overrides.get("teacher.cache")})
-        log(f"[sweep {spec.name}] teacher: token caches (CLIP once per distinct cache key) for {changed} "
+        epochs = sorted({t.overrides["teacher.cache_epochs"] for t in changed})
+        log(f"[sweep {spec.name}] teacher: token caches (CLIP once per distinct cache key) for {len(changed)} "
             f"trial(s), cache_epochs {', '.join(map(str, epochs))}; set teacher.cache: false in the spec for "
             "the live pool")
     return out

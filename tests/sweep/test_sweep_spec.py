@@ -41,7 +41,9 @@ def test_grid_times_seeds_expansion_and_ids():
     t = trials[3]
     assert t.params == {"loss.tau": 0.03, "bank.size": 24}
     assert t.label == "loss.tau=0.03, bank.size=24"
-    assert t.overrides == {"train.iters": 300, "loss.tau": 0.03, "bank.size": 24, "train.seed": 1}
+    # teacher.cache: the sweep's default (CLIP once per sweep, c2s/sweep/tokens.py)
+    assert t.overrides == {"train.iters": 300, "teacher.cache": True, "loss.tau": 0.03, "bank.size": 24,
+                           "train.seed": 1}
     cfg = load_config(s.base, t.overrides)  # every trial's overrides load
     assert cfg.loss.tau == 0.03 and cfg.bank.size == 24 and cfg.train.seed == 1 and cfg.train.iters == 300
     # deterministic: the same spec gives the same trials
@@ -160,7 +162,9 @@ def test_load_spec_from_file_with_updates(tmp_path: Path):
 
 
 def test_resources_needed_and_cluster_fit():
+    # the live CLIP pool (a sweep reads token caches unless its spec says teacher.cache: false)
     s = spec(space={"loss.tau": {"grid": [0.05, 0.1, 0.2]}}, seeds=[0, 1], max_concurrent=2,
+             overrides={"train.iters": 300, "teacher.cache": False},
              resources={"train_workers": 2, "cpus_per_worker": 0.5, "gpus_per_worker": 0.5,
                         "teacher_actors": [1, 2], "teacher_cpus": 0.5, "teacher_gpus": 0.25, "driver_cpus": 0.25})
     need = resources_needed(s)
@@ -181,8 +185,12 @@ def test_resources_needed_and_cluster_fit():
     baseline = spec(space={"loss.tau": {"grid": [0.05]}}, overrides={"distill.enabled": False, "latent.enabled": False},
                     resources={"teacher_actors": [1, 2], "teacher_cpus": 0.5})
     assert resources_needed(baseline)["parts"]["teacher actors"] == {"CPU": 0.0, "GPU": 0.0}
-    live = spec(space={"loss.tau": {"grid": [0.05]}}, resources={"teacher_actors": [1, 2], "teacher_cpus": 0.5})
+    live = spec(space={"loss.tau": {"grid": [0.05]}}, resources={"teacher_actors": [1, 2], "teacher_cpus": 0.5},
+                overrides={"teacher.cache": False})
     assert resources_needed(live)["parts"]["teacher actors"] == {"CPU": 1.0, "GPU": 0.0}
+    # a spec that says nothing about the teacher reads token caches: no actors either
+    default = spec(space={"loss.tau": {"grid": [0.05]}}, resources={"teacher_actors": [1, 2], "teacher_cpus": 0.5})
+    assert resources_needed(default)["parts"]["teacher actors"] == {"CPU": 0.0, "GPU": 0.0}
     with pytest.raises(SpecError, match=r"resources.*sets train.workers, which overrides also sets"):
         spec(space={"loss.tau": {"grid": [0.05]}}, overrides={"train.workers": 2}, resources={"train_workers": 1})
 

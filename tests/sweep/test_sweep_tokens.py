@@ -7,9 +7,9 @@ import pytest
 
 from c2s.config import load_config
 from c2s.sweep.run import teacher_images
-from c2s.sweep.spec import expand_trials, parse_spec
+from c2s.sweep.spec import expand_trials, parse_spec, resources_needed
 from c2s.sweep.tables import RunRows, collect_trial_row
-from c2s.sweep.tokens import spec_sets, with_token_cache_default
+from c2s.sweep.tokens import with_token_cache_default
 from c2s.teacher.calls import write_call_count
 from c2s.train.pipeline import stream_epochs
 
@@ -22,10 +22,18 @@ def spec(**kw):
 
 
 def test_spec_sets_finds_a_key_in_overrides_variants_and_space():
-    assert not spec_sets(spec(), "teacher.cache")
-    assert spec_sets(spec(overrides={"train.iters": 10, "teacher.cache": False}), "teacher.cache")
-    assert spec_sets(spec(variants={"live": {"teacher.cache": False}}), "teacher.cache")
-    assert spec_sets(spec(space={"teacher.cache_epochs": {"grid": [1, 2]}}), "teacher.cache_epochs")
+    assert not spec().sets("teacher.cache")
+    assert spec(overrides={"train.iters": 10, "teacher.cache": False}).sets("teacher.cache")
+    assert spec(variants={"live": {"teacher.cache": False}}).sets("teacher.cache")
+    assert spec(space={"teacher.cache_epochs": {"grid": [1, 2]}}).sets("teacher.cache_epochs")
+    assert spec(resources={"train_workers": 1}).sets("train.workers")
+
+
+def test_the_default_is_a_shared_override_so_resources_count_no_clip_actor():
+    cached, live = spec(), spec(overrides={"train.iters": 10, "teacher.cache": False})
+    assert cached.trial_overrides()["teacher.cache"] is True and live.trial_overrides()["teacher.cache"] is False
+    assert resources_needed(cached)["parts"]["teacher actors"]["CPU"] == 0.0
+    assert resources_needed(live)["parts"]["teacher actors"]["CPU"] > 0.0
 
 
 def test_trials_that_need_the_teacher_read_a_cache_covering_their_run(tmp_path):
@@ -40,7 +48,7 @@ def test_trials_that_need_the_teacher_read_a_cache_covering_their_run(tmp_path):
     for seed in (0, 1):
         full, baseline = by_label[("full", seed)], by_label[("baseline", seed)]
         assert full["teacher.cache"] is True and full["teacher.cache_epochs"] == epochs
-        assert "teacher.cache" not in baseline  # the baseline never runs CLIP: nothing to cache
+        assert "teacher.cache_epochs" not in baseline  # the baseline never runs CLIP: nothing to cache
     assert len(logged) == 1 and "token caches (CLIP once per distinct cache key) for 2 trial(s)" in logged[0]
 
 
@@ -58,7 +66,7 @@ def test_a_spec_that_sets_cache_epochs_keeps_them(tmp_path):
     s = spec(overrides={"train.iters": 10, "teacher.cache_epochs": 3, "cache_root": str(tmp_path)})
     trials = with_token_cache_default(s, expand_trials(s), print)
     assert {t.overrides.get("teacher.cache_epochs") for t in trials} == {3}
-    assert {t.overrides.get("teacher.cache") for t in trials} == {True, None}  # None: the baseline
+    assert {t.overrides.get("teacher.cache") for t in trials} == {True}  # the default (a no-op for the baseline)
 
 
 def test_teacher_images_per_trial_and_in_all(tmp_path):

@@ -59,7 +59,8 @@ def test_trial_row_is_exactly_the_documented_row(tmp_path):
         "seed": 2, "status": "completed", "error": None, "run_dir": str(run), "base": "toy_c2s",
         "final_sIoU": 40.0, "final_uIoU": 20.0, "final_hIoU": 26.0, "final_mIoU": 30.0, "final_step": 90,
         "best_metric": "hIoU", "best_sIoU": 5.0, "best_uIoU": 2.0, "best_hIoU": 27.0, "best_mIoU": 3.0,
-        "best_step": 30, "wall_s": 100.0, "gpu_hours": 0.5, "params_m": 12.5, "gflops": 7.25, **CFG,
+        "best_step": 30, "wall_s": 100.0, "gpu_hours": 0.5, "params_m": 12.5, "gflops": 7.25,
+        "teacher_images": 0, **CFG,
     }
     # the final metrics are a candidate for the best too: lowest sIoU by min is the final (step 90)
     by_min = collect_trial_row(run, SPEC, sweep="bank", metric="sIoU", mode="min")
