@@ -24,7 +24,7 @@ A verdict also says when the difference is within the seeds' spread (std of left
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 SIMILAR_POINTS = 2.0  # "similar" (≈): the paper calls 41.4 vs 41.9 and 41.2 vs 41.3 similar
@@ -59,13 +59,15 @@ class Claim:
     note: str = ""
     right_metric: str | None = None
 
-    def text(self) -> str:
-        """``hIoU: a > b``; a comparison of two metrics of one row reads ``a: sIoU ≫ uIoU``."""
+    def text(self, label: Callable[[str], str] = str) -> str:
+        """``hIoU: a > b``; a comparison of two metrics of one row reads ``a: sIoU ≫ uIoU``. ``label`` names
+        a row from its key."""
+        left, right = label(self.left), label(self.right)
         if self.right_metric is None:
-            return f"{self.metric}: {self.left} {self.op} {self.right}"
+            return f"{self.metric}: {left} {self.op} {right}"
         if self.left == self.right:
-            return f"{self.left}: {self.metric} {self.op} {self.right_metric}"
-        return f"{self.left} {self.metric} {self.op} {self.right} {self.right_metric}"
+            return f"{left}: {self.metric} {self.op} {self.right_metric}"
+        return f"{left} {self.metric} {self.op} {right} {self.right_metric}"
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def _row(key: str, name: str, quote: str, *values: float, columns: tuple[str, ..
     return Row(key, name, dict(zip(columns, values, strict=True)), (quote,))
 
 
-ABLATION = "COCO-Stuff, 40k iterations, SegFormer-B4 (Sec. 4.2: \"all the hyperparameters unchanged\")"
+ABLATION = "COCO-Stuff, 40k iterations, SegFormer-B4, \"all the hyperparameters unchanged\""
 BASE, DIST, FULL = "baseline", "baseline + distillation", "baseline + distillation + latent embedding"
 T3_DIST = ("By adding the C2S distillation, with the similar sIoU, the uIoU grows over 30% to 36.6%, "
            "resulting in a hIoU of 38.8%")
