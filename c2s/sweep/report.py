@@ -11,6 +11,9 @@ Writes under ``SWEEP_DIR/report/`` (Markdown + CSV per table, PNG plots, ``READM
 
 CSV files hold the numbers (``<metric>_mean``, ``<metric>_std``, ``n_seeds``); Markdown shows ``mean ± std``
 (std over seeds with ddof=1; a single seed shows the mean alone).
+
+The results book across sweeps (c2s/sweep/book.py): ``c2s report --collect SWEEP_DIR`` keeps a sweep's tables
+under ``docs/results/<name>/``; ``c2s report --book`` writes ``docs/results.md`` from them.
 """
 
 from __future__ import annotations
