@@ -18,6 +18,7 @@ draws; a planned sweep with no tables shows "not run yet" and the commands that 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -25,6 +26,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -416,8 +418,9 @@ def claims_block(section: Section, sweeps: Sequence[Collected],
         rows.append(cells)
     headers = ["comparison", "the paper says" if table else "the claim", "source"] + \
         (["paper"] if table else []) + [f"`{c.name}`" for c in sweeps]
-    return ["Comparisons (`>`: higher mean; `≈`: within max(2 points, the seeds' spread); `≫`: at least 10 "
-            "points higher; spread = the two rows' std summed):", "", md_table(headers, rows)], agree, total
+    return [f"Comparisons (`>`: higher mean; `≈`: within max({paper.SIMILAR_POINTS:g} points, the seeds' spread); "
+            f"`≫`: at least {paper.MUCH_POINTS:g} points higher; spread = the two rows' std summed):", "",
+            md_table(headers, rows)], agree, total
 
 
 def row_label(table: paper.Table | None, ref: str) -> str:
@@ -729,5 +732,68 @@ def check_book(results_dir: str | os.PathLike = "docs/results") -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """``c2s report``'s arguments: a plain ``SWEEP_DIR`` report (c2s/sweep/report.py), ``--collect`` or ``--book``."""
+    from c2s.sweep import report
+
+    parser = argparse.ArgumentParser(
+        prog="c2s report", description=report.__doc__.split("\n\n")[0],
+        epilog="--collect SWEEP_DIR keeps a sweep's tables under docs/results/<name>/; --book writes "
+               "docs/results.md from them (c2s/sweep/book.py)")
+    parser.add_argument("sweep_dir", nargs="?", help="the sweep's directory (holds trials.parquet)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--collect", action="store_true", help="copy SWEEP_DIR's trials and per-class tables, "
+                      "sweep.json and a provenance.json (command, commit, wall time) to RESULTS/<name>/")
+    mode.add_argument("--book", action="store_true", help="write RESULTS.md (docs/results.md) from RESULTS/")
+    parser.add_argument("--results", default="docs/results", help="the book's tables (default docs/results)")
+    parser.add_argument("--check", action="store_true", help="with --book: rebuild in a temporary folder and "
+                        "exit 1 if the committed book differs")
+    parser.add_argument("--name", default=None, help="with --collect: the folder's name (default SWEEP_DIR's)")
+    parser.add_argument("--summary", default=None, help="with --collect: the sweep's console log, whose last "
+                        "JSON line gives its wall time and the images CLIP encoded for its caches")
+    parser.add_argument("--commit", default=None, help="with --collect: the commit the sweep ran (default: "
+                        "sweep.json's, else this checkout's HEAD)")
+    parser.add_argument("--out", default=None, help="output folder (default SWEEP_DIR/report)")
+    parser.add_argument("--which", choices=("final", "best"), default="final",
+                        help="final evaluation, or the best evaluation step by the sweep metric")
+    parser.add_argument("--decimals", type=int, default=None, help="digits after the point (default: auto)")
+    args = parser.parse_args(argv)
+    if args.book and args.sweep_dir is not None:
+        parser.error("--book reads every sweep under --results; it takes no SWEEP_DIR")
+    if not args.book and args.sweep_dir is None:
+        parser.error("SWEEP_DIR is required (or --book)")
+    if args.check and not args.book:
+        parser.error("--check goes with --book")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    """``c2s report SWEEP_DIR ...`` (c2s/sweep/report.py), ``--collect SWEEP_DIR``, ``--book [--check]``."""
+    args = parse_args(argv)
+    if not (args.book or args.collect):
+        from c2s.sweep import report
+
+        return report.main(argv)
+    try:
+        if args.collect:
+            out = collect(args.sweep_dir, args.results, name=args.name, summary=args.summary, commit=args.commit)
+            print(f"kept {args.sweep_dir}'s tables under {out}/; now: c2s report --book")
+            return 0
+        if args.check:
+            problems = check_book(args.results)
+            for line in problems:
+                print(f"c2s report --book --check: {line}", file=sys.stderr)
+            print("rebuild it: c2s report --book" if problems else "the book is up to date")
+            return 1 if problems else 0
+        print(f"wrote {build_book(args.results)} from {args.results}/")
+        return 0
+    except TableError as err:
+        print(f"c2s report: {err}", file=sys.stderr)
+        return 2
+
+
 __all__ = ["SECTIONS", "Section", "Planned", "collect", "provenance", "build_book", "check_book", "render",
-           "sweep_command", "spec_display"]
+           "sweep_command", "spec_display", "parse_args", "main"]

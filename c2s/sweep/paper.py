@@ -55,7 +55,7 @@ class Claim:
     right: str
     metric: str
     says: str  # the sentence it comes from, verbatim ("…" marks a cut); for source "table", what is read
-    source: str = "text"  # text: the paper says it; table: read off the printed table(s)
+    source: str = "text"  # text: the paper says it; table: read off the printed table(s); c2s: not the paper's
     note: str = ""
     right_metric: str | None = None
 

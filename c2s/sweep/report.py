@@ -12,8 +12,9 @@ Writes under ``SWEEP_DIR/report/`` (Markdown + CSV per table, PNG plots, ``READM
 CSV files hold the numbers (``<metric>_mean``, ``<metric>_std``, ``n_seeds``); Markdown shows ``mean ± std``
 (std over seeds with ddof=1; a single seed shows the mean alone).
 
-The results book across sweeps (c2s/sweep/book.py): ``c2s report --collect SWEEP_DIR`` keeps a sweep's tables
-under ``docs/results/<name>/``; ``c2s report --book`` writes ``docs/results.md`` from them.
+The results book across sweeps (c2s/sweep/book.py, which ``c2s report`` runs and which hands it a plain
+``c2s report SWEEP_DIR``): ``--collect SWEEP_DIR`` keeps a sweep's tables under ``docs/results/<name>/``;
+``--book`` writes ``docs/results.md`` from them.
 """
 
 from __future__ import annotations
@@ -405,65 +406,16 @@ def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None
     return written
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="c2s report", description=__doc__.split("\n\n")[0],
-        epilog="c2s report --collect SWEEP_DIR keeps a sweep's tables under docs/results/<name>/; c2s report --book "
-               "writes docs/results.md from them (c2s/sweep/book.py)")
-    parser.add_argument("sweep_dir", nargs="?", help="the sweep's directory (holds trials.parquet)")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--collect", action="store_true", help="copy SWEEP_DIR's trials and per-class tables, "
-                      "sweep.json and a provenance.json (command, commit, wall time) to RESULTS/<name>/")
-    mode.add_argument("--book", action="store_true", help="write RESULTS.md (docs/results.md) from RESULTS/")
-    parser.add_argument("--results", default="docs/results", help="the book's tables (default docs/results)")
-    parser.add_argument("--check", action="store_true", help="with --book: rebuild in a temporary folder and "
-                        "exit 1 if the committed book differs")
-    parser.add_argument("--name", default=None, help="with --collect: the folder's name (default SWEEP_DIR's)")
-    parser.add_argument("--summary", default=None, help="with --collect: the sweep's console log, whose last "
-                        "JSON line gives its wall time and the images CLIP encoded for its caches")
-    parser.add_argument("--commit", default=None, help="with --collect: the commit the sweep ran (default: "
-                        "sweep.json's, else this checkout's HEAD)")
+def main(argv: list[str]) -> int:
+    """``c2s report SWEEP_DIR [--out DIR] [--which final|best] [--decimals N]``."""
+    parser = argparse.ArgumentParser(prog="c2s report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", help="the sweep's directory (holds trials.parquet)")
     parser.add_argument("--out", default=None, help="output folder (default SWEEP_DIR/report)")
     parser.add_argument("--which", choices=("final", "best"), default="final",
                         help="final evaluation, or the best evaluation step by the sweep metric")
     parser.add_argument("--decimals", type=int, default=None, help="digits after the point (default: auto)")
     args = parser.parse_args(argv)
-    if args.book and args.sweep_dir is not None:
-        parser.error("--book reads every sweep under --results; it takes no SWEEP_DIR")
-    if not args.book and args.sweep_dir is None:
-        parser.error("SWEEP_DIR is required (or --book)")
-    if args.check and not args.book:
-        parser.error("--check goes with --book")
-    return args
-
-
-def _book(args: argparse.Namespace) -> int:
-    from c2s.sweep.book import build_book, check_book
-
-    if args.check:
-        problems = check_book(args.results)
-        for line in problems:
-            print(f"c2s report --book --check: {line}", file=sys.stderr)
-        print("the book is up to date" if not problems else "rebuild it: c2s report --book")
-        return 1 if problems else 0
-    page = build_book(args.results)
-    print(f"wrote {page} from {args.results}/")
-    return 0
-
-
-def main(argv: list[str]) -> int:
-    """``c2s report SWEEP_DIR [--out DIR] [--which final|best] [--decimals N]``; ``--collect SWEEP_DIR``;
-    ``--book [--check]``."""
-    args = parse_args(argv)
     try:
-        if args.book:
-            return _book(args)
-        if args.collect:
-            from c2s.sweep.book import collect
-
-            out = collect(args.sweep_dir, args.results, name=args.name, summary=args.summary, commit=args.commit)
-            print(f"kept {args.sweep_dir}'s tables under {out}/; now: c2s report --book")
-            return 0
         written = write_report(args.sweep_dir, args.out, args.which, args.decimals)
     except TableError as err:
         print(f"c2s report: {err}", file=sys.stderr)

@@ -15,8 +15,8 @@ import pytest
 from toy_sweep_tables import by_param, by_variant, make_sweep
 
 from c2s.sweep import book as B
-from c2s.sweep import report as R
 from c2s.sweep.spec import load_spec
+from c2s.sweep.tables import TableError
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS3 = ["seeds=[0,1,2]"]
@@ -96,7 +96,7 @@ def test_collect_keeps_tables_command_commit_and_wall_time(built, sweeps):
 
 
 def test_collect_refuses_a_folder_without_tables(tmp_path):
-    with pytest.raises(R.TableError, match="no trials.parquet"):
+    with pytest.raises(TableError, match="no trials.parquet"):
         B.collect(tmp_path, tmp_path / "results")
 
 
@@ -160,8 +160,8 @@ def test_the_check_fails_when_a_table_changes_and_passes_once_rebuilt(small):
     problems = B.check_book(results)
     assert any("results.md differs from a rebuild at line" in p for p in problems), problems
     assert any(p.endswith("tau/summary.csv differs from a rebuild") for p in problems), problems
-    assert R.main(["--book", "--check", "--results", str(results)]) == 1
-    assert R.main(["--book", "--results", str(results)]) == 0
+    assert B.main(["--book", "--check", "--results", str(results)]) == 1
+    assert B.main(["--book", "--results", str(results)]) == 0
     assert B.check_book(results) == []
 
 
@@ -208,7 +208,16 @@ def test_another_folder_joins_its_specs_section_and_an_unknown_spec_goes_last(tm
 
 
 def test_cli_arguments():
-    assert R.parse_args(["--book"]).book and R.parse_args(["--collect", "runs/sweeps/tau"]).collect
+    assert B.parse_args(["--book"]).book and B.parse_args(["--collect", "runs/sweeps/tau"]).collect
     for argv in (["--book", "runs/sweeps/tau"], [], ["runs/x", "--check"], ["--book", "--collect"]):
         with pytest.raises(SystemExit):
-            R.parse_args(argv)
+            B.parse_args(argv)
+
+
+def test_a_plain_report_still_goes_to_report_main(sweeps, tmp_path, capsys):
+    from c2s.cli import main
+
+    assert main(["report", str(sweeps / "ablation_modules"), "--out", str(tmp_path / "r")]) == 0
+    assert "| baseline | 7.1 ± 1.6 | 34.0 ± 1.0 | 4.0 ± 1.0 | 3 |" in (tmp_path / "r" / "ablation.md").read_text()
+    assert main(["report", "--collect", str(tmp_path / "nothing")]) == 2
+    assert "no trials.parquet" in capsys.readouterr().err
