@@ -18,7 +18,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("predict",): ("c2s.predict", "segment your images into any class names: label/overlay PNGs + JSON"),
     ("export",): ("c2s.export", "export the student + classifier to ONNX or TorchScript (parity-checked)"),
     ("sweep",): ("c2s.sweep.run", "run a Ray Tune sweep from a spec under sweeps/"),
-    ("report",): ("c2s.sweep.report", "paper-shaped tables and plots from a sweep directory"),
+    ("report",): ("c2s.sweep.book", "paper-shaped tables and plots from a sweep directory; --collect, --book: "
+                                    "the results book (docs/results.md)"),
     ("tokens",): ("c2s.teacher.cache", "materialise the teacher's tokens to a Parquet cache"),
     ("data", "check"): ("c2s.data.check", "validate a dataset folder against the catalog"),
     ("data", "prepare"): ("c2s.data.prepare", "VOC12-aug / COCO-Stuff164k / Context59 from the downloaded archives"),

@@ -11,6 +11,10 @@ Writes under ``SWEEP_DIR/report/`` (Markdown + CSV per table, PNG plots, ``READM
 
 CSV files hold the numbers (``<metric>_mean``, ``<metric>_std``, ``n_seeds``); Markdown shows ``mean ± std``
 (std over seeds with ddof=1; a single seed shows the mean alone).
+
+The results book across sweeps (c2s/sweep/book.py, which ``c2s report`` runs and which hands it a plain
+``c2s report SWEEP_DIR``): ``--collect SWEEP_DIR`` keeps a sweep's tables under ``docs/results/<name>/``;
+``--book`` writes ``docs/results.md`` from them.
 """
 
 from __future__ import annotations
@@ -229,13 +233,16 @@ def _label_swept_values(ax: Any, values: Sequence[float]) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def _tick_labels_overlap(fig: Any, ax: Any) -> bool:
-    """Whether any two visible x tick labels of ``ax`` overlap once drawn."""
+def _tick_labels_overlap(fig: Any, *axes: Any) -> bool:
+    """Whether any two visible x tick labels of one of ``axes`` overlap once drawn (one draw for all)."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()),
-                   key=lambda b: b.x0)
-    return any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:]))
+    for ax in axes:
+        boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()),
+                       key=lambda b: b.x0)
+        if any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:])):
+            return True
+    return False
 
 
 def metric_vs_figure(trials: pd.DataFrame, key: str, which: str = "final",
@@ -274,7 +281,7 @@ def metric_vs_figure(trials: pd.DataFrame, key: str, which: str = "final",
     if others:
         axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    if any(_tick_labels_overlap(fig, ax) for ax in axes[0]):
+    if _tick_labels_overlap(fig, *axes[0]):
         for ax in axes[0]:
             ax.tick_params(axis="x", labelrotation=45)
         fig.tight_layout()

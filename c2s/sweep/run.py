@@ -9,7 +9,7 @@ the driver builds and fits the training job's ``TorchTrainer`` through
 
 Layout of a sweep directory (``<work_dir>/sweeps/<spec name>`` or ``--out``)::
 
-    sweep.json                 the trials (id -> overrides) and the spec updates it was started with
+    sweep.json                 the trials (id -> overrides), the spec updates it was started with, the commit
     trials.parquet curves.parquet per_class.parquet      (c2s/sweep/tables.py, docs/tables.md)
     runs/<trial_id>/           each trial's run directory (metrics.jsonl, final/, checkpoints)
     tune-<time>/               Ray Tune's experiment folder of each invocation
@@ -311,9 +311,13 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
     sweep_dir.mkdir(parents=True, exist_ok=True)
     stored = dict(state["trials"]) if state else {}
     stored.update({t.trial_id: _plain(t.overrides) for t in trials})
+    from c2s.sweep.book import code_commit
+
+    commit, dirty = code_commit()  # the code the trials run; `c2s report --collect` keeps it with the tables
     with atomic_path(sweep_dir / STATE_FILE) as tmp:
         tmp.write_text(json.dumps({"name": spec.name, "spec": str(spec.path) if spec.path else None,
-                                   "base": spec.base, "updates": list(updates), "trials": stored}, indent=2))
+                                   "base": spec.base, "updates": list(updates), "commit": commit,
+                                   "dirty": dirty, "trials": stored}, indent=2))
     log(f"[sweep {spec.name}] {len(trials)} trial(s) ({len(trials) // len(spec.seeds)} point(s) x "
         f"{len(spec.seeds)} seed(s)); {len(skipped)} already completed, {len(todo)} to run, "
         f"max_concurrent {spec.max_concurrent}, scheduler {spec.scheduler.kind} -> {sweep_dir}")
