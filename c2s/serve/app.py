@@ -102,7 +102,7 @@ async def parse_body(headers: Headers, body: bytes) -> tuple[bytes, Any]:
         return await _parse_form(headers, body)
     if media == "application/json":
         return _parse_json(body)
-    raise BadInput(415, "content-type", f"got {media or 'none'!r}",
+    raise BadInput(415, "content-type", f"got {media!r}" if media else "no Content-Type header",
                    "multipart/form-data (fields image, classes) or application/json ({\"image\": base64, "
                    "\"classes\": [...]})")
 

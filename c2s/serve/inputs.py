@@ -113,7 +113,10 @@ def decode_image(data: bytes, settings: ServeSettings, eval_scale: Sequence[floa
         width, height = im.size
     except Image.DecompressionBombError as err:
         raise BadInput(413, field, f"too many pixels ({err})", f"at most {settings.max_pixels} pixels") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+    except UnidentifiedImageError:
+        raise BadInput(400, field, f"not an image PIL can read ({len(data)} bytes starting {data[:8]!r})",
+                       expected) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise BadInput(400, field, f"not an image PIL can read ({err})", expected) from None
     pixels = width * height
     if pixels > settings.max_pixels:

@@ -150,7 +150,7 @@ def check_resources(settings: ServeSettings) -> None:
                     hint="Lower --replicas / --num-cpus / --num-gpus, or add nodes.")
 
 
-def deploy(settings: ServeSettings, name: str = APP_NAME) -> None:
+def deploy(settings: ServeSettings, name: str = APP_NAME, route_prefix: str = "/") -> None:
     """Deploy (or replace) the application; returns once every replica has loaded the run. A replica that
     cannot start is a :class:`ServeError` carrying its own error (the last line of its traceback)."""
     from ray import serve
@@ -159,7 +159,7 @@ def deploy(settings: ServeSettings, name: str = APP_NAME) -> None:
 
     check_resources(settings)
     try:
-        serve.run(application(settings), name=name, route_prefix="/")
+        serve.run(application(settings), name=name, route_prefix=route_prefix)
     except RuntimeError as err:
         raise ServeError(f"the application did not start: {_last_error_line(str(err))}") from None
 
