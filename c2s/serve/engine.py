@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ class Engine:
         from c2s.evaluate import find_checkpoint
 
         self.settings = settings
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.device = device or ("cuda" if settings.num_gpus > 0 else "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"num_gpus={settings.num_gpus} asks for a GPU but torch sees no CUDA device here")
@@ -98,6 +101,7 @@ class Engine:
         model = self.segmenter.cfg["model"]
         return {
             "run": s.run, "checkpoint": str(self.checkpoint), "device": self.device,
+            "replica": {"pid": os.getpid(), "started": self.started},
             "student": {"name": model.get("name"), "embed_dim": int(self.segmenter.student.embed_dim)},
             "dataset": self.dataset, "classes": list(self.default_classes), "templates": self.segmenter.templates,
             "eval_scale": list(self.segmenter.eval_scale), "evaluation_mode": self.segmenter.eval_cfg.get("mode"),

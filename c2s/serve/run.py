@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def option(name: str, kind: type, **kw: Any) -> None:
         field = fields[name]
+        default = "" if field.default is None else f" (default {field.default})"
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=field.default,
-                       help=f"{field.description} (default {field.default})", **kw)
+                       help=f"{field.description}{default}", **kw)
 
     p.add_argument("run", help=fields["run"].description)
     option("replicas", int)
@@ -164,10 +165,14 @@ def deploy(settings: ServeSettings, name: str = APP_NAME, route_prefix: str = "/
         raise ServeError(f"the application did not start: {_last_error_line(str(err))}") from None
 
 
-def stop() -> None:
+def stop(name: str | None = None) -> None:
+    """Delete the application ``name``, or (None) shut Serve down with all of them."""
     from ray import serve
 
-    serve.shutdown()
+    if name is None:
+        serve.shutdown()
+    else:
+        serve.delete(name)
 
 
 def wait_ready(url: str, timeout_s: float = 60.0) -> None:
@@ -226,6 +231,6 @@ def main(argv: list[str]) -> int:
         if "ray" in sys.modules:
             import ray
 
-            if ray.is_initialized():
-                stop()
+            if ray.is_initialized():  # on a cluster, only this application goes; a local Ray goes whole
+                stop(APP_NAME if os.environ.get("RAY_ADDRESS") else None)
     return 0
