@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import sys
@@ -162,7 +163,8 @@ def deploy(settings: ServeSettings, name: str = APP_NAME, route_prefix: str = "/
     try:
         serve.run(application(settings), name=name, route_prefix=route_prefix)
     except RuntimeError as err:
-        raise ServeError(f"the application did not start: {_last_error_line(str(err))}") from None
+        raise ServeError(f"the application did not start: {_replica_error(name) or _last_error_line(str(err))}"
+                         ) from None
 
 
 def stop(name: str | None = None) -> None:
@@ -190,9 +192,23 @@ def wait_ready(url: str, timeout_s: float = 60.0) -> None:
     raise ServeError(f"{url}/healthz did not answer 200 within {timeout_s:.0f} s (last: {last})")
 
 
+def _replica_error(name: str) -> str | None:
+    """The last error line of the deployment's status message (it carries the failed replica's traceback)."""
+    from ray import serve
+
+    try:
+        deployments = serve.status().applications[name].deployments.values()
+    except (KeyError, RuntimeError):
+        return None
+    messages = [d.message for d in deployments if d.message]
+    return _last_error_line(messages[-1]) if messages else None
+
+
 def _last_error_line(text: str) -> str:
+    """``FileNotFoundError: ...``: the last line of ``text`` that starts with an exception's name, else its
+    last line."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if "Error" in line.split(":")[0] or "Exception" in line.split(":")[0]]
+    errors = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b", line)]
     return (errors or lines or ["(no message)"])[-1]
 
 
