@@ -1,22 +1,23 @@
 """``c2s bench serve``: ``c2s serve`` under load, batching off and on side by side in one run.
 
-    c2s bench serve                                   # the toy run, 8 clients, 160 requests per mode
-    c2s bench serve RUN --clients 8 --requests 400 --image-size 256
+    c2s bench serve                                   # the toy run, 8 clients, 3 rounds x 160 requests per mode
+    c2s bench serve RUN --clients 8 --requests 400 --rounds 5
 
-It starts a local Ray (``--ray-cpus``) and Serve on 127.0.0.1 (nothing else is ever sent to), deploys the
-run with one replica and ``--max-batch-size 1`` (batching off), measures, then replaces it by the same
-application with ``--max-batch-size N`` (batching on) and measures again. Each mode: a warm-up, then
-``--requests`` POST /v1/segment (multipart, the run's default classes) from ``--clients`` threads with one
-keep-alive connection each; every client takes the next request until all are sent, so the number in flight
-is at most ``--clients``.
+It starts a Ray of its own (``--ray-cpus``, never joining one the machine runs) and Serve on 127.0.0.1
+(nothing else is ever sent to), and deploys the run twice, one replica each: ``/unbatched``
+(``--max-batch-size 1``: batching off) and ``/batched`` (``--max-batch-size N``); everything else is equal.
+After a warm-up of each, the rounds alternate: unbatched, batched, unbatched, ... (the machine's speed drifts;
+alternating spreads the drift over both). A round is ``--requests`` POST /v1/segment (multipart, the run's
+default classes) from ``--clients`` threads with one keep-alive connection each; every client takes the next
+request until all are sent, so at most ``--clients`` are in flight.
 
-Counted per mode: ``errors`` (an HTTP status other than 200, or a 200 whose JSON is not the answer for that
-image: size, classes, fractions summing to 1, and, in the batched mode, fractions within 0.01 of the
-unbatched answer for the same image), ``lost`` (a request that got no answer: timeout, closed connection),
-latency percentiles (ms, send to last byte), images/s (answers over the mode's wall time) and the mean size
-of the batches the answers rode in. Prints a table, then a JSON line LAST; exit 1 when any request erred or
-was lost. Without RUN it serves a toy run (c2s.world.toyrun: seeded random weights, made in a temporary
-folder) - what it measures is the serving path, not accuracy.
+Counted per mode over all its rounds: ``errors`` (an HTTP status other than 200, or a 200 whose JSON is not
+the answer for that image: size, classes, fractions summing to 1 and within 0.01 of the first answer for the
+same image), ``lost`` (no answer: timeout, closed connection), latency percentiles (ms, send to last byte),
+images/s (the median over rounds of answers / the round's wall time; every round's figure is listed) and
+the mean size of the batches the answers rode in. Prints one line per round, then a JSON line LAST; exit 1
+when any request erred or was lost. Without RUN it serves a toy run (c2s.world.toyrun: toy_tiny, seeded
+random weights, made in a temporary folder): what it measures is the serving path, not accuracy.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="c2s bench serve", description=__doc__.splitlines()[0])
     p.add_argument("run", nargs="?", default=None, help="run or checkpoint directory (default: a toy run)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
-    p.add_argument("--requests", type=int, default=160, help="timed requests per mode (default 160)")
+    p.add_argument("--requests", type=int, default=160, help="timed requests per round and mode (default 160)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per mode, alternating (default 3)")
     p.add_argument("--warmup", type=int, default=16, help="untimed requests per mode first (default 16)")
     p.add_argument("--images", type=int, default=16, help="distinct images sent in turn (default 16)")
     p.add_argument("--image-size", type=int, default=96, help="side of the square PNGs sent (default 96)")
@@ -73,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> None:
     from c2s.serve.settings import ServeError
 
-    for name in ("clients", "requests", "images", "max_batch_size"):
+    for name in ("clients", "requests", "rounds", "images", "max_batch_size"):
         if getattr(args, name) < 1:
             raise ServeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_batch_size < 2:
@@ -124,8 +126,9 @@ def check_answer(raw: bytes, size: int, classes: list[str], reference: dict[str,
 
 
 def load(port: int, bodies: list[tuple[bytes, str]], size: int, classes: list[str], requests: int, clients: int,
-         timeout_s: float, reference: dict[int, dict[str, float]] | None = None) -> Tally:
-    """``requests`` POSTs from ``clients`` threads (each on its own keep-alive connection)."""
+         timeout_s: float, reference: dict[int, dict[str, float]] | None = None, prefix: str = "") -> Tally:
+    """``requests`` POSTs to ``prefix``/v1/segment from ``clients`` threads (one keep-alive connection each);
+    answers are checked against ``reference`` (image index -> fractions) where it has the image."""
     tally, lock = Tally(), threading.Lock()
     counter = iter(range(requests))
 
@@ -140,7 +143,7 @@ def load(port: int, bodies: list[tuple[bytes, str]], size: int, classes: list[st
             body, ctype = bodies[k]
             t0 = time.perf_counter()
             try:
-                conn.request("POST", "/v1/segment", body=body, headers={"Content-Type": ctype})
+                conn.request("POST", f"{prefix}/v1/segment", body=body, headers={"Content-Type": ctype})
                 response = conn.getresponse()
                 raw = response.read()
             except (OSError, http.client.HTTPException) as err:
@@ -177,17 +180,19 @@ def load(port: int, bodies: list[tuple[bytes, str]], size: int, classes: list[st
     return tally
 
 
-def summarise(tally: Tally, requests: int) -> dict[str, Any]:
-    lat = sorted(tally.latencies_ms)
+def summarise(tallies: list[Tally], requests: int) -> dict[str, Any]:
+    """One mode over its rounds: counts and latency percentiles pooled, images/s the median of the rounds'."""
+    lat = sorted(ms for t in tallies for ms in t.latencies_ms)
+    batches = [b for t in tallies for b in t.batches]
+    rates = [round(len(t.latencies_ms) / t.wall_s, 2) for t in tallies if t.wall_s]
 
     def pct(q: float) -> float | None:
         return round(lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else None
 
-    return {"requests": requests, "ok": len(lat), "errors": len(tally.errors), "lost": len(tally.lost),
-            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-            "images_per_s": round(len(lat) / tally.wall_s, 2) if tally.wall_s else None,
-            "mean_batch": round(statistics.fmean(tally.batches), 2) if tally.batches else None,
-            "wall_s": round(tally.wall_s, 2)}
+    return {"requests": requests * len(tallies), "ok": len(lat), "errors": sum(len(t.errors) for t in tallies),
+            "lost": sum(len(t.lost) for t in tallies), "p50_ms": pct(0.50), "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99), "images_per_s": statistics.median(rates) if rates else None,
+            "images_per_s_rounds": rates, "mean_batch": round(statistics.fmean(batches), 2) if batches else None}
 
 
 def main(argv: list[str]) -> int:
@@ -197,6 +202,8 @@ def main(argv: list[str]) -> int:
     from c2s.serve.run import deploy, free_port, start, stop, wait_ready
     from c2s.serve.settings import ServeSettings
 
+    modes = {"unbatched": 1, "batched": args.max_batch_size}
+    tallies: dict[str, list[Tally]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory(prefix="c2s-bench-serve-") as tmp:
         run = args.run
         if run is None:
@@ -205,37 +212,39 @@ def main(argv: list[str]) -> int:
             run = str(make_toy_run(Path(tmp) / "toy_run"))
         port = args.port or free_port(HOST)
         url = f"http://{HOST}:{port}"
-        images = make_images(args.images, args.image_size)
-        bodies = [multipart(image) for image in images]
+        bodies = [multipart(image) for image in make_images(args.images, args.image_size)]
         env = environment("cpu")
-        start(HOST, port, num_cpus=args.ray_cpus)
-        results: dict[str, dict[str, Any]] = {}
-        problems: dict[str, list[str]] = {}
-        reference: dict[int, dict[str, float]] | None = None
+        start(HOST, port, num_cpus=args.ray_cpus, own_ray=True)
         try:
-            for mode, batch in (("unbatched", 1), ("batched", args.max_batch_size)):
-                settings = ServeSettings(run=run, num_cpus=args.num_cpus, max_batch_size=batch,
-                                         batch_wait_s=args.batch_wait_s,
-                                         max_ongoing_requests=max(2 * args.max_batch_size, args.clients))
-                deploy(settings)
-                wait_ready(url)
-                classes = _default_classes(url)
-                load(port, bodies, args.image_size, classes, args.warmup, args.clients, args.timeout_s)
-                tally = load(port, bodies, args.image_size, classes, args.requests, args.clients, args.timeout_s,
-                             reference)
-                reference = reference or tally.answers
-                results[mode] = summarise(tally, args.requests)
-                problems[mode] = (tally.errors + tally.lost)[:5]
-                print(f"[bench serve] {mode:>9}: {_row(results[mode])}", flush=True)
+            for mode, batch in modes.items():
+                deploy(ServeSettings(run=run, num_cpus=args.num_cpus, max_batch_size=batch,
+                                     batch_wait_s=args.batch_wait_s,
+                                     max_ongoing_requests=max(2 * args.max_batch_size, args.clients)),
+                       name=mode, route_prefix=f"/{mode}")
+                wait_ready(f"{url}/{mode}")
+            classes = _default_classes(f"{url}/unbatched")
+            reference = load(port, bodies, args.image_size, classes, len(bodies), 1,
+                             args.timeout_s, prefix="/unbatched").answers  # one answer per image, one at a time
+            for mode in modes:  # warm-up
+                load(port, bodies, args.image_size, classes, args.warmup, args.clients, args.timeout_s, reference,
+                     f"/{mode}")
+            for r in range(args.rounds):
+                for mode in modes:
+                    tally = load(port, bodies, args.image_size, classes, args.requests, args.clients, args.timeout_s,
+                                 reference, f"/{mode}")
+                    tallies[mode].append(tally)
+                    print(f"[bench serve] round {r + 1} {mode:>9}: {_row(summarise([tally], args.requests))}",
+                          flush=True)
         finally:
             stop()
+    results = {mode: summarise(tallies[mode], args.requests) for mode in modes}
     speedup = (results["batched"]["images_per_s"] or 0) / max(results["unbatched"]["images_per_s"] or 0, 1e-9)
     clean = all(r["errors"] == 0 and r["lost"] == 0 for r in results.values())
-    for mode, lines in problems.items():
-        for line in lines:
+    for mode in modes:
+        for line in [line for t in tallies[mode] for line in t.errors + t.lost][:5]:
             print(f"[bench serve] {mode}: {line}", file=sys.stderr)
-    print(json.dumps({"bench": "serve", "run": args.run or "toy (c2s.world.toyrun, random weights)",
-                      "clients": args.clients, "requests": args.requests, "image_size": args.image_size,
+    print(json.dumps({"bench": "serve", "run": args.run or "toy (c2s.world.toyrun: toy_tiny, random weights)",
+                      "clients": args.clients, "rounds": args.rounds, "image_size": args.image_size,
                       "max_batch_size": args.max_batch_size, "batch_wait_s": args.batch_wait_s,
                       "replica_cpus": args.num_cpus, "ray_cpus": args.ray_cpus, **results,
                       "speedup": round(speedup, 2), "goal": {"speedup_at_least": GOAL_SPEEDUP,

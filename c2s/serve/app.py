@@ -5,10 +5,13 @@
     GET  /             the web page (c2s/serve/page.html)                   GET /v1/example.png
 
 Requests are batched with ``@serve.batch`` (``max_batch_size`` > 1): while one batch runs, the next fills;
-within a batch the requests that share a class list share a forward pass (c2s/serve/engine.py). The model
-runs on one thread of its own (torch threads = the replica's CPUs), so the replica's event loop keeps
-reading, checking and decoding the next requests meanwhile; ``max_batch_size=1`` sends each request alone
-through the same thread (batching off, everything else equal: what ``c2s bench serve`` compares).
+within a batch the requests that share a class list share a forward pass (c2s/serve/engine.py). A batch waits
+(at most ``batch_wait_s``) for as many requests as were recently inside the replica at once
+(:class:`~c2s.serve.engine.BatchCap`, set through ``set_max_batch_size``), so a lone request does not wait for
+company. The model runs on one thread of its own (torch threads = the replica's CPUs), so the replica's event
+loop keeps reading, checking and decoding the next requests meanwhile; ``max_batch_size=1`` sends each
+request alone through the same thread (batching off, everything else equal: what ``c2s bench serve``
+compares).
 
 Ray files followed (Ray 2.60): ray/serve/batching.py (``batch``; ``set_max_batch_size`` /
 ``set_batch_wait_timeout_s`` on the decorated method), ray/serve/api.py (``ingress`` over a FastAPI app,
@@ -37,7 +40,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from c2s.serve.engine import Engine, Job, Outcome, json_answer, label_bytes, overlay_bytes
+from c2s.serve.engine import BatchCap, Engine, Job, Outcome, json_answer, label_bytes, overlay_bytes
 from c2s.serve.inputs import BadInput, decode_base64, decode_image, parse_classes, parse_flag, parse_format
 from c2s.serve.settings import ServeSettings
 
@@ -191,7 +194,8 @@ class SegmentDeployment:
         torch.set_num_threads(max(1, int(self.settings.num_cpus)))
         self.engine = Engine(self.settings)
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="c2s-model")
-        self.segment_batch.set_max_batch_size(self.settings.max_batch_size)
+        self.cap = BatchCap(self.settings.max_batch_size)
+        self.segment_batch.set_max_batch_size(self.cap.size())
         self.segment_batch.set_batch_wait_timeout_s(self.settings.batch_wait_s)
         self.page = PAGE.read_text(encoding="utf-8")
 
@@ -213,6 +217,7 @@ class SegmentDeployment:
 
     @api.post("/v1/segment")
     async def segment(self, request: Request) -> Response:
+        self._count(self.cap.enter)
         try:
             return await self._segment(request)
         except BadInput:
@@ -220,6 +225,12 @@ class SegmentDeployment:
         except Exception as err:  # noqa: BLE001 - a bug answers 500 with its message; the replica goes on
             log.exception("c2s serve: POST /v1/segment failed")
             return JSONResponse(_internal(err), status_code=500)
+        finally:
+            self._count(self.cap.leave)
+
+    def _count(self, change) -> None:
+        change()
+        self.segment_batch.set_max_batch_size(self.cap.size())  # read by the batch queue when a batch starts
 
     async def _segment(self, request: Request) -> Response:
         unknown = sorted(set(request.query_params) - set(QUERY_FIELDS))

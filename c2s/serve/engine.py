@@ -15,8 +15,8 @@ import base64
 import io
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,31 @@ class Outcome:
     prediction: Prediction | None
     error: str | None
     batch: int
+
+
+class BatchCap:
+    """How many requests the next batch waits for (for at most ``batch_wait_s``): the most that were inside
+    the replica at once (entered, not yet answered) over the last ``window_s``, at most ``limit``. A lone
+    client's request thus runs at once instead of waiting for company that is not coming, while under load a
+    batch waits for as many requests as the clients keep in flight."""
+
+    def __init__(self, limit: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self.inside = 0
+        self.seen: deque[tuple[float, int]] = deque()  # (time, requests inside) at each arrival
+
+    def enter(self) -> None:
+        self.inside += 1
+        self.seen.append((self.clock(), self.inside))
+
+    def leave(self) -> None:
+        self.inside -= 1
+
+    def size(self) -> int:
+        old = self.clock() - self.window_s
+        while self.seen and self.seen[0][0] < old:
+            self.seen.popleft()
+        return max(1, min(self.limit, max((n for _, n in self.seen), default=1)))
 
 
 class Engine:

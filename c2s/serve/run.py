@@ -128,15 +128,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start(host: str, port: int, num_cpus: int | None = None) -> None:
-    """Ray (local, or the cluster's under RAY_ADDRESS) and Serve's HTTP proxy on ``host:port``."""
+def start(host: str, port: int, num_cpus: int | None = None, *, own_ray: bool = False) -> None:
+    """Ray (local, or the cluster's under RAY_ADDRESS; ``own_ray``: a new local one even when this machine
+    runs one) and Serve's HTTP proxy on ``host:port``."""
     from ray import serve
 
     from c2s.raystart import init_ray
 
     if not os.environ.get("RAY_ADDRESS"):
         check_port_free(host, port)
-    init_ray(num_cpus=num_cpus)
+    init_ray(num_cpus=num_cpus, own=own_ray)
     serve.start(http_options={"host": host, "port": port})
 
 

@@ -15,17 +15,19 @@ pytestmark = pytest.mark.integration
 def test_bench_serve_small(ray_local, capsys):
     from c2s.bench.serve import main
 
-    rc = main(["--clients", "4", "--requests", "24", "--warmup", "4", "--images", "4", "--batch-wait-s", "0.05"])
+    rc = main(["--clients", "4", "--requests", "12", "--rounds", "2", "--warmup", "4", "--images", "4",
+               "--batch-wait-s", "0.05"])
     out = capsys.readouterr()
     assert rc == 0, out.err[-2000:]
     lines = out.out.strip().splitlines()
     result = json.loads(lines[-1])
     assert [line.split(":")[0].split()[-1] for line in lines[:-1] if line.startswith("[bench serve]")] == [
-        "unbatched", "batched"]
+        "unbatched", "batched"] * 2  # rounds alternate
     for mode in ("unbatched", "batched"):
         r = result[mode]
         assert (r["requests"], r["ok"], r["errors"], r["lost"]) == (24, 24, 0, 0), r
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] and r["images_per_s"] > 0
+        assert len(r["images_per_s_rounds"]) == 2
     assert result["unbatched"]["mean_batch"] == 1.0 and result["batched"]["mean_batch"] > 1.0
     assert result["speedup"] > 0 and result["goal"]["speedup_at_least"] == 1.5
     assert result["environment"]["cpu_count"] >= 1

@@ -85,3 +85,27 @@ def test_answers_json_label_png_overlay_png(engine):
     ids = np.asarray(label)
     for k, name in enumerate(NAMES):
         assert answer["fractions"][name] == pytest.approx((ids == k).mean(), abs=1e-5)
+
+
+def test_batch_cap_follows_the_requests_in_flight():
+    """A lone request runs alone at once; under load a batch waits for as many as were inside at once over the
+    last window (never more than the limit); the memory fades after the window."""
+    from c2s.serve.engine import BatchCap
+
+    now = [0.0]
+    cap = BatchCap(limit=8, window_s=1.0, clock=lambda: now[0])
+    assert cap.size() == 1
+    cap.enter()
+    assert cap.size() == 1
+    cap.leave()
+    for _ in range(11):  # 11 clients at once
+        cap.enter()
+    assert cap.size() == 8
+    for _ in range(11):
+        cap.leave()
+    now[0] = 0.5
+    cap.enter()
+    assert cap.size() == 8  # the burst is 0.5 s old: more are expected
+    now[0] = 1.2
+    assert cap.size() == 1  # it faded; only this request's own arrival (t=0.5) is left
+    cap.leave()
