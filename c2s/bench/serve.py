@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from c2s.serve.settings import ServeSettings
+
 HOST = "127.0.0.1"
 GOAL_SPEEDUP = 1.5  # issue 30: batched >= 1.5x the unbatched images/s at 8 clients on the 2-core machine
 
@@ -64,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=16, help="distinct images sent in turn (default 16)")
     p.add_argument("--image-size", type=int, default=96, help="side of the square PNGs sent (default 96)")
     p.add_argument("--max-batch-size", type=int, default=8, help="the batched mode's batch size (default 8)")
-    p.add_argument("--batch-wait-s", type=float, default=0.01, help="the batched mode's batch wait (default 0.01)")
+    p.add_argument("--batch-wait-s", type=float, default=ServeSettings.model_fields["batch_wait_s"].default,
+                   help=f"the batched mode's batch wait (default {ServeSettings.model_fields['batch_wait_s'].default}, "
+                        "c2s serve's)")
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs of the replica (default 1)")
     p.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray (default 2)")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
@@ -200,7 +204,6 @@ def main(argv: list[str]) -> int:
     check_args(args)
     from c2s.bench.repeats import environment
     from c2s.serve.run import deploy, free_port, start, stop, wait_ready
-    from c2s.serve.settings import ServeSettings
 
     modes = {"unbatched": 1, "batched": args.max_batch_size}
     tallies: dict[str, list[Tally]] = {mode: [] for mode in modes}

@@ -128,16 +128,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start(host: str, port: int, num_cpus: int | None = None, *, own_ray: bool = False) -> None:
+def start(host: str, port: int, num_cpus: int | None = None, *, own_ray: bool = False,
+          log_to_driver: bool | None = None) -> None:
     """Ray (local, or the cluster's under RAY_ADDRESS; ``own_ray``: a new local one even when this machine
-    runs one) and Serve's HTTP proxy on ``host:port``."""
+    runs one) and Serve's HTTP proxy on ``host:port``; ``log_to_driver``: c2s.raystart.init_ray's."""
     from ray import serve
 
     from c2s.raystart import init_ray
 
     if not os.environ.get("RAY_ADDRESS"):
         check_port_free(host, port)
-    init_ray(num_cpus=num_cpus, own=own_ray)
+    init_ray(num_cpus=num_cpus, own=own_ray, log_to_driver=log_to_driver)
     serve.start(http_options={"host": host, "port": port})
 
 
@@ -233,7 +234,7 @@ def main(argv: list[str]) -> int:
 
     print(f"c2s serve: {find_checkpoint(Path(settings.run))}", flush=True)  # a missing/damaged run stops here
     try:
-        start(args.host, args.port)
+        start(args.host, args.port, log_to_driver=True)  # the replicas' request log and errors on this console
         signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which sets its own: `kill` stops it as Ctrl-C
         deploy(settings)
         url = url_of(args.host, args.port)
