@@ -28,6 +28,7 @@ import asyncio
 import io
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,7 @@ class SegmentDeployment:
         finally:
             self._count(self.cap.leave)
 
-    def _count(self, change) -> None:
+    def _count(self, change: Callable[[], None]) -> None:
         change()
         self.segment_batch.set_max_batch_size(self.cap.size())  # read by the batch queue when a batch starts
 

@@ -232,7 +232,7 @@ def main(argv: list[str]) -> int:
         return 0
     from c2s.evaluate import find_checkpoint
 
-    print(f"c2s serve: {find_checkpoint(Path(settings.run))}", flush=True)  # a missing/damaged run stops here
+    print(f"c2s serve: serving {find_checkpoint(Path(settings.run))}", flush=True)  # a missing/damaged run stops here
     try:
         start(args.host, args.port, log_to_driver=True)  # the replicas' request log and errors on this console
         signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which sets its own: `kill` stops it as Ctrl-C

@@ -156,3 +156,22 @@ def test_the_repository_s_serve_yaml_is_serve_s_schema():
     path = Path(__file__).resolve().parents[2] / "serve.yaml"
     schema = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
     ServeSettings.model_validate(schema.applications[0].args)
+
+
+def test_c2s_serve_refuses_a_missing_run_and_a_taken_port_by_name(tmp_path, capsys):
+    """Before Ray starts: one line on stderr, exit 2 (c2s.cli's user errors)."""
+    import socket
+
+    from c2s.cli import main
+    from c2s.serve.run import check_port_free
+    from c2s.serve.settings import ServeError
+
+    assert main(["serve", str(tmp_path / "no_run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("c2s serve: error: ") and "no_run" in err and "Traceback" not in err
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(ServeError, match=f"--host 127.0.0.1 --port {port}: cannot listen there"):
+            check_port_free("127.0.0.1", port)
