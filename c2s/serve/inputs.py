@@ -99,15 +99,20 @@ def decode_base64(value: Any, field: str = "image") -> bytes:
 
 def decode_image(data: bytes, settings: ServeSettings, eval_scale: Sequence[float], num_classes: int,
                  field: str = "image") -> np.ndarray:
-    """uint8 (H, W, 3) RGB. The size is checked from the header, before the pixels are decoded: pixels,
-    pixels x classes, and the shortest side once resized to ``eval_scale`` (what the student will see)."""
+    """uint8 (H, W, 3) RGB: :func:`open_image` (the checks), then :func:`rgb_pixels` (the decoding)."""
+    return rgb_pixels(open_image(data, settings, eval_scale, num_classes, field), field)
+
+
+def open_image(data: bytes, settings: ServeSettings, eval_scale: Sequence[float], num_classes: int,
+               field: str = "image"):
+    """The PIL image, its size checked from the header before any pixel is decoded: pixels, pixels x classes,
+    and the shortest side once resized to ``eval_scale`` (what the student will see)."""
     from PIL import Image, UnidentifiedImageError
 
     from c2s.data.transforms import rescale_size
 
-    expected = f"an image file ({IMAGE_KINDS})"
     if not data:
-        raise BadInput(400, field, "the file is empty", expected)
+        raise BadInput(400, field, "the file is empty", f"an image file ({IMAGE_KINDS})")
     try:
         im = Image.open(io.BytesIO(data))
         width, height = im.size
@@ -115,9 +120,9 @@ def decode_image(data: bytes, settings: ServeSettings, eval_scale: Sequence[floa
         raise BadInput(413, field, f"too many pixels ({err})", f"at most {settings.max_pixels} pixels") from None
     except UnidentifiedImageError:
         raise BadInput(400, field, f"not an image PIL can read ({len(data)} bytes starting {data[:8]!r})",
-                       expected) from None
+                       f"an image file ({IMAGE_KINDS})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise BadInput(400, field, f"not an image PIL can read ({err})", expected) from None
+        raise BadInput(400, field, f"not an image PIL can read ({err})", f"an image file ({IMAGE_KINDS})") from None
     pixels = width * height
     if pixels > settings.max_pixels:
         raise BadInput(413, field, f"{width}x{height} = {pixels} pixels, over the limit of {settings.max_pixels}",
@@ -131,12 +136,19 @@ def decode_image(data: bytes, settings: ServeSettings, eval_scale: Sequence[floa
         raise BadInput(400, field, f"{width}x{height} is resized to {small[1]}x{small[0]} for the student "
                                    f"(data.eval_scale {list(eval_scale)}), narrower than {settings.min_side} px",
                        f"an aspect ratio whose short side stays >= {settings.min_side} px once resized")
+    return im
+
+
+def rgb_pixels(im, field: str = "image") -> np.ndarray:
+    """Decode every byte of an :func:`open_image` image to uint8 (H, W, 3) RGB: a truncated file fails here."""
+    from PIL import Image
+
     try:
-        return np.asarray(im.convert("RGB"))  # decodes every byte: a truncated file fails here
+        return np.asarray(im.convert("RGB"))
     except Image.DecompressionBombError as err:
-        raise BadInput(413, field, f"too many pixels ({err})", f"at most {settings.max_pixels} pixels") from None
+        raise BadInput(413, field, f"too many pixels ({err})", "fewer pixels") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise BadInput(400, field, f"truncated or corrupt image data ({err})", expected) from None
+        raise BadInput(400, field, f"truncated or corrupt image data ({err})", f"an image file ({IMAGE_KINDS})") from None
 
 
 def _short(value: Any, limit: int = 40) -> str:
