@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import signal
 import socket
 import sys
@@ -99,11 +100,12 @@ def deploy_config(settings: ServeSettings, host: str, port: int) -> dict[str, An
     }
 
 
-def write_config(settings: ServeSettings, host: str, port: int, path: Path) -> Path:
+def write_config(settings: ServeSettings, host: str, port: int, path: Path, command: str = "") -> Path:
     import yaml
 
-    header = ("# c2s serve's application for `serve deploy` (written by `c2s serve --write-config`; docs/serve.md).\n"
-              "#   serve deploy serve.yaml        # to the cluster whose dashboard is at RAY_DASHBOARD_ADDRESS\n"
+    header = ("# c2s serve's application for `serve deploy` (docs/serve.md), written by\n"
+              f"#   {command or 'c2s serve RUN ... --write-config FILE'}\n"
+              f"# deploy it:  serve deploy {path.name} --address http://127.0.0.1:8265   (the dashboard's address)\n"
               "# args: c2s.serve.settings.ServeSettings fields; deployments: replicas and their CPUs/GPUs.\n")
     path.write_text(header + yaml.safe_dump(deploy_config(settings, host, port), sort_keys=False))
     return path
@@ -227,7 +229,8 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     settings = settings_from_args(args)
     if args.write_config:
-        path = write_config(settings, args.host, args.port, args.write_config)
+        path = write_config(settings, args.host, args.port, args.write_config,
+                            " ".join(["c2s serve", *(shlex.quote(a) for a in argv)]))
         print(f"c2s serve: wrote {path}; deploy it with: serve deploy {path}")
         return 0
     from c2s.evaluate import find_checkpoint
