@@ -17,6 +17,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("eval",): ("c2s.evaluate", "evaluate a checkpoint: sIoU / uIoU / hIoU, per-class IoU, panels"),
     ("predict",): ("c2s.predict", "segment your images into any class names: label/overlay PNGs + JSON"),
     ("export",): ("c2s.export", "export the student + classifier to ONNX or TorchScript (parity-checked)"),
+    ("serve",): ("c2s.serve.run", "serve a run over HTTP (Ray Serve): batched endpoint + web page; --write-config"),
     ("sweep",): ("c2s.sweep.run", "run a Ray Tune sweep from a spec under sweeps/"),
     ("report",): ("c2s.sweep.book", "paper-shaped tables and plots from a sweep directory; --collect, --book: "
                                     "the results book (docs/results.md)"),
@@ -32,6 +33,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "sweep-cache"): ("c2s.bench.sweep_cache", "a 4-trial toy sweep with and without the token cache"),
     ("bench", "flops"): ("c2s.bench.flops", "params and GFLOPs of the full-size students at 512x512 vs Table 2"),
     ("bench", "inference"): ("c2s.bench.inference", "Table 2: students alone vs CLIP-at-inference, params/GFLOPs/img/s"),
+    ("bench", "serve"): ("c2s.bench.serve", "c2s serve under load on a toy run: batching on vs off, latency + img/s"),
 }
 
 
@@ -43,6 +45,7 @@ USER_ERRORS = frozenset({
     "c2s.errors.PreflightError",
     "c2s.teacher.checkpoint.TeacherCheckpointError",
     "c2s.train.checkpoint.CheckpointError",  # a damaged or missing training checkpoint (includes NoCheckpointError)
+    "c2s.serve.settings.ServeError",  # c2s serve / bench serve: an option out of range, a port taken, a replica failed
 })
 
 

@@ -51,8 +51,8 @@ def parse_classes(value: str) -> list[str]:
     return names
 
 
-def label_png(labels: np.ndarray, num_classes: int, path: Path) -> None:
-    """Class ids as a palette PNG (ids < 256, colours of c2s.viz.palette) or 16-bit greyscale."""
+def label_image(labels: np.ndarray, num_classes: int):
+    """Class ids as a PIL image: palette (ids < 256, colours of c2s.viz.palette) or 16-bit greyscale."""
     from PIL import Image
 
     from c2s.viz import palette
@@ -61,12 +61,16 @@ def label_png(labels: np.ndarray, num_classes: int, path: Path) -> None:
         im = Image.fromarray(labels.astype(np.uint8), mode="P")
         colours = palette(num_classes)[:num_classes]
         im.putpalette(colours.flatten().tolist())
-    else:
-        im = Image.fromarray(labels.astype(np.uint16))
-    im.save(path)
+        return im
+    return Image.fromarray(labels.astype(np.uint16))
 
 
-def overlay_png(image: np.ndarray, pred: Prediction, path: Path, alpha: float = 0.5) -> None:
+def label_png(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    """:func:`label_image` written to ``path`` (a file name or a binary file object) as PNG."""
+    label_image(labels, num_classes).save(path, format="PNG")
+
+
+def overlay_image(image: np.ndarray, pred: Prediction, alpha: float = 0.5):
     """The image blended with the class colours, and a legend strip of the classes present (largest first)."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -87,22 +91,30 @@ def overlay_png(image: np.ndarray, pred: Prediction, path: Path, alpha: float = 
         x, y = image.shape[1] + 6, 4 + k * row
         draw.rectangle([x, y + 1, x + 10, y + 11], fill=tuple(int(c) for c in colours[i]), outline=(0, 0, 0))
         draw.text((x + 16, y), f"{pred.classes[i]} {100 * pred.fractions[i]:.1f}%", fill=(0, 0, 0), font=font)
-    canvas.save(path)
+    return canvas
+
+
+def overlay_png(image: np.ndarray, pred: Prediction, path: Path, alpha: float = 0.5) -> None:
+    """:func:`overlay_image` written to ``path`` (a file name or a binary file object) as PNG."""
+    overlay_image(image, pred, alpha).save(path, format="PNG")
+
+
+def summary(pred: Prediction) -> dict:
+    """Size ``[H, W]``, class names, pixel fraction and mean score per class (JSON-ready; c2s serve's too)."""
+    return {
+        "size": [int(pred.labels.shape[0]), int(pred.labels.shape[1])],
+        "classes": list(pred.classes),
+        "fractions": {c: round(float(f), 6) for c, f in zip(pred.classes, pred.fractions)},
+        "scores": {c: round(float(s), 6) for c, s in zip(pred.classes, pred.scores)},
+    }
 
 
 def write_outputs(image: np.ndarray, pred: Prediction, out_dir: Path, stem: str) -> dict:
     """The three files of one image; returns its JSON record."""
     label_png(pred.labels, len(pred.classes), out_dir / f"{stem}_label.png")
     overlay_png(image, pred, out_dir / f"{stem}_overlay.png")
-    record = {
-        "image": pred.source,
-        "size": [int(pred.labels.shape[0]), int(pred.labels.shape[1])],
-        "classes": list(pred.classes),
-        "fractions": {c: round(float(f), 6) for c, f in zip(pred.classes, pred.fractions)},
-        "scores": {c: round(float(s), 6) for c, s in zip(pred.classes, pred.scores)},
-        "label_png": f"{stem}_label.png",
-        "overlay_png": f"{stem}_overlay.png",
-    }
+    record = {"image": pred.source, **summary(pred),
+              "label_png": f"{stem}_label.png", "overlay_png": f"{stem}_overlay.png"}
     (out_dir / f"{stem}.json").write_text(json.dumps(record, indent=2))
     return record
 

@@ -133,15 +133,17 @@ class Segmenter:
         return cls(student, cfg, device=device, cache_root=cache_root(cfg))
 
     # ---- text ------------------------------------------------------------------------------------
-    def text_embeddings(self, classes: Sequence[str]) -> torch.Tensor:
-        """``(N, D)`` float32 L2-normalised embeddings of ``classes`` (checked by :func:`check_class_names`)."""
+    def text_embeddings(self, classes: Sequence[str], *, disk_cache: bool = True) -> torch.Tensor:
+        """``(N, D)`` float32 L2-normalised embeddings of ``classes`` (checked by :func:`check_class_names`);
+        ``disk_cache=False`` neither reads nor writes the cache file (c2s serve: one file per class list a
+        client invents would grow without bound)."""
         from c2s.teacher.text import text_embeddings
 
         names = check_class_names(classes)
         if self._text_encoder is None:
             self._check_teacher_file()
             self._text_encoder = load_text_encoder(self.cfg["teacher"], device=self.device)
-        text = text_embeddings(self._text_encoder, names, self.templates, self.cache_root)
+        text = text_embeddings(self._text_encoder, names, self.templates, self.cache_root if disk_cache else None)
         if text.shape[1] != self.student.embed_dim:
             raise ValueError(f"the teacher {self.cfg['teacher']['arch']} embeds text in {text.shape[1]} dims but "
                              f"the student projects to model.embed_dim = {self.student.embed_dim}")

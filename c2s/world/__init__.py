@@ -5,6 +5,7 @@
 - ``archs`` and ``clip``: the toy CLIP's architecture and its contrastive pretraining (the stand-in for
   OpenAI's weights), and the tests' tiny random CLIP;
 - ``backbone``: the toy students' backbone pretraining (the stand-in for ImageNet weights);
+- ``toyrun``: a checkpoint of a seeded random toy student, written without training (tests, ``c2s bench serve``);
 - ``providers``: ``toy:world``, ``toy:clip``, ``toy:backbone`` for ``data.root``, ``teacher.checkpoint`` and
   ``model.pretrained``.
 

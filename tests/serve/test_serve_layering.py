@@ -1,0 +1,43 @@
+"""Where Ray lives in serving: only c2s/serve/app.py and c2s/serve/run.py import it (the request checks, the
+engine, the settings and `c2s bench serve` run and are tested without it), and no serving file reaches the
+toy world except the bench, which serves a toy run when given none."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import c2s
+
+PACKAGE = Path(c2s.__file__).parent
+WITHOUT_RAY = ("serve/__init__.py", "serve/settings.py", "serve/inputs.py", "serve/engine.py", "bench/serve.py")
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every import in ``path``, module level and inside functions."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_ray_and_the_web_framework_only_in_app_and_run():
+    bad = [f"c2s/{rel}:{line} imports {module}" for rel in WITHOUT_RAY
+           for line, module in imported_modules(PACKAGE / rel)
+           if module.split(".")[0] in ("ray", "fastapi", "starlette")]
+    assert bad == []
+    world = [f"{path.relative_to(PACKAGE)}:{line} imports {module}" for path in sorted((PACKAGE / "serve").glob("*.py"))
+             for line, module in imported_modules(path) if module.startswith("c2s.world")]
+    assert world == []
+
+
+def test_importing_the_engine_and_the_bench_loads_no_ray():
+    code = ("import sys, c2s.serve.engine, c2s.serve.inputs, c2s.bench.serve, c2s.serve.run; "
+            "print(sorted(m for m in ('ray', 'fastapi', 'starlette') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
