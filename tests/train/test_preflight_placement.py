@@ -87,7 +87,8 @@ def test_job_parts_match_the_totals_of_resources_needed():
 def _sweep_spec(**kw):
     from c2s.sweep.spec import parse_spec
 
-    return parse_spec({"name": "t", "base": "toy_c2s", "overrides": {"train.iters": 300},
+    # the live CLIP pool (teacher.cache: false): its actors are part of what is placed
+    return parse_spec({"name": "t", "base": "toy_c2s", "overrides": {"train.iters": 300, "teacher.cache": False},
                        "space": {"loss.tau": {"grid": [0.05, 0.1]}}, "max_concurrent": 2,
                        "resources": {"train_workers": 1, "cpus_per_worker": 1.0, "teacher_actors": [1, 1],
                                      "teacher_cpus": 0.5, "driver_cpus": 0.0}, **kw}, "sweeps/test.yaml")
