@@ -4,26 +4,16 @@ toy world except the bench, which serves a toy run when given none."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
+
+from test_layering import imported_modules  # the package-wide import reader (tests/test_layering.py)
 
 import c2s
 
 PACKAGE = Path(c2s.__file__).parent
 WITHOUT_RAY = ("serve/__init__.py", "serve/settings.py", "serve/inputs.py", "serve/engine.py", "bench/serve.py")
-
-
-def imported_modules(path: Path) -> list[tuple[int, str]]:
-    """``(line, module)`` of every import in ``path``, module level and inside functions."""
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.lineno, node.module))
-    return found
 
 
 def test_ray_and_the_web_framework_only_in_app_and_run():
