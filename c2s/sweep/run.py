@@ -60,6 +60,8 @@ from c2s.sweep.spec import (
 )
 from c2s.sweep.tables import TableError, collect_run, read_final_metrics, read_table, write_run
 from c2s.sweep.tokens import prepare_token_caches, with_token_cache_default
+from c2s.sweep.tracking import OFF as TRACKING_OFF
+from c2s.sweep.tracking import sweep_tracking
 
 STATE_FILE = "sweep.json"
 RUNS_DIR = "runs"
@@ -103,7 +105,8 @@ def trial_driver(config: dict[str, Any], *, base: str, overrides: Mapping[str, M
 
     DataContext.get_current().enable_progress_bars = False
     trial_id = str(config["trial_id"])
-    cfg = load_config(base, dict(overrides[trial_id]))
+    # tracking.mlflow_uri: the sweep's Tune callback logs this trial; its Train run opens no second MLflow run
+    cfg = load_config(base, {**dict(overrides[trial_id]), **TRACKING_OFF})
     run_dir = Path(sweep_dir) / RUNS_DIR / trial_id
     resume = any(run_dir.glob("checkpoint_*/state.pt"))
     run_training(cfg, run_dir, resume=resume, callbacks=[EvalReportCallback()])
@@ -298,6 +301,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
         _check_resume(state, trials, done, sweep_dir)
     todo = [t for t in trials if t.trial_id not in done]
     skipped = [t.trial_id for t in trials if t.trial_id in done]
+    tracking = sweep_tracking(spec, todo)  # tracking.mlflow_uri: one MLflow run per trial (checked before Ray)
 
     needed = resources_needed(spec)
     _init_ray()
@@ -322,6 +326,9 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
         f"{len(spec.seeds)} seed(s)); {len(skipped)} already completed, {len(todo)} to run, "
         f"max_concurrent {spec.max_concurrent}, scheduler {spec.scheduler.kind} -> {sweep_dir}")
 
+    for callback in tracking:
+        log(f"[sweep {spec.name}] MLflow: experiment {callback.experiment_name!r} at {callback.tracking_uri}, "
+            "one run per trial")
     caches = prepare_token_caches(spec, todo, log) if todo else []
     recorder = SweepRecorder(spec, by_id, sweep_dir, len(todo), float(needed["per_trial"]["GPU"]), log)
     if todo:
@@ -341,7 +348,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
             run_config=tune.RunConfig(
                 name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(sweep_dir),
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                callbacks=[recorder], verbose=0),
+                callbacks=[recorder, *tracking], verbose=0),
         )
         tuner.fit()
     # Final pass: every trial run this time, from its run directory and recorded outcome.

@@ -30,6 +30,7 @@ from c2s.train.curves import CurveWriter
 from c2s.train.pipeline import per_worker_batch, repeats_epochs
 from c2s.train.precision import training_autocast
 from c2s.train.schedule import build_optimizer
+from c2s.train.tracking import RowSinks, tracking_sinks
 
 NONFINITE_MARKER = "NONFINITE_LOSS.json"
 # data.on_bad_sample=error met a file it cannot read. Ray Train retries any worker error (FailureConfig
@@ -237,7 +238,8 @@ class TrainRecipe:
         print(f"[c2s] resumed from checkpoint at step {self.step}/{self.total}", flush=True)
 
     def _setup_outputs(self) -> None:
-        """Rank 0: worker_device.json, metrics.jsonl cut back to the restored step, the TensorBoard curves."""
+        """Rank 0: worker_device.json, metrics.jsonl cut back to the restored step, the TensorBoard curves and
+        (tracking.mlflow_uri) the MLflow run."""
         self.curves = None
         if self.rank != 0:
             return
@@ -247,7 +249,9 @@ class TrainRecipe:
             "device": str(self.device), "precision": amp, "workers": self.world,
             "torch_threads": torch.get_num_threads()}))
         truncate_jsonl(self.run_dir / "metrics.jsonl", self.step)  # a restart repeats the steps after `step`
-        self.curves = CurveWriter(self.run_dir, start_step=self.step)  # TensorBoard, beside metrics.jsonl
+        # TensorBoard beside metrics.jsonl, and MLflow when tracking.mlflow_uri is set (c2s.train.tracking)
+        self.curves = RowSinks([CurveWriter(self.run_dir, start_step=self.step),
+                                *tracking_sinks(self.cfg, self.config["cfg"], self.run_dir, self.step)])
 
     def _setup_data(self) -> None:
         """The DDP model, this worker's batch stream from the restored step on, and the intervals."""
@@ -398,7 +402,7 @@ def _scalars(row: dict[str, Any]) -> dict[str, float]:
 
 
 def _evaluate(student, config, cfg, run_dir: Path, step: int, *, final: bool, device,
-              curves: CurveWriter | None = None, rank: int = 0) -> dict[str, float]:
+              curves: RowSinks | None = None, rank: int = 0) -> dict[str, float]:
     """Evaluation of the student alone (no CLIP) with text embeddings of all classes, sharded over the
     workers (c2s.evaluate.evaluate_student); rank 0 writes the files and the eval row (with ``eval_s``)."""
     from c2s.evaluate import evaluate_student

@@ -46,6 +46,7 @@ from c2s.train.storage import (
     under_ray_job,
     worker_hosts,
 )
+from c2s.train.tracking import check_tracking, mlflow_settings
 
 # Ray Train V2 reads its controller's poll interval from the driver's environment when fit() creates the
 # controller actor (ray/train/v2/_internal/constants.py: HEALTH_CHECK_INTERVAL_S_ENV_VAR, ENV_VARS_TO_PROPAGATE;
@@ -301,6 +302,19 @@ def open_run_dir(run_dir: str | Path, resume: bool) -> Path:
     return run_dir
 
 
+INTERVAL_KEYS = ("iters", "log_interval", "checkpoint_interval", "eval_interval")
+
+
+def check_train_intervals(train_cfg) -> None:
+    """``train.iters`` and its intervals are whole steps >= 1 (an interval of 0 once reached the worker as a
+    modulo by zero). To evaluate or checkpoint only at the end, set the interval to ``train.iters``."""
+    for key in INTERVAL_KEYS:
+        value = train_cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            hint = "" if key == "iters" else f"; to do it only at the end, set train.{key}={train_cfg.get('iters')}"
+            raise ConfigError(f"train.{key}: expected a whole number of steps >= 1, got {value!r}{hint}")
+
+
 def check_objective_settings(cfg) -> None:
     """The objective's settings (c2s.method.settings), checked on the driver: a bad ``loss.*``, ``distill.*``,
     ``bank.*``, ``latent.*`` or ``mining.k_max`` is a ConfigError naming the key before Ray starts, not a
@@ -318,6 +332,8 @@ def prepare_job(cfg, run_dir: Path) -> PreparedJob:
     placed, the storage checked and (teacher.cache) the token cache built."""
     inputs = resolve_inputs(cfg)  # errors about paths come before any Ray resource is asked for
     check_objective_settings(cfg)
+    check_train_intervals(cfg.train)
+    check_tracking(cfg)  # tracking.mlflow_uri set: MLflow importable (c2s.train.tracking)
     set_controller_poll(cfg.train.controller_poll_s)
     check_torch_threads(cfg.train.torch_threads)
     seen_text, all_text = text_embeddings_for(cfg, inputs)
@@ -344,6 +360,9 @@ def announce(cfg, run_dir: Path, info: Any, job: PreparedJob) -> None:
           f"{train_cfg.iters} steps x {train_cfg.batch_size} images, {train_cfg.workers} worker(s), "
           f"teacher {teacher_desc}",
           flush=True)
+    uri, experiment = mlflow_settings(cfg)
+    if uri is not None:
+        print(f"[c2s] MLflow: experiment {experiment!r} at {uri} (rank 0 logs every metrics.jsonl row)", flush=True)
 
 
 def build_trainer(cfg, run_dir: Path, job: PreparedJob, skipped_before: int | None,

@@ -8,6 +8,7 @@ compute; most of the wall time is Ray starting actors.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import math
@@ -86,18 +87,21 @@ def crashed_run(ray_local, tmp_path_factory):
     3. The step-6 ``state.pt`` truncated to half (a node that died while writing), ``--resume`` to step 8:
        the driver finds the damage and Ray Train restores the step-4 checkpoint (issue 27 item 6).
 
+    Every phase logs to MLflow (``tracking.mlflow_uri``, a SQLite store) where the c2s[mlflow] extra is installed.
+
     Yields what each phase left (states, rows, printed lines) for the tests below to assert on."""
     tmp_path = tmp_path_factory.mktemp("crashed_run")
     cache = tmp_path / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("C2S_CACHE", str(cache))
     run_dir = tmp_path / "run"
-    phases: dict = {"run_dir": run_dir}
+    phases: dict = {"run_dir": run_dir, "mlflow_uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    track = [f"tracking.mlflow_uri={phases['mlflow_uri']}"] if importlib.util.find_spec("mlflow") else []
     watcher = _RowWatcher(run_dir)
     watcher.start()
     try:
         phases["summary"] = run_training(
-            load_config("toy_tiny", [*TINY, *EVAL, "train.iters=4", "train.crash_at_step=3"]), run_dir)
+            load_config("toy_tiny", [*TINY, *EVAL, *track, "train.iters=4", "train.crash_at_step=3"]), run_dir)
     finally:
         watcher.stop.set()
         watcher.join()
@@ -113,7 +117,8 @@ def crashed_run(ray_local, tmp_path_factory):
     phases["panels_4"] = (run_dir / "final" / "panels.png").is_file()
     phases["single"] = _single_process_eval(step4, tmp_path / "single")
 
-    phases["resumed"] = run_training(load_config("toy_tiny", [*TINY, *EVAL, "train.iters=6"]), run_dir, resume=True)
+    phases["resumed"] = run_training(load_config("toy_tiny", [*TINY, *EVAL, *track, "train.iters=6"]), run_dir,
+                                     resume=True)
     phases["lines_6"] = _train_lines(run_dir)
     step6 = latest_checkpoint(run_dir)
     phases["state_6"] = load_state(step6)
@@ -124,8 +129,8 @@ def crashed_run(ray_local, tmp_path_factory):
     phases["damaged"], phases["damaged_size"], phases["fallback"] = damaged, len(data) // 2, step4
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        phases["resumed_8"] = run_training(load_config("toy_tiny", [*TINY, *EVAL, "train.iters=8"]), run_dir,
-                                           resume=True)
+        phases["resumed_8"] = run_training(load_config("toy_tiny", [*TINY, *EVAL, *track, "train.iters=8"]),
+                                           run_dir, resume=True)
     phases["printed_8"] = out.getvalue().splitlines()
     phases["lines_8"] = _train_lines(run_dir)
     phases["state_8"] = load_state(latest_checkpoint(run_dir))
@@ -274,3 +279,25 @@ def test_sharded_evaluation_equals_single_process(crashed_run):
     trained = crashed_run["confusion_4"]
     assert np.array_equal(trained, crashed_run["single"]["confusion"])
     assert trained.sum() > 0
+
+
+def test_each_train_attempt_is_one_mlflow_run_of_rank_0(crashed_run):
+    """tracking.mlflow_uri (c2s/train/tracking.py): rank 0 of each Train attempt opens one MLflow run through
+    Ray's setup_mlflow and logs the rows metrics.jsonl gets, at their steps."""
+    pytest.importorskip("mlflow", reason="MLflow is the optional extra c2s[mlflow]")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=crashed_run["mlflow_uri"])
+    runs = client.search_runs([client.get_experiment_by_name("c2s").experiment_id])
+    # Four attempts, two workers each: the first fit, Train's restart after the crash (from step 2), the
+    # resume to 6 and the resume to 8 (both from step 4). One MLflow run per attempt: rank 1 opens none.
+    assert sorted(r.data.tags.get("c2s.resumed_from_step", "0") for r in runs) == ["0", "2", "4", "4"]
+    assert {r.data.tags["c2s.run_dir"] for r in runs} == {str(crashed_run["run_dir"])}
+    (last,) = [r for r in runs if r.data.params["train.iters"] == "8"]
+    assert last.info.status == "FINISHED" and last.data.params["train.workers"] == "2"
+    assert last.data.params["tracking.mlflow_uri"] == crashed_run["mlflow_uri"]
+    rows = [r for r in _rows(crashed_run["run_dir"]) if r["step"] > 4]  # the last attempt's rows
+    logged = [(m.step, m.value) for m in client.get_metric_history(last.info.run_id, "train/loss")]
+    assert logged == [(r["step"], pytest.approx(r["loss"], abs=1e-12)) for r in rows] and len(rows) == 4
+    (final,) = client.get_metric_history(last.info.run_id, "eval/hIoU")[-1:]
+    assert (final.step, final.value) == (8, pytest.approx(crashed_run["resumed_8"]["hIoU"], abs=1e-9))

@@ -6,6 +6,8 @@ starting its workers.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -41,9 +43,32 @@ def write_spec(path: Path, **extra) -> Path:
 
 
 
+def _check_mlflow_runs(uri: str, ok, evals, out: Path) -> None:
+    """One MLflow run per trial in the experiment c2s-tiny, with the trial's overrides and each evaluation
+    at its step (the same values as the curves table); the failed trial's run says FAILED; the trials' own
+    Train runs opened none (their config.json has tracking off)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_experiment_by_name("c2s") is None  # no Train run logged on its own
+    runs = {r.data.tags["c2s.trial_id"]: r for r in
+            client.search_runs([client.get_experiment_by_name("c2s-tiny").experiment_id])}
+    assert sorted(runs) == ["t000_s0", "t001_s0"]
+    good, bad = runs["t000_s0"], runs["t001_s0"]
+    assert good.info.status == "FINISHED" and bad.info.status == "FAILED"
+    assert good.data.tags["c2s.sweep"] == "tiny" and good.data.params["loss.tau"] == "0.05"
+    assert bad.data.params["model.embed_dim"] == "32"
+    history = [(m.step, m.value) for m in client.get_metric_history(good.info.run_id, "eval/hIoU")]
+    assert history == [(int(r.step), pytest.approx(r.hIoU, abs=1e-9)) for r in evals.itertuples()]
+    assert history[-1][1] == pytest.approx(ok.final_hIoU, abs=1e-9)
+    assert json.loads((out / "runs" / "t000_s0" / "config.json").read_text())["tracking"]["mlflow_uri"] is None
+
+
 @pytest.mark.integration
 def test_sweep_tables_failure_and_resume(ray_local, cache_root, tmp_path, capsys):
-    spec_file = write_spec(tmp_path / "tiny.yaml")
+    # tracking.mlflow_uri (c2s/sweep/tracking.py), where the c2s[mlflow] extra is installed: Tune's MLflow callback
+    mlflow_uri = f"sqlite:///{tmp_path}/mlflow.db" if importlib.util.find_spec("mlflow") else None
+    spec_file = write_spec(tmp_path / "tiny.yaml", overrides={**TINY, "tracking.mlflow_uri": mlflow_uri})
     out = tmp_path / "sweep"
     assert main([str(spec_file), "--out", str(out)]) == 0
     log = capsys.readouterr().out
@@ -87,6 +112,8 @@ def test_sweep_tables_failure_and_resume(ray_local, cache_root, tmp_path, capsys
     per_class = tables["per_class"]
     assert len(per_class) == 21 and per_class.seen.sum() == 16 and set(per_class.trial_id) == {"t000_s0"}  # toy_stuff: 20 objects + background
     assert completed_trials(out) == {"t000_s0"}
+    if mlflow_uri is not None:
+        _check_mlflow_runs(mlflow_uri, ok, curves[curves.kind == "eval"], out)
 
     # Without --resume the folder is refused. An interrupted sweep: t001's row says `running` (it had
     # started when the sweep was killed). --resume skips the completed t000 and runs only t001 again.

@@ -38,5 +38,8 @@ train = dict(
     crash_at_step=0,  # fault-injection for tests: the last worker exits once at this step (0 = off)
 )
 evaluation = dict(mode="slide", crop_size=(512, 512), stride=(426, 426), num_panels=4, max_images=None)
+# MLflow beside TensorBoard (c2s.train.tracking; pip install 'c2s[mlflow]'): null = off. A run logs to the
+# experiment tracking.mlflow_experiment; a sweep's trials to "<experiment>-<sweep name>" (docs/training.md#mlflow)
+tracking = dict(mlflow_uri=None, mlflow_experiment="c2s")
 cache_root = None  # resolved from $C2S_CACHE (default ~/.cache/c2s) at the entrypoint
 work_dir = "runs"
