@@ -45,7 +45,7 @@ MODULES = ("c2s/method/", "c2s/metrics.py", "c2s/train/checkpoint.py", "c2s/swee
 TEST_FILES = ("method/test_bank.py", "method/test_latent.py", "method/test_losses.py", "method/test_objective.py",
               "method/test_global_distill.py", "test_metrics.py", "test_evaluate.py", "train/test_train_units.py",
               "sweep/test_sweep_tables.py", "sweep/test_report.py", "data/test_transforms.py",
-              "method/test_feature_centering.py")
+              "method/test_feature_centering.py", "method/test_objective_settings.py", "train/test_damaged_checkpoint.py")
 
 
 # Tests of the files above left out of the mutation run (each one still runs in `make test`): why, per test.
@@ -78,7 +78,9 @@ def copy_tests(work: Path, tests: list[str]) -> None:
     """The selected test files (and conftest.py) into the snapshot; mutmut copies them into mutants/ each run.
     Also the test-ordering plugin (tools/mutate_order.py), which mutmut's pytest imports from ``work/plugins``."""
     (work / "tests").mkdir(exist_ok=True)
-    for name in ["conftest.py", *tests]:
+    # the shared helpers beside conftest.py (joblog.py, toy_run.py, ...), imported through pytest's pythonpath
+    helpers = sorted(p.name for p in (ROOT / "tests").glob("*.py") if not p.name.startswith("test_"))
+    for name in [*helpers, *tests]:
         (work / "tests" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / "tests" / name, work / "tests" / name)
     (work / "plugins").mkdir(exist_ok=True)
@@ -120,6 +122,7 @@ def snapshot(work: Path, modules: list[str], tests: list[str]) -> None:
         # per-mutant wall times in mutants/mutmut-debug.log (the fork server's "Completed ..." lines)
         "log_to_file = true\n"
         "\n[tool:pytest]\n"
+        "pythonpath = tests\n"  # as pyproject.toml's: the tests import the helpers in tests/ by name
         "markers =\n    integration: starts a local Ray\n    slow: slow\n"
         "filterwarnings = ignore::DeprecationWarning\n"
     )
