@@ -47,6 +47,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from c2s.config import load_config
 from c2s.paths import atomic_path
 from c2s.sweep.spec import (
+    DRIVER_CPUS_DEFAULT,
     METRICS,
     ClusterFitError,
     SpecError,
@@ -335,7 +336,8 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
         driver = tune.with_parameters(trial_driver, base=spec.base,
                                       overrides={t.trial_id: dict(t.overrides) for t in todo},
                                       sweep_dir=str(sweep_dir))
-        driver = tune.with_resources(driver, {"CPU": float(spec.resources.get("driver_cpus", 0.0))})
+        driver = tune.with_resources(driver, {"CPU": float(spec.resources.get("driver_cpus",
+                                                                                 DRIVER_CPUS_DEFAULT))})
         # Tune's own console output (experiment box, per-trial tracebacks) is replaced by one line per trial
         # start/finish; errors go to trials.parquet and Tune's error files.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

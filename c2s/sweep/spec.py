@@ -61,6 +61,10 @@ RESOURCE_KEYS: dict[str, str] = {
 }
 # resources that are not config keys: the Tune trial's own driver function (it builds the TorchTrainer)
 DRIVER_KEYS = ("driver_cpus",)
+# The trial's driver function mostly waits on its TorchTrainer, but Ray Tune cannot place a trial that asks for
+# nothing: {"CPU": 0} becomes an empty bundle, which ray/air/execution/resources/request.py refuses
+# ("Cannot initialize a ResourceRequest with an empty head and zero worker bundles"). So > 0, and this default.
+DRIVER_CPUS_DEFAULT = 0.25
 
 
 class SpecError(ConfigError):
@@ -265,6 +269,10 @@ def _parse_resources(path: Path | None, raw: Any) -> dict[str, Any]:
             out[key] = [int(value[0]), int(value[1])]
         else:
             out[key] = _as_number(path, f"resources.{key}", value)
+            if key == "driver_cpus" and not out[key] > 0:
+                raise _err(path, f"resources.{key}", f"must be > 0, got {value!r}: Ray Tune cannot place a trial "
+                           "whose driver asks for no resource (an empty bundle); e.g. 0.01 for a driver that "
+                           "only waits")
     return out
 
 
@@ -539,7 +547,7 @@ def trial_resources(spec: SweepSpec, cfg: Mapping[str, Any]) -> dict[str, dict[s
 
     # A baseline trial (no distillation, no latent embeddings) starts no CLIP actor: nothing reserved for one.
     parts = resource_parts(cfg, with_teacher=starts_teacher_pool(cfg))
-    parts["trial driver"] = {"CPU": _num(spec.resources.get("driver_cpus", 0.0)), "GPU": 0.0}
+    parts["trial driver"] = {"CPU": _num(spec.resources.get("driver_cpus", DRIVER_CPUS_DEFAULT)), "GPU": 0.0}
     return parts
 
 
@@ -621,7 +629,7 @@ def check_cluster_fits(needed: Mapping[str, Any], available: Mapping[str, Any], 
     best = max((load_config(spec.base, t.overrides) for t in _resource_trials(spec)),
                key=lambda c: sum(v[r] for v in trial_resources(spec, c).values() for r in ("CPU", "GPU")))
     trial = {**job_parts(best, with_teacher=starts_teacher_pool(best)),
-             "trial driver": (1, {"CPU": _num(spec.resources.get("driver_cpus", 0.0)), "GPU": 0.0})}
+             "trial driver": (1, {"CPU": _num(spec.resources.get("driver_cpus", DRIVER_CPUS_DEFAULT)), "GPU": 0.0})}
     bundles = job_bundles({f"trial {i + 1} {name}": part for i in range(int(n)) for name, part in trial.items()})
     try:
         check_placement(bundles, cluster, what=f"the sweep (max_concurrent {n} trials at once)",

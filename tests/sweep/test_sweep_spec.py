@@ -195,6 +195,17 @@ def test_resources_needed_and_cluster_fit():
         spec(space={"loss.tau": {"grid": [0.05]}}, overrides={"train.workers": 2}, resources={"train_workers": 1})
 
 
+def test_the_trial_driver_asks_for_some_cpu():
+    """Ray Tune refuses a trial whose driver asks for {"CPU": 0} (an empty bundle: ray/air/execution/resources/
+    request.py); a sweep with driver_cpus 0 once got that traceback after its token caches were built."""
+    with pytest.raises(SpecError, match=r"'resources.driver_cpus' must be > 0, got 0: Ray Tune cannot place a trial"):
+        spec(space={"loss.tau": {"grid": [0.05]}}, resources={"driver_cpus": 0})
+    omitted = spec(space={"loss.tau": {"grid": [0.05]}})  # the default, counted in the trial's resources
+    assert resources_needed(omitted)["parts"]["trial driver"] == {"CPU": 0.25, "GPU": 0.0}
+    small = spec(space={"loss.tau": {"grid": [0.05]}}, resources={"driver_cpus": 0.01})
+    assert resources_needed(small)["parts"]["trial driver"] == {"CPU": 0.01, "GPU": 0.0}
+
+
 EXPECTED_TRIALS = {"tau": 6, "alpha_beta": 18, "bank_size": 8, "backbones": 6, "ablation_modules": 6,
                    "ablation_distill": 8, "ablation_calibration": 8, "ablation_generator": 10, "toy_live_vs_cached": 6}
 
