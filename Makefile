@@ -63,7 +63,7 @@ lint: setup
 
 # Mutation testing of the core modules against the unit tests (mutmut, 3708 mutants; not part of `make test`).
 # Measured from scratch 2026-12-05 beside a training sweep (load 3-5): 2,820 s wall, 1,965 CPU-s for all 3,708
-# mutants, killed_frac 0.9215 (c2s/method/settings.py lowest, 0.81). After a timeout,
+# mutants, killed_frac 0.9215 (lowest: c2s/train/checkpoint.py 0.79, c2s/method/settings.py 0.81). After a timeout,
 # `python tools/mutate.py --resume` goes on where it stopped.
 # Last line: {"mutants": N, "killed": K, "killed_frac": ..., "survivors_by_module": {...}}
 mutate: setup
