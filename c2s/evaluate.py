@@ -22,6 +22,7 @@ import torch
 # predict: the shared inference path (c2s/infer.py), re-exported here for the callers that import it from eval.
 from c2s.infer import predict as predict
 from c2s.metrics import ConfusionMatrix, all_reduce_, summarize
+from c2s.paths import atomic_path
 
 
 def per_class_table(iou: torch.Tensor, classes: tuple[str, ...], unseen_ids: tuple[int, ...]):
@@ -126,16 +127,21 @@ def evaluate_student(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[
     metrics = {k: float(v) for k, v in summarize(iou, info.unseen_ids).items()}
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        np.save(out_dir / "confusion.npy", confusion.matrix.cpu().numpy())
-        per_class_table(iou.cpu(), info.classes, info.unseen_ids).to_parquet(out_dir / "per_class.parquet", index=False)
+        # Written whole or not at all (c2s.paths.atomic_path): a node lost mid-write must not leave a half
+        # parquet file that a sweep's table collection then reads (a multi-node scenario met one, 2026-12-05).
+        with atomic_path(out_dir / "confusion.npy") as tmp, tmp.open("wb") as f:
+            np.save(f, confusion.matrix.cpu().numpy())
+        with atomic_path(out_dir / "per_class.parquet") as tmp:
+            per_class_table(iou.cpu(), info.classes, info.unseen_ids).to_parquet(tmp, index=False)
         if shown:
             from c2s.viz import save_panels
 
             save_panels(shown, info, out_dir / "panels.png")
     elapsed = time.perf_counter() - start
     if rank == 0:
-        (out_dir / "metrics.json").write_text(json.dumps(
-            {**metrics, "step": step, "images": count, "workers": world, "eval_s": elapsed}, indent=2))
+        with atomic_path(out_dir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps({**metrics, "step": step, "images": count, "workers": world,
+                                       "eval_s": elapsed}, indent=2))
     return {**metrics, "images": count, "eval_s": elapsed}
 
 

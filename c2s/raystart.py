@@ -35,14 +35,19 @@ def job_runtime_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return {"env_vars": env_vars} if env_vars else {}
 
 
-def init_ray(num_cpus: int | None = None, *, log_to_driver: bool | None = None, own: bool = False) -> None:
-    """Connect to the cluster's Ray (``ray job submit`` sets RAY_ADDRESS) or start a local one.
+def init_ray(num_cpus: int | None = None, *, log_to_driver: bool | None = None) -> None:
+    """Connect to the cluster's Ray named by RAY_ADDRESS (``ray job submit`` sets it; ``RAY_ADDRESS=auto`` joins
+    a ``ray start`` cluster on this machine), else start a local Ray of this process's own.
+
+    Never Ray's implicit join (``ray.init()`` without an address connects to the cluster named in
+    /tmp/ray/ray_current_cluster, which ``ray start`` and ``ray.cluster_utils.Cluster`` write): sweeps started
+    while the test suite's multi-node scenarios ran joined that simulated cluster (2026-12-05) and every
+    trial died with it; ``c2s demo`` there would have been refused its num_cpus.
 
     A local Ray keeps worker logs in its session folder (``log_to_driver`` default: only when connecting to
     a cluster): the job prints one progress line per log interval itself (c2s.train.trainer.ProgressTail),
     instead of Ray's per-actor log stream. ``log_to_driver=False`` keeps them off in both cases (the sweep:
-    trials log to their own files). ``own=True`` (without RAY_ADDRESS) always starts a Ray of its own, never
-    joining one this machine already runs (``c2s bench serve``: its numbers come from the Ray it sized).
+    trials log to their own files).
     """
     import ray
 
@@ -53,7 +58,7 @@ def init_ray(num_cpus: int | None = None, *, log_to_driver: bool | None = None, 
             ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env,
                      log_to_driver=True if log_to_driver is None else log_to_driver)
         else:
-            ray.init(address="local" if own else None, num_cpus=num_cpus, runtime_env=runtime_env,
+            ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env,
                      log_to_driver=bool(log_to_driver))
     # One readable line per log interval from the job itself instead of per-operator progress bars.
     from ray.data import DataContext

@@ -219,7 +219,7 @@ def main(argv: list[str]) -> int:
         url = f"http://{HOST}:{port}"
         bodies = [multipart(image) for image in make_images(args.images, args.image_size)]
         env = environment("cpu")
-        start(HOST, port, num_cpus=args.ray_cpus, own_ray=True)
+        start(HOST, port, num_cpus=args.ray_cpus)  # a Ray of its own: its numbers come from the Ray it sized
         try:
             for mode, batch in modes.items():
                 deploy(ServeSettings(run=run, num_cpus=args.num_cpus, max_batch_size=batch,

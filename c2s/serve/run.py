@@ -130,17 +130,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start(host: str, port: int, num_cpus: int | None = None, *, own_ray: bool = False,
-          log_to_driver: bool | None = None) -> None:
-    """Ray (local, or the cluster's under RAY_ADDRESS; ``own_ray``: a new local one even when this machine
-    runs one) and Serve's HTTP proxy on ``host:port``; ``log_to_driver``: c2s.raystart.init_ray's."""
+def start(host: str, port: int, num_cpus: int | None = None, *, log_to_driver: bool | None = None) -> None:
+    """Ray (a local one of its own, or the cluster's under RAY_ADDRESS) and Serve's HTTP proxy on
+    ``host:port``; ``log_to_driver``: c2s.raystart.init_ray's."""
     from ray import serve
 
     from c2s.raystart import init_ray
 
     if not os.environ.get("RAY_ADDRESS"):
         check_port_free(host, port)
-    init_ray(num_cpus=num_cpus, own=own_ray, log_to_driver=log_to_driver)
+    init_ray(num_cpus=num_cpus, log_to_driver=log_to_driver)
     serve.start(http_options={"host": host, "port": port})
 
 

@@ -259,7 +259,10 @@ def collect_per_class(run_dir: str | os.PathLike, trial: TrialSpec, *, sweep: st
     p = Path(run_dir) / "final" / "per_class.parquet"
     if not p.is_file():
         return []
-    table = pq.read_table(p)
+    try:
+        table = pq.read_table(p)
+    except pa.ArrowInvalid as err:  # not parquet, or cut short: name the file (the recorder logs it, goes on)
+        raise TableError(f"{p}: not a readable parquet table ({err})") from err
     missing = [c for c in ("class", "seen", "iou") if c not in table.column_names]
     if missing:
         raise TableError(f"{p}: missing column(s) {', '.join(missing)}; expected class (str), seen (bool), iou (float)")

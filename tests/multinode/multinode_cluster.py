@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -29,12 +30,31 @@ SPREAD = ["train.workers=2", "train.cpus_per_worker=1.0", "teacher.actors=[1,1]"
           "data.num_cpus=0.25", "train.max_failures=0"]
 
 
+# Cluster writes its head's address to Ray's /tmp/ray/ray_current_cluster (ray/cluster_utils.py) and deletes the
+# file when it stops: until then every `ray.init()` without an address on this machine joined this simulated
+# cluster (2026-12-05: a developer's sweeps did, and all their trials died with it). Put back what was there.
+ADDRESS_FILE = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+
+def _address_file_text() -> str | None:
+    return ADDRESS_FILE.read_text() if ADDRESS_FILE.is_file() else None
+
+
+def _restore_address_file(text: str | None) -> None:
+    if text is None:
+        ADDRESS_FILE.unlink(missing_ok=True)
+    else:
+        ADDRESS_FILE.write_text(text)
+
+
 def start_cluster(cpus: list[int]):
     """Head with ``cpus[0]`` CPUs, one node per further entry; the driver (this process) joins the head."""
     import ray
     from ray.cluster_utils import Cluster
 
+    before = _address_file_text()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus[0], "include_dashboard": False})
+    _restore_address_file(before)
     nodes = [cluster.add_node(num_cpus=c) for c in cpus[1:]]
     cluster.wait_for_nodes()
     # Ray's own actors (Train's placement-group cleaner) must find this cluster, not another Ray on the machine.
@@ -61,6 +81,7 @@ class SimCluster:
     """The simulated cluster and its current worker nodes (a killed node is replaced by a fresh one)."""
 
     def __init__(self, cpus: list[int]):
+        self._address_before = _address_file_text()
         self.cluster, self.nodes = start_cluster(cpus)
 
     def replace(self, victim, num_cpus: int) -> None:
@@ -82,6 +103,7 @@ class SimCluster:
 
         ray.shutdown()
         self.cluster.shutdown()
+        _restore_address_file(self._address_before)  # Cluster.shutdown deletes the file, whoever wrote it
 
 
 def scenario_refused(sim: SimCluster, out: Path) -> dict[str, Any]:

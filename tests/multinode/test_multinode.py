@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from multinode_cluster import run_all
+from multinode_cluster import ADDRESS_FILE, run_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(900)]
 
@@ -27,8 +27,12 @@ def scenarios(tmp_path_factory):
     """Every scenario's result (or its traceback), from one run of tests/multinode/multinode_cluster.py."""
     work = Path.home() / ".cache" / "c2s-multinode-tests" / uuid.uuid4().hex[:12]  # not node-local /tmp
     work.mkdir(parents=True)
+    before = ADDRESS_FILE.read_text() if ADDRESS_FILE.is_file() else None
     try:
-        yield run_all(tmp_path_factory.mktemp("multinode"), work)
+        results = run_all(tmp_path_factory.mktemp("multinode"), work)
+        results["address_file"] = {"before": before,
+                                   "after": ADDRESS_FILE.read_text() if ADDRESS_FILE.is_file() else None}
+        yield results
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -106,3 +110,10 @@ def test_sweep_node_loss_fails_only_its_trials_which_retry(scenarios):
     else:  # a trial's own actor died with the node: Tune names that actor, unavailable, not the node
         assert all(killed["node"] in line or "ActorUnavailableError" in line or "ActorDiedError" in line
                    for line in r["retries"]), r["retries"]
+
+
+def test_the_simulated_cluster_leaves_rays_current_cluster_file_as_it_was(scenarios):
+    """Ray's Cluster points /tmp/ray/ray_current_cluster at itself, so any `ray.init()` without an address on the
+    machine would join it (and die with it); the scenarios put the file back, as they found it."""
+    files = scenarios["address_file"]
+    assert files["after"] == files["before"], files

@@ -249,3 +249,33 @@ def test_load_tables_of_an_empty_sweep_has_the_typed_columns(tmp_path):
         assert list(dfs[name].columns) == [f.name for f in fields] and len(dfs[name]) == 0
     assert str(dfs["trials"]["seed"].dtype) == "int64" and str(dfs["trials"]["final_hIoU"].dtype) == "float64"
     assert str(dfs["per_class"]["seen"].dtype) == "bool"
+
+
+def test_a_per_class_table_cut_short_is_a_table_error_naming_it(tmp_path):
+    """A node lost while its trial wrote final/per_class.parquet left half a file; the sweep's recorder read it
+    for the retry's `running` row and the whole sweep stopped on pyarrow's ArrowInvalid (multi-node scenario,
+    2026-12-05). Now a TableError names the file, which the recorder logs as a warning and goes on."""
+    final = tmp_path / "run" / "final"
+    final.mkdir(parents=True)
+    pq.write_table(pa.table({"class": ["a"], "seen": [True], "iou": [0.5]}), final / "per_class.parquet")
+    data = (final / "per_class.parquet").read_bytes()
+    (final / "per_class.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(T.TableError, match=r"per_class.parquet: not a readable parquet table"):
+        T.collect_per_class(tmp_path / "run", SPEC, sweep="s")
+
+
+def test_evaluation_files_are_written_whole(tmp_path, monkeypatch):
+    """c2s.evaluate writes per_class.parquet, confusion.npy and metrics.json through atomic_path: a writer that
+    dies mid-file leaves nothing under the final name."""
+    import pandas as pd
+
+    from c2s.paths import atomic_path
+
+    target = tmp_path / "per_class.parquet"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        pd.DataFrame({"class": ["a"], "seen": [True], "iou": [0.5]}).to_parquet(tmp, index=False)
+        raise RuntimeError("node lost")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    source = Path(__import__("c2s.evaluate", fromlist=["x"]).__file__).read_text()
+    for name in ("confusion.npy", "per_class.parquet", "metrics.json"):
+        assert f'atomic_path(out_dir / "{name}")' in source
