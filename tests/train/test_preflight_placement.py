@@ -91,7 +91,7 @@ def _sweep_spec(**kw):
     return parse_spec({"name": "t", "base": "toy_c2s", "overrides": {"train.iters": 300, "teacher.cache": False},
                        "space": {"loss.tau": {"grid": [0.05, 0.1]}}, "max_concurrent": 2,
                        "resources": {"train_workers": 1, "cpus_per_worker": 1.0, "teacher_actors": [1, 1],
-                                     "teacher_cpus": 0.5, "driver_cpus": 0.0}, **kw}, "sweeps/test.yaml")
+                                     "teacher_cpus": 0.25, "driver_cpus": 0.25}, **kw}, "sweeps/test.yaml")
 
 
 def test_sweep_trials_are_packed_per_node():
@@ -99,7 +99,7 @@ def test_sweep_trials_are_packed_per_node():
     from c2s.sweep.spec import resources_needed as sweep_needed
 
     s = _sweep_spec()
-    need = sweep_needed(s)  # per trial 1 + 0.5 + 2 x 0.25 = 2 CPU; two trials at once
+    need = sweep_needed(s)  # per trial 1 + 0.25 + 2 x 0.25 + 0.25 (the trial's driver) = 2 CPU; two trials at once
     assert need["CPU"] == pytest.approx(4.0)
     # 4 CPU in all, but a worker leaves 0.2 of a 1.2-CPU node, too little for a 0.25-CPU data task
     four = Cluster([Node("a (head)", {"CPU": 1.2}), Node("b", {"CPU": 1.2}), Node("c", {"CPU": 1.2}),
