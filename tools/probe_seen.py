@@ -431,16 +431,9 @@ def cmd_val(ctx: Context) -> None:
     """Each trained student (final checkpoint, eval mode) on the 200 val images, as ``c2s eval`` reads them
     (whole image, dot logits upsampled to the label), with its features as they are and with their mean over
     all val cells (the student's common component) subtracted; what that mean adds to each class's logit."""
-    from c2s.data.readers import iter_samples
-    from c2s.data.transforms import eval_transform
     from c2s.world.classes import TOY_STUFF_CLASSES
 
-    images, labels = [], []
-    for image, label, _, _ in iter_samples(ctx.info, ctx.inputs.data_root, "val"):
-        image, label = eval_transform(image, label, ctx.raw_cfg["data"])
-        images.append(image)
-        labels.append(label.astype(np.int64))
-    x_all, y_all = torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))
+    x_all, y_all = val_arrays(ctx)
     data = ctx.stored(0, 1024, ("local", "local_valid"))
     u_local = F.normalize(torch.from_numpy(data["local"].astype(np.float32))[torch.from_numpy(data["local_valid"])]
                           .mean(0), dim=0)
@@ -509,15 +502,8 @@ def cmd_margins(ctx: Context, extra: list[str]) -> None:
     """On the val seen-object pixels: the margin of the same-colour unseen class over the own class,
     ``alpha F.(A_u - A_y)``, split into the part of the student's mean feature ``mu`` (over all val cells: a
     per-class bias shared by every pixel) and the part of ``F - mu``; and the same margin for the teacher."""
-    from c2s.data.readers import iter_samples
-    from c2s.data.transforms import eval_transform
 
-    images, labels = [], []
-    for image, label, _, _ in iter_samples(ctx.info, ctx.inputs.data_root, "val"):
-        image, label = eval_transform(image, label, ctx.raw_cfg["data"])
-        images.append(image)
-        labels.append(label.astype(np.int64))
-    x_all, y_all = torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))
+    x_all, y_all = val_arrays(ctx)
     text, partner = ctx.all_text, same_colour_unseen(ctx)
     bg = ctx.info.classes.index("background")
     is_seen_obj = torch.ones(len(text), dtype=torch.bool)
@@ -720,6 +706,19 @@ def init_state(ctx: Context, kind: str) -> dict[str, Any]:
     torch.manual_seed(int(cfg["train"]["seed"]))
     student = build_student(cfg["model"])
     return {"config": cfg, "student": student.state_dict(), "objective": ctx.objective(None, cfg).state_dict()}
+
+
+def val_arrays(ctx: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation images (N, 3, H, W) and labels (N, H, W) at eval scale, as ``c2s eval`` reads them."""
+    from c2s.data.readers import iter_samples
+    from c2s.data.transforms import eval_transform
+
+    images, labels = [], []
+    for image, label, _, _ in iter_samples(ctx.info, ctx.inputs.data_root, "val"):
+        image, label = eval_transform(image, label, ctx.raw_cfg["data"])
+        images.append(image)
+        labels.append(label.astype(np.int64))
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))
 
 
 def main(argv: list[str]) -> int:
