@@ -46,3 +46,4 @@ def test_pixel_breakdown_splits_seen_object_pixels_by_what_they_are_read_as():
     # without the unseen ground-truth rows the red cross's 30 px no longer count against the red circle
     assert out["sIoU_without_unseen_gt"] == pytest.approx(
         100 * (background + 60 / (100 + 65 - 60) + blue_square) / 3)
+
