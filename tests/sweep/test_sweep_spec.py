@@ -226,3 +226,17 @@ def test_every_provided_sweep_validates_and_fits_two_cpus():
     real = load_spec(SWEEPS_DIR / "ablation_modules.yaml",
                      ["base=coco_stuff164k_segformer_b4", "overrides.train.iters=40000"])
     assert load_config(real.base, expand_trials(real)[0].overrides).model.name == "segformer_b4"
+
+
+def test_the_probe_specs_of_docs_table3_toy_validate():
+    probes = Path(__file__).parents[2] / "tools" / "probes"
+    schedule = load_spec(probes / "schedule_probe.yaml")
+    trials = expand_trials(schedule)
+    assert [t.overrides["distill.enabled"] for t in trials[::2]] == [False, True]
+    assert all(t.overrides["train.iters"] == 900 for t in trials)
+    nel = load_spec(probes / "latent_nel_probe.yaml")
+    trials = expand_trials(nel)
+    assert [t.overrides["latent.enabled"] for t in trials[::2]] == [False, True]
+    assert all(t.overrides["loss.nel_mode"] == "present" for t in trials)
+    for s in (schedule, nel):
+        check_cluster_fits(resources_needed(s), {"CPU": 2.0, "GPU": 0.0})
