@@ -1,6 +1,7 @@
 """Probe Tables 3 and 5 on the toy world: why the latent embeddings add nothing to distillation there.
 
-    C2S_CACHE=/tmp/cache_demo python tools/probe_latent_gain.py [--sweeps runs/sweeps] [--batches 4]
+    C2S_CACHE=/tmp/cache_demo python tools/probe_latent_gain.py [--sweeps runs/sweeps] [--batches 4] [--no-train]
+        [--rows DISTILL_ONLY_PREFIX FULL_PREFIX]   (default: ablation_modules/runs/t001 ablation_modules/runs/t002)
 
 Reads ``ablation_modules`` (t001: baseline + distillation; t002: + latent embedding; 3 seeds, checkpoints at
 steps 150 and 300) and the shared token cache through tools/probe_seen.py's Context (no Ray, one process).
@@ -111,14 +112,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", type=Path, default=Path("runs/sweeps"))
     parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("--no-train", dest="train", action="store_false", help="the val part only")
+    parser.add_argument("--no-train", dest="train", action="store_false", help="skip the full row's train part")
+    parser.add_argument("--rows", nargs=2, metavar=("DISTILL_ONLY", "FULL"), default=list(ROWS.values()),
+                        help="trial prefixes under --sweeps of the two rows (e.g. latent_nel_probe/runs/t000 ...)")
     args = parser.parse_args(argv)
+    rows = dict(zip(ROWS, args.rows))
     torch.set_num_threads(1)
     ctx = Context(args.sweeps)
     assert int((same_colour_unseen(ctx) >= 0).sum()) > 0  # the toy world's colour pairs exist
     probe = [ctx.batch(16 * i) for i in range(args.batches)]
     for seed in SEEDS if args.train else ():
-        run = args.sweeps / f"{ROWS['full']}_s{seed}"
+        run = args.sweeps / f"{rows['full']}_s{seed}"
         for step in (150, 300):
             state = ctx.state(run, step)
             student = ctx.student(state, train=True)
@@ -134,7 +138,7 @@ def main(argv: list[str]) -> int:
                     acc.setdefault(k, []).append(v)
             emit({"part": "train", "run": "full", "seed": seed, "step": step,
                   **{k: float(np.mean(v)) for k, v in acc.items()}})
-    for name, prefix in ROWS.items():  # both rows' seen logits (no bias, eval mode) on training latent pixels
+    for name, prefix in rows.items():  # both rows' seen logits (no bias, eval mode) on training latent pixels
         for seed in SEEDS:
             state = ctx.state(args.sweeps / f"{prefix}_s{seed}", None)
             student = ctx.student(state, train=False)
@@ -154,7 +158,7 @@ def main(argv: list[str]) -> int:
                   "best_seen_logit_on_latent_px": float(np.mean(acc["latent"])),
                   "best_seen_logit_on_seen_px": float(np.mean(acc["seen"]))})
     x_all, y_all = val_arrays(ctx)
-    for name, prefix in ROWS.items():
+    for name, prefix in rows.items():
         for seed in SEEDS:
             state = ctx.state(args.sweeps / f"{prefix}_s{seed}", None)
             student = ctx.student(state, train=False)
