@@ -1,6 +1,8 @@
 # The C2S objective (paper Sec. 3.2-3.4). Every knob here is reachable by its dotted name.
 loss = dict(
-    tau=0.07,  # InfoNCE temperature of the global and local distillation (Eqs. 2 and 4), on cosine similarities; the paper gives no value: CLIP's initial 0.07
+    # InfoNCE temperature of the global and local distillation (Eqs. 2 and 4), on cosine similarities. The paper
+    # gives no value; 0.07 is CLIP's initial temperature.
+    tau=0.07,
     # Scale of the seen logits X_s = alpha * F^T A_s (paper: plain dot product with unnormalised F). The
     # student's last 1x1 projection learns the feature norm, i.e. the effective logit scale, so 1 suffices;
     # evaluation (c2s.method.objective.classify) uses the same alpha for seen and unseen text.
