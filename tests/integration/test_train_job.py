@@ -21,14 +21,16 @@ import torch
 
 from c2s import evaluate
 from c2s.config import load_config
-from c2s.train.checkpoint import STATE_FILE, latest_checkpoint, load_state
+from c2s.train.checkpoint import STATE_FILE, checkpoints_newest_first, latest_checkpoint, load_state
 from c2s.train.pipeline import restored_step
 from c2s.train.schedule import lr_factor
 from c2s.train.trainer import run_training
 
 pytestmark = pytest.mark.integration
 
-TINY = ["train.workers=2", "train.checkpoint_interval=2", "train.max_failures=1"]  # on top of toy_tiny
+# On top of toy_tiny. A bank of 24 holds all of a step-2 checkpoint's 8 tokens and the 16 that four more steps
+# push, so the resumed run's bank shows the restored tokens, oldest first (a fresh bank would hold 16).
+TINY = ["train.workers=2", "train.checkpoint_interval=2", "train.max_failures=1", "bank.size=24"]
 # Evaluation every 2 steps on 5 validation images: the two workers' slices are uneven (3 + 2).
 EVAL = ["train.eval_interval=2", "data.world.images_val=5"]
 
@@ -79,13 +81,13 @@ class _RowWatcher(threading.Thread):
 
 @pytest.fixture(scope="module")
 def crashed_run(ray_local, tmp_path_factory):
-    """One run, three Train runs (each costs ~20-30 s of Ray start-up here, so the behaviours share them):
+    """One run, two Train runs (each costs ~20-30 s of Ray start-up here, so the behaviours share them):
 
     1. toy_tiny, 2 workers, 4 steps; the last worker exits at step 3 and Train restarts from the step-2
-       checkpoint. The step-4 checkpoint is evaluated single-process (``c2s eval``) before it is rotated out.
-    2. ``--resume`` to step 6 (checkpoints kept: 4 and 6).
-    3. The step-6 ``state.pt`` truncated to half (a node that died while writing), ``--resume`` to step 8:
-       the driver finds the damage and Ray Train restores the step-4 checkpoint (issue 27 item 6).
+       checkpoint. The step-4 checkpoint is evaluated single-process (``c2s eval``); checkpoints kept: 2 and 4.
+    2. The step-4 ``state.pt`` truncated to half (a node that died while writing), ``--resume`` to step 6:
+       the driver finds the damage and Ray Train restores the step-2 checkpoint (issue 27 item 6), whose
+       bank, optimizer, schedule and student the resumed run continues.
 
     Every phase logs to MLflow (``tracking.mlflow_uri``, a SQLite store) where the c2s[mlflow] extra is installed.
 
@@ -116,24 +118,20 @@ def crashed_run(ray_local, tmp_path_factory):
     phases["table_4"] = _metrics_from_table(run_dir / "final" / "per_class.parquet")
     phases["panels_4"] = (run_dir / "final" / "panels.png").is_file()
     phases["single"] = _single_process_eval(step4, tmp_path / "single")
+    step2 = checkpoints_newest_first(run_dir)[1]
+    phases["state_2"] = load_state(step2)
 
-    phases["resumed"] = run_training(load_config("toy_tiny", [*TINY, *EVAL, *track, "train.iters=6"]), run_dir,
-                                     resume=True)
-    phases["lines_6"] = _train_lines(run_dir)
-    step6 = latest_checkpoint(run_dir)
-    phases["state_6"] = load_state(step6)
-
-    damaged = step6 / STATE_FILE
+    damaged = step4 / STATE_FILE
     data = damaged.read_bytes()
     damaged.write_bytes(data[: len(data) // 2])
-    phases["damaged"], phases["damaged_size"], phases["fallback"] = damaged, len(data) // 2, step4
+    phases["damaged"], phases["damaged_size"], phases["fallback"] = damaged, len(data) // 2, step2
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        phases["resumed_8"] = run_training(load_config("toy_tiny", [*TINY, *EVAL, *track, "train.iters=8"]),
-                                           run_dir, resume=True)
-    phases["printed_8"] = out.getvalue().splitlines()
-    phases["lines_8"] = _train_lines(run_dir)
-    phases["state_8"] = load_state(latest_checkpoint(run_dir))
+        phases["resumed"] = run_training(load_config("toy_tiny", [*TINY, *EVAL, *track, "train.iters=6"]),
+                                         run_dir, resume=True)
+    phases["printed_6"] = out.getvalue().splitlines()
+    phases["lines_6"] = _train_lines(run_dir)
+    phases["state_6"] = load_state(latest_checkpoint(run_dir))
     yield phases
     mp.undo()
 
@@ -175,8 +173,9 @@ def test_train_killed_worker_restarts_from_its_checkpoint(crashed_run):
     assert state["step"] == 4
     bank = _fifo(state["objective"])
     # 4 steps x 4 images (2 restored with the step-2 checkpoint, 2 after the restart), gathered from both
-    # workers each step, capped at bank.size = 12
-    assert bank.shape == (12, 64)
+    # workers each step (a restart from a fresh bank would hold 8)
+    assert bank.shape == (16, 64)
+    assert torch.equal(bank[:8], _fifo(crashed_run["state_2"]["objective"]))
     assert state["seen_text"].shape == (15, 64)  # training received the 15 seen classes only
     assert {"student", "optimizer", "scheduler", "rng", "config"} <= set(state)
     assert state["scheduler"]["last_epoch"] == 4
@@ -188,7 +187,7 @@ def test_train_killed_worker_restarts_from_its_checkpoint(crashed_run):
 
 def test_final_metrics_match_their_per_class_table(crashed_run):
     run_dir = crashed_run["run_dir"]
-    # the step-8 run rewrote final/; its metrics still agree with its own per-class table
+    # the resumed run rewrote final/; its metrics still agree with its own per-class table
     recomputed = _metrics_from_table(run_dir / "final" / "per_class.parquet")
     final = json.loads((run_dir / "final" / "metrics.json").read_text())
     for key in ("sIoU", "uIoU", "hIoU"):
@@ -197,18 +196,18 @@ def test_final_metrics_match_their_per_class_table(crashed_run):
 
 
 def test_resume_continues_with_the_saved_state(crashed_run):
-    """``--resume`` continues the step-4 run to step 6 with its bank, optimizer, schedule and student."""
-    state, after = crashed_run["state_4"], crashed_run["state_6"]
-    resumed = crashed_run["resumed"]
-    assert sorted(crashed_run["lines_6"]) == [1, 2, 3, 4, 5, 6]  # continued at the saved step, no duplicates
-    assert resumed["step"] == 6 and after["step"] == 6
-    # The resumed run started from the saved bank: steps 5 and 6 pushed 8 tokens, so the 4 newest tokens
-    # of the step-4 bank are now the 4 oldest, in the same FIFO order.
+    """``--resume`` continues the run from the step-2 checkpoint to step 6 with its bank, optimizer, schedule
+    and student (the step-4 one is damaged, the next test)."""
+    state, after = crashed_run["state_2"], crashed_run["state_6"]
+    assert state["step"] == 2
+    assert crashed_run["resumed"]["step"] == 6 and after["step"] == 6
+    # The resumed run started from the saved bank: its 8 tokens are the 8 oldest, in the same FIFO order,
+    # and steps 3-6 pushed 16 new ones (a fresh bank would hold 16)
     bank, bank_after = _fifo(state["objective"]), _fifo(after["objective"])
-    assert torch.equal(bank_after[:4], bank[-4:])
-    assert not torch.equal(bank_after[4:], bank[:8])
-    # Optimizer, schedule and student continued from their step-4 values (fresh ones would count 2):
-    # Adam's step counters, the scheduler's epoch, BatchNorm's forward-pass counters.
+    assert bank.shape == (8, 64) and bank_after.shape == (24, 64)
+    assert torch.equal(bank_after[:8], bank)
+    # Optimizer, schedule and student continued from their step-2 values (fresh ones would count the 4 steps
+    # trained since): Adam's step counters, the scheduler's epoch, BatchNorm's forward-pass counters.
     assert {int(v["step"]) for v in after["optimizer"]["state"].values()} == {6}
     assert after["scheduler"]["last_epoch"] == 6
     assert _batches_tracked(after["student"]) == {6}
@@ -216,33 +215,25 @@ def test_resume_continues_with_the_saved_state(crashed_run):
     # The logged lr follows the restored schedule over the new total (6): lr_t = lr_0 * factor(t, 6)
     cfg6 = load_config("toy_tiny", [*TINY, *EVAL, "train.iters=6"])
     lr0 = state["optimizer"]["param_groups"][0]["initial_lr"]
-    for step in (5, 6):
+    for step in (3, 5, 6):
         row = json.loads(crashed_run["lines_6"][step])
         assert row["lr"] == pytest.approx(lr0 * lr_factor(step, 6, cfg6.optim)), step
+    assert restored_step(crashed_run["run_dir"]) == 6
 
 
 def test_resume_past_a_damaged_checkpoint_restores_the_newest_intact_one(crashed_run):
-    """Issue 27 item 6, as a user whose node died while writing: the step-6 state.pt cut to half. The resume
-    says which file is damaged and why, Ray Train restores the step-4 checkpoint, steps 5-8 are trained."""
+    """Issue 27 item 6, as a user whose node died while writing: the step-4 state.pt cut to half. The resume
+    says which file is damaged and why, Ray Train restores the step-2 checkpoint, steps 3-6 are trained."""
     damaged, fallback = crashed_run["damaged"], crashed_run["fallback"]
     assert (f"[c2s] checkpoint {damaged} is damaged (truncated: {crashed_run['damaged_size']} bytes, a zip "
-            f"archive cut short before its central directory); resuming from {fallback} (step 4) instead"
-            ) in crashed_run["printed_8"]
-    before, after = crashed_run["lines_6"], crashed_run["lines_8"]
-    assert sorted(after) == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert [after[s] for s in (1, 2, 3, 4)] == [before[s] for s in (1, 2, 3, 4)]  # kept: restored after step 4
-    assert after[5] != before[5] and after[6] != before[6]  # redone from the step-4 checkpoint
+            f"archive cut short before its central directory); resuming from {fallback} (step 2) instead"
+            ) in crashed_run["printed_6"]
+    before, after = crashed_run["lines_4"], crashed_run["lines_6"]
+    assert sorted(after) == [1, 2, 3, 4, 5, 6]  # continued after the restored step, no duplicates
+    assert [after[s] for s in (1, 2)] == [before[s] for s in (1, 2)]  # kept: restored after step 2
+    assert after[3] != before[3] and after[4] != before[4]  # redone from the step-2 checkpoint
     # (The redone steps' losses are not compared: which worker gets which rows of the stream is Ray Data's
     # split, not fixed across runs with 2 workers. tests/train/test_damaged_checkpoint.py's units cover the choice.)
-    # The schedule continued from the restored step-4 state over the new total (8).
-    cfg8 = load_config("toy_tiny", [*TINY, *EVAL, "train.iters=8"])
-    lr0 = crashed_run["state_4"]["optimizer"]["param_groups"][0]["initial_lr"]
-    for step in (5, 8):
-        assert json.loads(after[step])["lr"] == pytest.approx(lr0 * lr_factor(step, 8, cfg8.optim)), step
-    assert crashed_run["resumed_8"]["step"] == 8 and crashed_run["state_8"]["step"] == 8
-    assert restored_step(crashed_run["run_dir"]) == 8
-    # Adam counted 4 (restored) + 4 steps: not 6 + 2, which the damaged checkpoint would have given
-    assert {int(v["step"]) for v in crashed_run["state_8"]["optimizer"]["state"].values()} == {8}
 
 
 def _single_process_eval(checkpoint, single_dir) -> dict:
@@ -289,15 +280,15 @@ def test_each_train_attempt_is_one_mlflow_run_of_rank_0(crashed_run):
 
     client = MlflowClient(tracking_uri=crashed_run["mlflow_uri"])
     runs = client.search_runs([client.get_experiment_by_name("c2s").experiment_id])
-    # Four attempts, two workers each: the first fit, Train's restart after the crash (from step 2), the
-    # resume to 6 and the resume to 8 (both from step 4). One MLflow run per attempt: rank 1 opens none.
-    assert sorted(r.data.tags.get("c2s.resumed_from_step", "0") for r in runs) == ["0", "2", "4", "4"]
+    # Three attempts, two workers each: the first fit, Train's restart after the crash (from step 2) and the
+    # resume to 6 (from step 2, past the damaged step 4). One MLflow run per attempt: rank 1 opens none.
+    assert sorted(r.data.tags.get("c2s.resumed_from_step", "0") for r in runs) == ["0", "2", "2"]
     assert {r.data.tags["c2s.run_dir"] for r in runs} == {str(crashed_run["run_dir"])}
-    (last,) = [r for r in runs if r.data.params["train.iters"] == "8"]
+    (last,) = [r for r in runs if r.data.params["train.iters"] == "6"]
     assert last.info.status == "FINISHED" and last.data.params["train.workers"] == "2"
     assert last.data.params["tracking.mlflow_uri"] == crashed_run["mlflow_uri"]
-    rows = [r for r in _rows(crashed_run["run_dir"]) if r["step"] > 4]  # the last attempt's rows
+    rows = [r for r in _rows(crashed_run["run_dir"]) if r["step"] > 2]  # the last attempt's rows
     logged = [(m.step, m.value) for m in client.get_metric_history(last.info.run_id, "train/loss")]
     assert logged == [(r["step"], pytest.approx(r["loss"], abs=1e-12)) for r in rows] and len(rows) == 4
     (final,) = client.get_metric_history(last.info.run_id, "eval/hIoU")[-1:]
-    assert (final.step, final.value) == (8, pytest.approx(crashed_run["resumed_8"]["hIoU"], abs=1e-9))
+    assert (final.step, final.value) == (6, pytest.approx(crashed_run["resumed"]["hIoU"], abs=1e-9))
