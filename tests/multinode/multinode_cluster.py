@@ -3,8 +3,8 @@ on this machine, CPU only), run in a subprocess by tests/multinode/test_multinod
 local Ray (tests/conftest.py) is never touched: ``python tests/multinode/multinode_cluster.py OUT_DIR WORK_DIR``.
 
 One cluster for all of them (a cluster start and a driver's imports cost ~15 s each here): a head with no
-CPU (the driver only) and three 1-CPU nodes for the placement checks and the two node losses (a killed node
-is replaced by a fresh one), then three 2-CPU nodes instead for the sweep. Each scenario's result, or its
+CPU (the driver only) and three 1-CPU nodes for the placement checks and one run that loses the teacher's
+node and then a training worker's (a killed node is replaced by a fresh one), then three 2-CPU nodes instead for the sweep. Each scenario's result, or its
 traceback, goes under its name in ``OUT_DIR/result.json``. Nodes get whole CPUs (Ray's ``num_cpus`` of a
 node is an integer); toy_tiny's parts are fractions.
 """
@@ -204,43 +204,55 @@ def run_killing(job, try_kill, poll_s: float = 0.3):
     return box["value"]
 
 
-def scenario_node_loss(sim: SimCluster, out: Path, target: str) -> dict[str, Any]:
-    """Issue 18.2 (``target="worker"``) / 18.3 (``"teacher"``) on the head with no CPU (the driver only) and
-    three 1-CPU nodes; once a checkpoint exists and training is past it, the node running one training
-    worker (or the teacher actor) is killed without warning, and a fresh 1-CPU node is added so the job's
+def scenario_node_loss(sim: SimCluster, out: Path) -> dict[str, Any]:
+    """Issue 18.3 then 18.2, in one run on the head with no CPU (the driver only) and three 1-CPU nodes. First the
+    node running the teacher actor is killed without warning as soon as the actor runs (it encodes the stream
+    ahead of training, so that is before step 1); then, once a checkpoint is registered and training is past
+    it, the node running one training worker. Each killed node is replaced by a fresh 1-CPU node so the job's
     3 CPUs fit again. The job must finish with every step once in metrics.jsonl. Also records where the
-    training workers ran before the kill (18.1: 2 workers of 1 CPU on 1-CPU nodes must spread)."""
+    training workers ran before the kills (18.1: 2 workers of 1 CPU on 1-CPU nodes must spread). One run for
+    both losses: each run costs ~20 s of start-up here."""
     import ray
 
     from c2s.config import load_config
     from c2s.errors import PreflightError
     from c2s.train.trainer import run_training
 
-    result: dict[str, Any] = {"target": target, "nodes": sorted(n.node_id for n in sim.nodes)}
-    run_dir = WORK / f"run-{target}"
-    # The teacher's node dies before step 1, so its run needs no more steps than a few checkpoints.
-    iters = 10 if target == "worker" else 6
-    fraction = "RayTrainWorker" if target == "worker" else "TeacherActor"
+    result: dict[str, Any] = {"nodes": sorted(n.node_id for n in sim.nodes)}
+    run_dir = WORK / "run-node-loss"
+    iters = 10
     stop = threading.Event()
+
+    def actors_on(node_id: str) -> list[str]:
+        return sorted(a["ActorClassName"] for a in ray._private.state.actors().values()
+                      if a["State"] == "ALIVE" and a["Address"]["NodeID"] == node_id)
 
     def try_kill() -> bool:
         done = _registered_steps(run_dir)
         steps = _train_steps(run_dir)
-        # A worker: once a registered checkpoint is behind the last step. The teacher: as soon as its actor
-        # runs (measured: it encodes this run's whole 40-image stream ahead of training, and Ray Data ends the
-        # actor when the stream is done, before the first step's row is written).
-        if target == "worker" and not (steps and done and steps[-1] > done[-1]):
+        if "teacher_killed" not in result:
+            # The teacher: as soon as its actor runs (measured: it encodes the run's whole stream ahead of
+            # training, and Ray Data ends the actor when the stream is done, before the first step's row).
+            victims = [n for n in sim.nodes if n.node_id in set(actor_nodes("TeacherActor"))]
+            if not victims:
+                return False
+            result["teacher_killed"] = {"node": victims[0].node_id, "at_step": steps[-1] if steps else 0,
+                                        "after_s": round(time.perf_counter() - t1, 1),
+                                        "actors_there": actors_on(victims[0].node_id),
+                                        "train_worker_actors": len(workers_seen)}
+            sim.replace(victims[0], num_cpus=1)
             return False
-        victims = [n for n in sim.nodes if n.node_id in set(actor_nodes(fraction))]
+        # A worker: once a registered checkpoint is behind the last step.
+        if not (steps and done and steps[-1] > done[-1]):
+            return False
+        victims = [n for n in sim.nodes if n.node_id in set(actor_nodes("RayTrainWorker"))]
         if not victims:
             return False
         victim = victims[0]
         result["worker_nodes_before_kill"] = sorted(worker_nodes)
-        result["killed"] = {"node": victim.node_id, "at_step": steps[-1] if steps else 0, "checkpoints": done,
-                            "after_s": round(time.perf_counter() - t1, 1),
-                            "actors_there": sorted(a["ActorClassName"] for a in ray._private.state.actors().values()
-                                                   if a["State"] == "ALIVE"
-                                                   and a["Address"]["NodeID"] == victim.node_id)}
+        result["killed"] = {"node": victim.node_id, "at_step": steps[-1], "checkpoints": done,
+                            "after_s": round(time.perf_counter() - t1, 1), "actors_there": actors_on(victim.node_id),
+                            "train_worker_actors": len(workers_seen)}
         sim.replace(victim, num_cpus=1)
         return True
 
@@ -265,19 +277,18 @@ def scenario_node_loss(sim: SimCluster, out: Path, target: str) -> dict[str, Any
 
     watcher = threading.Thread(target=watch_actors, daemon=True)
     try:
-        slow_teacher = ["teacher.dense_size=160", "teacher.batch_size=2"] if target == "teacher" else []
+        # A slower teacher (larger dense pass, smaller calls) keeps its actor alive long enough to be killed.
         cfg = load_config("toy_tiny", [*SPREAD, f"train.iters={iters}", "train.checkpoint_interval=2",
                                        "train.max_failures=2", "train.num_to_keep=20", "train.log_interval=1",
-                                       *slow_teacher])
-        if target == "worker":
-            # Issue 18.6: the head runs no worker (CPU 0), so the workers write from other nodes: a run directory
-            # under the system temp dir is refused before anything starts (these nodes share one disk, real
-            # ones would not).
-            try:
-                run_training(load_config("toy_tiny", SPREAD), out / "tmp-run")
-                result["tmp_refused"] = None
-            except PreflightError as err:
-                result["tmp_refused"] = str(err)
+                                       "teacher.dense_size=160", "teacher.batch_size=2"])
+        # Issue 18.6: the head runs no worker (CPU 0), so the workers write from other nodes: a run directory
+        # under the system temp dir is refused before anything starts (these nodes share one disk, real
+        # ones would not).
+        try:
+            run_training(load_config("toy_tiny", SPREAD), out / "tmp-run")
+            result["tmp_refused"] = None
+        except PreflightError as err:
+            result["tmp_refused"] = str(err)
         t1 = time.perf_counter()
         watcher.start()
         summary = run_killing(lambda: run_training(cfg, run_dir), try_kill)
@@ -288,7 +299,7 @@ def scenario_node_loss(sim: SimCluster, out: Path, target: str) -> dict[str, Any
                       trained_images=summary.get("trained_images"), teacher_images=summary.get("teacher_images"),
                       steps=_train_steps(run_dir), checkpoints=_checkpoint_steps(run_dir),
                       batch_size=int(cfg.train.batch_size), iters=iters)
-        if target == "worker" and result.get("killed", {}).get("checkpoints"):
+        if result.get("killed", {}).get("checkpoints"):
             # 18.2: the restarted workers start from the restored checkpoint's bank, not from the bank of the
             # lost attempt (which had enqueued the steps after it). Two steps later the oldest tokens of the
             # bank are the restored bank's newest: every step enqueues one global token per image.
@@ -383,8 +394,7 @@ def scenario_sweep_node_loss(sim: SimCluster, out: Path) -> dict[str, Any]:
 
 # In this order on one cluster: the 1-CPU-node scenarios first, then the sweep on 2-CPU nodes.
 SCENARIOS = {"refused": scenario_refused,
-             "worker_node_loss": lambda sim, out: scenario_node_loss(sim, out, "worker"),
-             "teacher_node_loss": lambda sim, out: scenario_node_loss(sim, out, "teacher"),
+             "node_loss": scenario_node_loss,
              "sweep_node_loss": scenario_sweep_node_loss}
 
 
