@@ -117,7 +117,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("Sensitivity: bank size", ("bank_size",), _planned("bank_size"), settings=("bank.size",)),
     Section("Backbones: Tables 1-2", ("backbones",), _planned("backbones"), paper.TABLE2,
             intro="The toy world runs the students' tiny variants; the paper's rows are the full-size students "
-                  "(Table 1's COCO-Stuff columns, Table 2's parameters, GFLOPs and FPS)."),
+                  "(Table 1's COCO-Stuff columns, Table 2's parameters, GFLOPs and FPS). Why SETR comes last "
+                  "here (its 16-pixel patches make a 6 × 6 grid of the 96-pixel toy images; 30% of its "
+                  "seen-object pixels read as background), measured: [backbones-toy.md](backbones-toy.md)."),
     Section("Live teacher vs token cache", ("toy_live_vs_cached",), _planned("toy_live_vs_cached"),
             claims=tuple(paper.Claim(LIVE, "≈", CACHE, m, "the claim must not depend on where the teacher's "
                                      "tokens come from (sweeps/toy_live_vs_cached.yaml)", source="c2s")
