@@ -103,6 +103,10 @@ SECTIONS: tuple[Section, ...] = (
                   "these 300-step tables measure how soon distillation brings zero-shot reading; the latent "
                   "embeddings add nothing because ZegCLIP's NEL already pushes the seen classes down on the "
                   "unannotated objects (with `loss.nel_mode=present` they add +3.3 hIoU, 3 seeds)."),
+    Section("c2s's additions, one at a time", ("additions",), _planned("additions"),
+            intro="Not in the paper: Table 3's full C2S in the paper's literal form (`ablation_modules_literal` "
+                  "above) with one of c2s's three additions to the method turned back on at a time, to show what "
+                  "each buys on its own (why each exists: docs/decisions.md)."),
     Section(paper.TABLE4.title.rstrip("."), ("ablation_distill",), _planned("ablation_distill"), paper.TABLE4,
             intro="Why the pairwise losses cost the seen classes here and not in the paper (they read seen objects "
                   "as the unseen class of the same colour; the toy world's split puts an unseen class one "

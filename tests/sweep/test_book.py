@@ -184,7 +184,7 @@ def test_the_book_with_no_tables_shows_the_paper_and_the_commands(tmp_path):
     (tmp_path / "docs").mkdir()
     page = B.build_book(tmp_path / "docs" / "results").read_text()
     planned = [p for s in B.SECTIONS for p in s.planned]
-    assert len(planned) == 11 and page.count("Not run yet.") == 11
+    assert len(planned) == 12 and page.count("Not run yet.") == 12
     assert "**agrees**" not in page and "**disagrees**" not in page and " ± " not in page.split("## Pages")[1]
     for plan in planned:
         assert B.sweep_command(plan.spec, plan.updates, plan.name) in page

@@ -207,7 +207,8 @@ def test_the_trial_driver_asks_for_some_cpu():
 
 
 EXPECTED_TRIALS = {"tau": 6, "alpha_beta": 18, "bank_size": 8, "backbones": 6, "ablation_modules": 6,
-                   "ablation_distill": 8, "ablation_calibration": 8, "ablation_generator": 10, "toy_live_vs_cached": 6}
+                   "ablation_distill": 8, "ablation_calibration": 8, "ablation_generator": 10, "toy_live_vs_cached": 6,
+                   "additions": 6}
 
 
 def test_every_provided_sweep_validates_and_fits_two_cpus():
