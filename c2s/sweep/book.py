@@ -90,6 +90,10 @@ def _planned(spec: str, *extra: Planned) -> tuple[Planned, ...]:
 
 
 LIVE, CACHE = "live teacher", "token cache"
+# A row of another collected sweep (matched on its variant): "@<folder>:<variant>".
+FULL_C2S = "baseline + distillation + latent embedding"
+LITERAL_FULL = f"@ablation_modules_literal:{FULL_C2S}"
+ADDITIONS = ("+ learned logit bias", "+ cosine global pooling", "+ local false negatives")  # sweeps/additions.yaml
 SECTIONS: tuple[Section, ...] = (
     Section(paper.TABLE3.title.rstrip("."), ("ablation_modules",), _planned(
         "ablation_modules",
@@ -104,6 +108,9 @@ SECTIONS: tuple[Section, ...] = (
                   "embeddings add nothing because ZegCLIP's NEL already pushes the seen classes down on the "
                   "unannotated objects (with `loss.nel_mode=present` they add +3.3 hIoU, 3 seeds)."),
     Section("c2s's additions, one at a time", ("additions",), _planned("additions"),
+            claims=tuple(paper.Claim(a, ">", LITERAL_FULL, "hIoU", "c2s turns it on by default because it improves "
+                                     "the paper's literal method (docs/decisions.md); here alone, against Table 3's "
+                                     "literal full row", source="c2s") for a in ADDITIONS),
             intro="Not in the paper: Table 3's full C2S in the paper's literal form (`ablation_modules_literal` "
                   "above) with one of c2s's three additions to the method turned back on at a time, to show what "
                   "each buys on its own (why each exists: docs/decisions.md)."),
@@ -401,8 +408,9 @@ def claim_cell(verdict: paper.Verdict, left: paper.Stat, right: paper.Stat) -> s
 
 def resolve(ref: str, metric: str, own: dict[str, dict[str, paper.Stat]],
             others: dict[str, dict[str, dict[str, paper.Stat]]]) -> paper.Stat:
-    """Our number for a claim's side: a row of this sweep, or ``<table>:<row>`` of that table's own sweep."""
-    source, key = (others.get(ref.split(":")[0], {}), ref.split(":")[1]) if ":" in ref else (own, ref)
+    """Our number for a claim's side: a row of this sweep, ``<table>:<row>`` of that table's own sweep, or
+    ``@<folder>:<variant>`` of another collected sweep."""
+    source, key = (others.get(ref.split(":", 1)[0], {}), ref.split(":", 1)[1]) if ":" in ref else (own, ref)
     return source.get(key, {}).get(metric, paper.Stat(math.nan))
 
 
@@ -441,6 +449,9 @@ def claims_block(section: Section, sweeps: Sequence[Collected],
 
 def row_label(table: paper.Table | None, ref: str) -> str:
     """How a claim names a row: the variant itself, a student by its paper name, another table's with it."""
+    if ref.startswith("@"):
+        owner, key = ref[1:].split(":", 1)
+        return f"{key} (`{owner}`)"
     if ":" in ref:
         owner, key = ref.split(":", 1)
         return f"{key} ({paper.TABLES[owner].title.split(':')[0]})"
@@ -689,6 +700,7 @@ def render(results_dir: Path) -> str:
     for section in SECTIONS:
         if section.table is not None and section.planned and section.planned[0].name in collected:
             others[section.table.key] = stats(collected[section.planned[0].name], section.table.match)
+    others.update({f"@{name}": stats(c, "variant") for name, c in collected.items()})
     bodies, index = [], []
     for section in SECTIONS:
         lines, entry = section_block(section, collected, others)

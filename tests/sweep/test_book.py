@@ -207,6 +207,30 @@ def test_another_folder_joins_its_specs_section_and_an_unknown_spec_goes_last(tm
     assert "c2s sweep " + str(custom) + " --out runs/sweeps/custom" in other
 
 
+def test_each_addition_is_compared_with_the_literal_full_row_of_another_sweep(tmp_path):
+    """sweeps/additions.yaml's variants against `ablation_modules_literal`'s full C2S row ("@folder:variant")."""
+    literal = {**TABLE3, B.FULL_C2S: (20.0, 20.0)}  # hIoU 19 / 20 / 21 over the seeds: 20.0 ± 1.0
+    make_sweep(tmp_path, "ablation_modules", by_variant(literal), updates=SEEDS3 + list(B.LITERAL),
+               name="ablation_modules_literal")
+    # hIoU per seed, by hand: h(29, 23) = 25.65, h(30, 24) = 26.67, h(31, 25) = 27.68 -> 26.7
+    make_sweep(tmp_path, "additions", by_variant({"+ learned logit bias": (30.0, 24.0),
+                                                  "+ cosine global pooling": (21.0, 20.0),  # 20.49
+                                                  "+ local false negatives": (18.0, 19.0)}),  # 18.49
+               updates=SEEDS3)
+    results = tmp_path / "docs" / "results"
+    results.parent.mkdir()
+    for name in ("ablation_modules_literal", "additions"):
+        B.collect(tmp_path / name, results, commit="abc")
+    page = B.build_book(results).read_text()
+    text = section(page, "c2s's additions, one at a time")
+    full = "baseline + distillation + latent embedding (`ablation_modules_literal`)"
+    assert f"| hIoU: + learned logit bias > {full} |" in text
+    assert "26.7 vs 20.0, Δ +6.7 (spread 2.0): **agrees** |" in text
+    assert "20.5 vs 20.0, Δ +0.5 (spread 2.0): **agrees (within seed spread)** |" in text
+    assert "18.5 vs 20.0, Δ -1.5 (spread 2.0): **disagrees (within seed spread)** |" in text
+    assert "| 2 of 3 comparisons agree |" in section(page, "Pages")
+
+
 def test_cli_arguments():
     assert B.parse_args(["--book"]).book and B.parse_args(["--collect", "runs/sweeps/tau"]).collect
     for argv in (["--book", "runs/sweeps/tau"], [], ["runs/x", "--check"], ["--book", "--collect"]):
