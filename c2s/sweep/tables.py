@@ -361,12 +361,18 @@ def upsert(sweep_dir: str | os.PathLike, name: str, rows: Sequence[Mapping[str, 
     if old is not None and old.num_rows:
         keep = pc.invert(pc.is_in(pa.array(_key_strings(old)), value_set=pa.array(sorted(key_set), pa.string())))
         old = old.filter(keep)
-        for f in new.schema:  # an all-null new column takes the stored column's type
-            if f.name in old.column_names and old.schema.field(f.name).type != f.type \
-                    and new[f.name].null_count == new.num_rows:
+        for f in new.schema:  # an all-null column, new or stored, takes the other side's type
+            if f.name not in old.column_names or old.schema.field(f.name).type == f.type:
+                continue
+            stored = old.schema.field(f.name).type
+            if new[f.name].null_count == new.num_rows:
                 i = new.schema.get_field_index(f.name)
-                new = new.set_column(i, pa.field(f.name, old.schema.field(f.name).type),
-                                     pa.nulls(new.num_rows, old.schema.field(f.name).type))
+                new = new.set_column(i, pa.field(f.name, stored), pa.nulls(new.num_rows, stored))
+            elif old[f.name].null_count == old.num_rows:
+                # e.g. a sweep whose base sets a key to null and whose later trials set a number:
+                # sweeps/additions.yaml's distill.local_false_negative_cos (null, then 0.95)
+                i = old.schema.get_field_index(f.name)
+                old = old.set_column(i, pa.field(f.name, f.type), pa.nulls(old.num_rows, f.type))
         try:
             merged = pa.concat_tables([old, new], promote_options="default")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:

@@ -199,6 +199,20 @@ def test_upsert_with_explicit_keys_and_an_all_null_column(tmp_path):
     assert t.schema.metadata[b"c2s.table"] == b"trials"
 
 
+def test_a_stored_all_null_column_takes_the_type_of_later_rows(tmp_path):
+    """sweeps/additions.yaml: its first trials store distill.local_false_negative_cos = null (typed string, the
+    default of an all-null cfg column), a later trial 0.95; the later rows are kept, not refused."""
+    upsert(tmp_path, "trials", [{"trial_id": "t000", "seed": 0, "cfg.cos": None}])
+    assert read_table(tmp_path, "trials").schema.field("cfg.cos").type == pa.string()
+    upsert(tmp_path, "trials", [{"trial_id": "t002", "seed": 0, "cfg.cos": 0.95}])
+    t = read_table(tmp_path, "trials")
+    assert t["trial_id"].to_pylist() == ["t000", "t002"] and t["cfg.cos"].to_pylist() == [None, 0.95]
+    assert t.schema.field("cfg.cos").type == pa.float64()
+    # a stored column with values still refuses another type, naming the file
+    with pytest.raises(TableError, match=r"trials.parquet: new rows do not match the stored column types"):
+        upsert(tmp_path, "trials", [{"trial_id": "t003", "seed": 0, "cfg.cos": "high"}])
+
+
 def test_infer_type_and_mixed_types():
     assert T._infer_type("cfg.a", [None]) == pa.string() and T._infer_type("b", [None]) == pa.float64()
     assert T._infer_type("a", [True, None]) == pa.bool_() and T._infer_type("a", [1, 2]) == pa.int64()
