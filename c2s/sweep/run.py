@@ -363,7 +363,11 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
         rows.append(collect_run(run_dir if run_dir.is_dir() else None, t, sweep=spec.name, metric=spec.metric,
                                 mode=spec.mode, gpus=float(needed["per_trial"]["GPU"]), **out))
     if rows:
-        write_run(sweep_dir, rows)
+        try:
+            write_run(sweep_dir, rows)
+        except (TableError, OSError) as err:  # the trials ran: still print the summary and where they are
+            log(f"[sweep {spec.name}] WARNING: could not write the final rows to {sweep_dir}: {err}; the trials' "
+                f"run directories are under {sweep_dir / RUNS_DIR}")
     statuses = [o["status"] for o in recorder.outcomes.values()]
     summary = {
         "sweep": spec.name, "sweep_dir": str(sweep_dir), "trials": len(trials), "ran": len(todo),
