@@ -68,27 +68,53 @@ def test_teacher_encodes_what_training_consumes(ray_local, cache_root, tmp_path)
     assert summary["worker_device"] == {"device": "cpu", "precision": "fp32", "workers": 1, "torch_threads": 2}
 
 
-def test_training_stream_reaches_the_worker_in_stream_order(ray_local):
+def test_training_stream_reaches_the_worker_in_stream_order(ray_local, tmp_path):
     """train.preserve_order: through Ray Train's own DataConfig.configure (what fit() hands each worker), a
-    stream whose first block's task finishes last still arrives in order; without the option it does not."""
+    stream whose first block's task finishes last still arrives in order; without the option it does not.
+
+    The first block is held by a gate, not a sleep (a 2 s sleep let a loaded CI machine finish it first and
+    the unordered half then arrived in order): ordered, it waits until the other three blocks are done;
+    unordered, it waits until the driver has received a row, which can then only come from a later block."""
     import ray
 
     from c2s.train.trainer import train_data_config
 
-    def slow_first_block(batch: dict) -> dict:  # nested: Ray's workers cannot import this test module
-        import time
+    def gated_first_block(batch: dict, gate: str, release_on: str) -> dict:  # nested: Ray's workers cannot
+        import time  # import this test module
+        from pathlib import Path
 
-        if int(batch["id"].min()) < 4:  # the stream's first block finishes last
-            time.sleep(2.0)
+        first = int(batch["id"].min())
+        if first >= 4:
+            (Path(gate) / f"done_{first}").touch()
+            return batch
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline:
+            if release_on == "others_done" and len(list(Path(gate).glob("done_*"))) == 3:
+                time.sleep(0.5)  # their tasks return right after the marker: let them, so this one is last
+                return batch
+            if release_on == "driver_received" and (Path(gate) / "received").exists():
+                return batch
+            time.sleep(0.05)
+        (Path(gate) / "timed_out").touch()
         return batch
 
     def arrival(preserve_order: bool) -> list[int]:
-        ds = ray.data.range(16, override_num_blocks=4).map_batches(slow_first_block, batch_size=None,
-                                                                   num_cpus=0.25)
+        gate = tmp_path / f"gate_{preserve_order}"
+        gate.mkdir()
+        ds = ray.data.range(16, override_num_blocks=4).map_batches(
+            gated_first_block, batch_size=None, num_cpus=0.25,
+            fn_kwargs={"gate": str(gate), "release_on": "others_done" if preserve_order else "driver_received"})
         (shards,) = train_data_config(preserve_order).configure({"train": ds}, world_size=1, worker_handles=None,
                                                                 worker_node_ids=None)
-        return [int(row["id"]) for row in shards["train"].iter_rows()]
+        ids = []
+        for row in shards["train"].iter_rows():
+            ids.append(int(row["id"]))
+            (gate / "received").touch()
+        assert not (gate / "timed_out").exists(), (
+            f"preserve_order={preserve_order}: the first block waited 120 s and Ray Data ran no other block "
+            f"beside it (markers: {sorted(p.name for p in gate.iterdir())})")
+        return ids
 
     assert arrival(True) == list(range(16))
     unordered = arrival(False)
-    assert sorted(unordered) == list(range(16)) and unordered[:4] != [0, 1, 2, 3]
+    assert sorted(unordered) == list(range(16)) and unordered[0] >= 4
