@@ -33,6 +33,7 @@ On a multi-node cluster the cache root must be storage every node reads (a share
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -234,17 +235,20 @@ def replay_batch(batch: Mapping[str, np.ndarray], info: Any, data_cfg: Mapping[s
 
 
 def build_token_cache(cfg: Any, data_root: str | os.PathLike, root: str | os.PathLike, *,
-                      force: bool = False, log: bool = True) -> tuple[Path, dict[str, Any]]:
+                      force: bool = False, log: bool = True, progress_s: float = 30.0
+                      ) -> tuple[Path, dict[str, Any]]:
     """Materialise the cache for ``cfg`` (inputs resolved) unless it exists; returns (folder, manifest).
 
     Runs the training pipeline's readers and the CLIP actor pool (teacher.* sizes it) on Ray for
     ``teacher.cache_epochs`` epochs and writes every row's tokens. ``manifest["teacher_calls"]`` counts the
-    batches / images CLIP processed; ``manifest["built"]`` is True when this call built it.
+    batches / images CLIP processed; ``manifest["built"]`` is True when this call built it. With ``log``, a
+    line every ``progress_s`` seconds says how many of the images CLIP has encoded (:class:`CallProgress`).
     """
 
     from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import build_dataset
     from c2s.paths import atomic_path
+    from c2s.teacher.calls import CallProgress
     from c2s.teacher.tokens import TeacherActor, map_batches_kwargs, read_call_counts
     from c2s.train.cluster import cluster_from_ray
     from c2s.train.placement import job_bundles
@@ -263,6 +267,7 @@ def build_token_cache(cfg: Any, data_root: str | os.PathLike, root: str | os.Pat
     check_placement(job_bundles(parts), cluster_from_ray(), what="the token cache build")
     started = time.perf_counter()
     seed = int(cfg.train.seed)
+    source = source_fingerprint(info, data_root)
     if log:
         print(f"[c2s] token cache {final.name}: running the teacher ({cfg.teacher.arch}) over {epochs} epoch(s) of "
               f"{info.name} train (seeds {seed}..{seed + epochs - 1}) -> {final}", flush=True)
@@ -277,14 +282,16 @@ def build_token_cache(cfg: Any, data_root: str | os.PathLike, root: str | os.Pat
         ds = ds.map_batches(TeacherActor, **map_batches_kwargs(cfg, len(info.seen_ids), tmp / "teacher_calls"))
         ds = ds.map_batches(to_storage, fn_kwargs={"ignore_index": int(cfg.teacher.ignore_index)},
                             batch_format="numpy", num_cpus=float(cfg.data.num_cpus))
-        ds.write_parquet(str(tmp / "data"), compression=PARQUET_COMPRESSION,
-                         ray_remote_args={"num_cpus": float(cfg.data.num_cpus)})
+        with (CallProgress(tmp / "teacher_calls", epochs * int(source["items"]), f"[c2s] token cache {final.name}",
+                           progress_s) if log else contextlib.nullcontext()):
+            ds.write_parquet(str(tmp / "data"), compression=PARQUET_COMPRESSION,
+                             ray_remote_args={"num_cpus": float(cfg.data.num_cpus)})
         rows_per_epoch = _rows_per_epoch(tmp / "data")
         manifest = {
             "version": CACHE_VERSION, "key": final.name, "inputs": cache_key_inputs(cfg, data_root),
             "epochs": epochs, "rows": int(sum(rows_per_epoch.values())),
             "rows_per_epoch": {str(k): v for k, v in sorted(rows_per_epoch.items())},
-            "source": source_fingerprint(info, data_root),
+            "source": source,
             "teacher_calls": read_call_counts(tmp / "teacher_calls"),
             "wall_s": round(time.perf_counter() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }

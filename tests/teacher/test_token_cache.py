@@ -92,7 +92,7 @@ def test_missing_cache_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.integration
-def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
+def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path, capsys):
     import pyarrow.parquet as pq
 
     from c2s.inputs import resolve_inputs
@@ -100,7 +100,12 @@ def test_build_cache_then_read_it_without_clip(ray_local, cache_root, tmp_path):
 
     cfg = load_config("toy_tiny", [*TINY, "teacher.cache_epochs=2"])
     inputs = resolve_inputs(cfg)
-    folder, manifest = build_token_cache(cfg, inputs.data_root, inputs.cache_root)
+    folder, manifest = build_token_cache(cfg, inputs.data_root, inputs.cache_root, progress_s=0.2)
+    # Progress while CLIP runs, counted against the 48 images it will encode (the build takes seconds)
+    progress = [line for line in capsys.readouterr().out.splitlines() if "CLIP encoded" in line]
+    assert progress and all(line.startswith(f"[c2s] token cache {folder.name}: CLIP encoded ") for line in progress)
+    counts = [int(line.split("CLIP encoded ")[1].split(" / ")[0]) for line in progress]
+    assert counts == sorted(counts) and counts[-1] <= 48 and all(" / 48 images" in line for line in progress)
     assert folder == cache_dir(cfg, inputs.data_root, cache_root) and folder.parent == cache_root / "tokens"
     assert manifest["built"] and manifest["epochs"] == 2
     assert manifest["rows"] == 48 and manifest["rows_per_epoch"] == {"0": 24, "1": 24}
