@@ -362,12 +362,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
         run_dir = sweep_dir / RUNS_DIR / t.trial_id
         rows.append(collect_run(run_dir if run_dir.is_dir() else None, t, sweep=spec.name, metric=spec.metric,
                                 mode=spec.mode, gpus=float(needed["per_trial"]["GPU"]), **out))
-    if rows:
-        try:
-            write_run(sweep_dir, rows)
-        except (TableError, OSError) as err:  # the trials ran: still print the summary and where they are
-            log(f"[sweep {spec.name}] WARNING: could not write the final rows to {sweep_dir}: {err}; the trials' "
-                f"run directories are under {sweep_dir / RUNS_DIR}")
+    table_error = write_final_rows(sweep_dir, rows, spec.name, log)
     statuses = [o["status"] for o in recorder.outcomes.values()]
     summary = {
         "sweep": spec.name, "sweep_dir": str(sweep_dir), "trials": len(trials), "ran": len(todo),
@@ -375,11 +370,29 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
         "failed": statuses.count("failed"), "stopped": statuses.count("stopped"),
         "token_caches": caches, "teacher_images": teacher_images(caches, rows),
         "wall_s": round(time.perf_counter() - started, 2),
+        **({"table_error": table_error} if table_error else {}),
     }
     log(f"[sweep {spec.name}] done: {summary['completed']} completed, {summary['failed']} failed, "
         f"{summary['stopped']} stopped, {len(skipped)} skipped (already completed) in {summary['wall_s']:.0f}s; "
         f"tables in {sweep_dir} (c2s report {sweep_dir})")
     return summary
+
+
+def write_final_rows(sweep_dir: Path, rows: Sequence[Any], name: str, log: Callable[[str], None]) -> str | None:
+    """Write the final pass's rows (:func:`c2s.sweep.tables.write_run`); returns None, or the error when the
+    tables refused them. The trials have run by then (an hour of them, maybe): a table error must not lose the
+    sweep's summary, so it is logged with where the run directories are, and returned for the summary (its
+    ``table_error``) and the exit status of ``c2s sweep`` (1). Each run directory keeps its trial's metrics:
+    :func:`c2s.sweep.tables.collect_run` rebuilds the trial's rows from it once the cause is fixed."""
+    if not rows:
+        return None
+    try:
+        write_run(sweep_dir, rows)
+    except (TableError, OSError) as err:
+        log(f"[sweep {name}] ERROR: could not write the final rows to {sweep_dir}: {err}; the trials' run "
+            f"directories are under {sweep_dir / RUNS_DIR}")
+        return str(err)
+    return None
 
 
 def teacher_images(caches: Sequence[Mapping[str, Any]], rows: Sequence[Any]) -> dict[str, int]:
@@ -441,7 +454,7 @@ def main(argv: list[str]) -> int:
         print(f"c2s sweep: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
-    return 0
+    return 1 if summary.get("table_error") else 0
 
 
 if __name__ == "__main__":

@@ -293,3 +293,39 @@ def test_evaluation_files_are_written_whole(tmp_path, monkeypatch):
     source = Path(__import__("c2s.evaluate", fromlist=["x"]).__file__).read_text()
     for name in ("confusion.npy", "per_class.parquet", "metrics.json"):
         assert f'atomic_path(out_dir / "{name}")' in source
+
+
+def test_the_final_pass_logs_a_table_error_and_returns_it_instead_of_raising(tmp_path):
+    """c2s sweep's final pass (c2s.sweep.run.write_final_rows): rows the tables refuse, after every trial ran,
+    give one ERROR line naming the sweep folder and the run directories, and the error for the summary; the
+    rows the tables already held stay as they were."""
+    from c2s.sweep.run import write_final_rows
+
+    upsert(tmp_path, "trials", [{"trial_id": "t000_s0", "seed": 0, "cfg.cos": 0.5}])
+    later = collect_run(None, TrialSpec(trial_id="t001_s0", point_id="t001", label="cos=high", variant="v", seed=0,
+                                        params={}, base="toy_c2s", overrides={"cos": "high"}),
+                        sweep="s", status="failed", error="boom")
+    later.trials[0]["cfg.cos"] = "high"  # a string where the stored column holds doubles
+    lines: list[str] = []
+    error = write_final_rows(tmp_path, [later], "s", lines.append)
+    assert error is not None and "new rows do not match the stored column types" in error
+    assert lines == [f"[sweep s] ERROR: could not write the final rows to {tmp_path}: {error}; the trials' run "
+                     f"directories are under {tmp_path / 'runs'}"]
+    assert read_table(tmp_path, "trials")["trial_id"].to_pylist() == ["t000_s0"]
+    assert write_final_rows(tmp_path, [], "s", lines.append) is None and len(lines) == 1  # nothing to write
+    good = collect_run(None, TrialSpec(trial_id="t002_s0", point_id="t002", label="cos=0.9", variant="v", seed=0,
+                                       params={}, base="toy_c2s", overrides={"cos": 0.9}),
+                       sweep="s", status="failed", error="boom")
+    assert write_final_rows(tmp_path, [good], "s", lines.append) is None and len(lines) == 1
+    assert read_table(tmp_path, "trials")["trial_id"].to_pylist() == ["t000_s0", "t002_s0"]
+
+
+def test_c2s_sweep_prints_its_summary_and_exits_1_when_the_final_rows_were_not_written(monkeypatch, tmp_path, capsys):
+    from c2s.sweep import run as sweep_run
+
+    summary = {"sweep": "tau", "completed": 2, "table_error": "trials.parquet: new rows do not match"}
+    monkeypatch.setattr(sweep_run, "run_sweep", lambda *args, **kwargs: dict(summary))
+    assert sweep_run.main(["tau", "--out", str(tmp_path / "tau")]) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == summary
+    del summary["table_error"]
+    assert sweep_run.main(["tau", "--out", str(tmp_path / "tau")]) == 0
