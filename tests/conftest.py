@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,9 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     shutil.rmtree(SESSION_CACHE, ignore_errors=True)
+    running = getattr(sys.modules.get("multinode_cluster"), "RUNNING", None)
+    if running is not None:  # a session that ended before its multinode tests (-x, Ctrl-C): stop the cluster
+        running.stop()
 
 
 @pytest.fixture(scope="session")
@@ -80,11 +85,44 @@ def mmseg_build():
     return build
 
 
+NO_RAY_MARKERS = ("integration", "slow", "multinode", "gpu")
+
+
+def _starts_no_ray(item: pytest.Item) -> bool:
+    return (not any(item.get_closest_marker(m) for m in NO_RAY_MARKERS)
+            and "ray_local" not in getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_modifyitems(config, items):
-    """The simulated-cluster scenarios (marker multinode) run first, before this session's local Ray starts:
-    in a clean-clone `make test` they took 329 s after the other integration tests had run, against 241 s
-    run alone (the cause was not isolated). The order is otherwise unchanged (a stable sort)."""
-    items.sort(key=lambda item: item.get_closest_marker("multinode") is None)
+    """Order: the modules whose tests all start no Ray, then the simulated-cluster scenarios (marker
+    multinode), then every other module, each in file order (a stable sort; no module is split, so no
+    module fixture is built twice).
+
+    The scenarios run in a subprocess started when collection ends (pytest_collection_finish), beside the
+    first group: their cluster waits on process starts and node-death timeouts for minutes while the unit
+    tests use the CPU. They still finish before the session's own Ray starts: in a clean-clone `make test`
+    they took 329 s after the other integration tests had run, against 241 s run alone."""
+    modules: dict[object, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+
+    def group(item: pytest.Item) -> int:
+        if item.get_closest_marker("multinode") is not None:
+            return 1
+        return 0 if all(_starts_no_ray(other) for other in modules[item.path]) else 2
+
+    items.sort(key=group)
+
+
+def pytest_collection_finish(session):
+    """Start the multinode scenarios now, when the session has any (tests/multinode/multinode_cluster.py's
+    Scenarios; its module fixture waits for them)."""
+    if session.config.option.collectonly or not any(i.get_closest_marker("multinode") for i in session.items):
+        return
+    import multinode_cluster  # on sys.path: pytest put tests/multinode there to import its test module
+
+    work = Path.home() / ".cache" / "c2s-multinode-tests" / uuid.uuid4().hex[:12]  # not node-local /tmp
+    multinode_cluster.RUNNING = multinode_cluster.Scenarios(Path(tempfile.mkdtemp(prefix="c2s-multinode-")), work)
 
 
 def ray_crash_lines(logs_dir: Path, since: float, limit: int = 8) -> list[str]:

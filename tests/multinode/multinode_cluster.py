@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -398,17 +400,69 @@ SCENARIOS = {"refused": scenario_refused,
              "sweep_node_loss": scenario_sweep_node_loss}
 
 
-def run_all(out: Path, work: Path, timeout: int = 840) -> dict[str, dict]:
-    """tests/multinode/multinode_cluster.py in a subprocess (its own cluster); ``{scenario: result}`` from its result.json.
+class Scenarios:
+    """This file's scenarios in a subprocess (its own cluster), started now and waited for later: tests/conftest.py
+    starts it as soon as a session has collected multinode tests, so the cluster's ~3-5 minutes run beside
+    the unit tests, which start no Ray, and tests/multinode/test_multinode.py's fixture waits for its result.
+
     ``work``: run directories and the toy cache, NOT under the system temp dir, which the storage preflight
-    refuses when workers may run off the driver's node (these simulated nodes share one disk)."""
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(out), str(work)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    result_file = out / "result.json"
-    assert result_file.is_file(), f"the scenarios wrote no result (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
-    return json.loads(result_file.read_text())
+    refuses when workers may run off the driver's node (these simulated nodes share one disk). ``out`` gets
+    result.json and the subprocess's output (scenarios.log). ``timeout`` counts from the start.
+    """
+
+    def __init__(self, out: Path, work: Path, timeout: float = 1080.0) -> None:
+        self.out, self.work, self.timeout = Path(out), Path(work), float(timeout)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.pop("RAY_ADDRESS", None)
+        self.address_before = _address_file_text()
+        self.log_path = self.out / "scenarios.log"
+        self._log = self.log_path.open("w")
+        self.started = time.monotonic()
+        # its own session: a Ctrl-C in pytest's terminal reaches pytest, which stops this (stop()) in order
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(self.out), str(self.work)],
+                                     cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def wait(self) -> dict[str, Any]:
+        """``{scenario: result}`` from result.json, plus Ray's address file as it was before the start and is
+        now, and how long the caller waited (``waited_s``) against the subprocess's whole run (``run_s``)."""
+        t0 = time.monotonic()
+        try:
+            rc = self.proc.wait(timeout=max(1.0, self.timeout - (t0 - self.started)))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"the multinode scenarios were still running {self.timeout:.0f} s after they "
+                                 f"started; their output:\n{self._tail()}") from None
+        result_file = self.out / "result.json"
+        assert result_file.is_file(), f"the scenarios wrote no result (rc {rc}):\n{self._tail()}"
+        results = json.loads(result_file.read_text())
+        results["address_file"] = {"before": self.address_before, "after": _address_file_text()}
+        results["waited_s"] = round(time.monotonic() - t0, 1)
+        results["run_s"] = round(time.monotonic() - self.started, 1)
+        return results
+
+    def _tail(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        """End the subprocess if it still runs (SIGINT first: its ``finally`` shuts the cluster down and puts
+        Ray's address file back), then remove ``work`` and ``out``. Safe to call twice."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+        shutil.rmtree(self.out, ignore_errors=True)
+
+
+RUNNING: Scenarios | None = None  # set by tests/conftest.py when the session has multinode tests
 
 
 WORK = Path()  # set by main: run directories and the cache, outside the node-local temp dir

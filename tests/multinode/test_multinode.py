@@ -13,29 +13,28 @@ job's resources fit again. The sweep runs on three
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from pathlib import Path
 
+import multinode_cluster
 import pytest
-from multinode_cluster import ADDRESS_FILE, run_all
+from multinode_cluster import Scenarios
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory):
-    """Every scenario's result (or its traceback), from one run of tests/multinode/multinode_cluster.py."""
-    work = Path.home() / ".cache" / "c2s-multinode-tests" / uuid.uuid4().hex[:12]  # not node-local /tmp
-    work.mkdir(parents=True)
-    before = ADDRESS_FILE.read_text() if ADDRESS_FILE.is_file() else None
+    """Every scenario's result (or its traceback), from one run of tests/multinode/multinode_cluster.py: the run
+    tests/conftest.py started when the session began, or one started now."""
+    running = multinode_cluster.RUNNING
+    if running is None:
+        running = Scenarios(tmp_path_factory.mktemp("multinode"),
+                            Path.home() / ".cache" / "c2s-multinode-tests" / uuid.uuid4().hex[:12])
     try:
-        results = run_all(tmp_path_factory.mktemp("multinode"), work)
-        results["address_file"] = {"before": before,
-                                   "after": ADDRESS_FILE.read_text() if ADDRESS_FILE.is_file() else None}
-        yield results
+        yield running.wait()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        running.stop()
 
 
 def part(scenarios: dict, name: str) -> dict:
