@@ -4,7 +4,7 @@
     C2S_CACHE=/tmp/cache_demo python tools/probe_seen.py tokens  [--sweeps DIR] [--rows 1024] [--batches 4]
     C2S_CACHE=/tmp/cache_demo python tools/probe_seen.py val     [--sweeps runs/sweeps]
     C2S_CACHE=/tmp/cache_demo python tools/probe_seen.py margins [--extra NAME=STUDENT_PT ...]
-    C2S_CACHE=/tmp/cache_demo python tools/probe_seen.py grads   [--sweeps runs/sweeps] [--batches 2]
+    C2S_CACHE=/tmp/cache_demo python tools/probe_seen.py grads   [--sweeps runs/sweeps] [--batches 2] [--states RUN[@STEP] ...]
 
 Reads the trial directories of the two sweeps (``ablation_distill``: t000 cosine, t001 L2, t002 FROSTER,
 t003 ours = InfoNCE; ``ablation_modules``: t000 baseline = no distillation, no latent) and the shared
@@ -52,7 +52,8 @@ own-class logit; best other seen minus own; the same-colour unseen class minus o
 step of unit learning rate on the features, and for the same-colour margin also through the parameters (one
 step on all parameters: what a term does to the seen-object cells from other regions, e.g. the unseen objects'
 latent slots, counts there). The cosine local term is also split exactly into its seen-region and latent-region
-slots (``cosine.local.seen_slots`` + ``cosine.local.latent_slots`` = ``cosine.local``).
+slots (``cosine.local.seen_slots`` + ``cosine.local.latent_slots`` = ``cosine.local``). ``--states`` probes
+other runs' checkpoints instead (``RUN_DIR@STEP``, or every checkpoint a run kept), on the same batches.
 
 Written for issue 29 item 3; the findings are in docs/table4-toy.md.
 """
@@ -682,7 +683,18 @@ def grads_at(ctx: Context, label: str, state: dict[str, Any], froster_state: dic
         emit({"part": "grads", "state": label, "term": name, **{k: float(np.mean(v)) for k, v in values.items()}})
 
 
-def cmd_grads(ctx: Context, batches: int, rows: int) -> None:
+def parse_state(text: str) -> tuple[Path, int | None]:
+    """``RUN_DIR`` or ``RUN_DIR@STEP`` (``--states``): a run folder and the step of its checkpoint to probe
+    (None: every checkpoint the run kept)."""
+    path, sep, step = text.rpartition("@")
+    if not sep:
+        return Path(text), None
+    if not step.isdigit():
+        raise SystemExit(f"--states {text!r}: expected RUN_DIR or RUN_DIR@STEP with STEP a whole number")
+    return Path(path), int(step)
+
+
+def cmd_grads(ctx: Context, batches: int, rows: int, states: list[str] = ()) -> None:
     runs = run_dirs(ctx.sweeps)
     data = ctx.stored(0, rows, ("local", "local_valid"))
     u_local = F.normalize(torch.from_numpy(data["local"].astype(np.float32))[torch.from_numpy(data["local_valid"])]
@@ -690,6 +702,15 @@ def cmd_grads(ctx: Context, batches: int, rows: int) -> None:
     bank = torch.from_numpy(ctx.stored(rows, 24, ("global",))["global"].astype(np.float32))
     probe = [ctx.batch(rows + 24 + 16 * i) for i in range(batches)]
     froster = ctx.state(Path(f"{runs['froster']}_s0"), 150)
+    if states:  # other runs' states (e.g. the schedule probe's, docs/table3-toy.md) on the same batches
+        from c2s.train.checkpoint import checkpoints_newest_first, load_state
+
+        for text in states:
+            run, step = parse_state(text)
+            picked = [ctx.state(run, step)] if step is not None else [load_state(c) for c in checkpoints_newest_first(run)]
+            for state in picked:
+                grads_at(ctx, f"{run.name}_step{int(state['step'])}", state, froster, probe, bank, u_local)
+        return
     grads_at(ctx, "baseline_s0_final", ctx.state(Path(f"{runs['baseline']}_s0"), None), froster, probe, bank, u_local)
     grads_at(ctx, "ours_s0_step150", ctx.state(Path(f"{runs['infonce']}_s0"), 150), froster, probe, bank, u_local)
     grads_at(ctx, "cosine_s0_step150", ctx.state(Path(f"{runs['cosine']}_s0"), 150), froster, probe, bank, u_local)
@@ -729,6 +750,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rows", type=int, default=1024, help="cached rows for the token statistics")
     parser.add_argument("--extra", nargs="*", default=[], help="pixels: NAME=DIR with a confusion.npy; margins: NAME=PATH student state dicts")
     parser.add_argument("--batches", type=int, default=2, help="cached batches of 16 for losses / gradients")
+    parser.add_argument("--states", nargs="*", default=[], help="grads: RUN_DIR[@STEP] states to probe instead of "
+                        "Table 4's (every checkpoint the run kept when no @STEP)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -744,7 +767,7 @@ def main(argv: list[str]) -> int:
     elif args.part == "margins":
         cmd_margins(ctx, args.extra)
     else:
-        cmd_grads(ctx, args.batches, args.rows)
+        cmd_grads(ctx, args.batches, args.rows, args.states)
     return 0
 
 

@@ -47,3 +47,11 @@ def test_pixel_breakdown_splits_seen_object_pixels_by_what_they_are_read_as():
     assert out["sIoU_without_unseen_gt"] == pytest.approx(
         100 * (background + 60 / (100 + 65 - 60) + blue_square) / 3)
 
+
+
+def test_states_name_a_run_and_optionally_the_step_of_its_checkpoint():
+    assert probe.parse_state("runs/sweeps/schedule_probe/runs/t001_s0") == (
+        Path("runs/sweeps/schedule_probe/runs/t001_s0"), None)
+    assert probe.parse_state("runs/a@b/t001_s0@900") == (Path("runs/a@b/t001_s0"), 900)
+    with pytest.raises(SystemExit, match=r"--states 'run@last': expected RUN_DIR or RUN_DIR@STEP"):
+        probe.parse_state("run@last")
