@@ -125,6 +125,14 @@ def pytest_collection_finish(session):
     multinode_cluster.RUNNING = multinode_cluster.Scenarios(Path(tempfile.mkdtemp(prefix="c2s-multinode-")), work)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Where the multinode scenarios' time went: they run beside the unit tests, so pytest's durations show
+    only the wait for them."""
+    running = getattr(sys.modules.get("multinode_cluster"), "RUNNING", None)
+    if running is not None and running.timing:
+        terminalreporter.write_line("[multinode] scenarios (s): " + ", ".join(f"{k} {v}" for k, v in running.timing.items()))
+
+
 def ray_crash_lines(logs_dir: Path, since: float, limit: int = 8) -> list[str]:
     """Crash lines (tests/joblog.py's CRASH: a fatal signal, a failed check) in the Ray log files under
     ``logs_dir`` written since ``since`` (a time.time()), each prefixed with its file's name."""

@@ -2,6 +2,7 @@
 on this machine, CPU only), run in a subprocess by tests/multinode/test_multinode.py so that the test session's own
 local Ray (tests/conftest.py) is never touched: ``python tests/multinode/multinode_cluster.py OUT_DIR WORK_DIR``.
 
+Started by tests/conftest.py when a session collects multinode tests (class Scenarios), beside the unit tests.
 One cluster for all of them (a cluster start and a driver's imports cost ~15 s each here): a head with no
 CPU (the driver only) and three 1-CPU nodes for the placement checks and one run that loses the teacher's
 node and then a training worker's (a killed node is replaced by a fresh one), then three 2-CPU nodes instead for the sweep. Each scenario's result, or its
@@ -420,6 +421,7 @@ class Scenarios:
         self.log_path = self.out / "scenarios.log"
         self._log = self.log_path.open("w")
         self.started = time.monotonic()
+        self.timing: dict[str, float] = {}  # wait(): seconds of the whole run, the wait, each scenario
         # its own session: a Ctrl-C in pytest's terminal reaches pytest, which stops this (stop()) in order
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(self.out), str(self.work)],
                                      cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -441,6 +443,8 @@ class Scenarios:
         results["address_file"] = {"before": self.address_before, "after": _address_file_text()}
         results["waited_s"] = round(time.monotonic() - t0, 1)
         results["run_s"] = round(time.monotonic() - self.started, 1)
+        self.timing = {k: results.get(k) for k in ("run_s", "waited_s", "cluster_start_s")} | {
+            name: results[name]["scenario_wall_s"] for name in SCENARIOS if "scenario_wall_s" in results.get(name, {})}
         return results
 
     def _tail(self) -> str:
