@@ -448,7 +448,6 @@ class Scenarios:
         return results
 
     def _tail(self) -> str:
-        self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:

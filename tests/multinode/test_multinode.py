@@ -13,24 +13,19 @@ job's resources fit again. The sweep runs on three
 from __future__ import annotations
 
 import re
-import uuid
-from pathlib import Path
 
 import multinode_cluster
 import pytest
-from multinode_cluster import Scenarios
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
-def scenarios(tmp_path_factory):
-    """Every scenario's result (or its traceback), from one run of tests/multinode/multinode_cluster.py: the run
-    tests/conftest.py started when the session began, or one started now."""
+def scenarios():
+    """Every scenario's result (or its traceback), from the one run of tests/multinode/multinode_cluster.py that
+    tests/conftest.py started when collection ended."""
     running = multinode_cluster.RUNNING
-    if running is None:
-        running = Scenarios(tmp_path_factory.mktemp("multinode"),
-                            Path.home() / ".cache" / "c2s-multinode-tests" / uuid.uuid4().hex[:12])
+    assert running is not None, "tests/conftest.py's pytest_collection_finish did not start the scenarios"
     try:
         yield running.wait()
     finally:
