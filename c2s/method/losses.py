@@ -6,6 +6,8 @@ Shapes: ``B`` images, ``D`` embedding dim, ``h x w`` feature grid, ``H x W`` lab
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,6 +19,26 @@ IGNORE_INDEX = 255
 PAD_LOGIT = -1.0e4
 
 DISTILL_KINDS = ("infonce", "cosine", "l2", "froster")
+DISTILL_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def distill_schedule_scale(schedule: str, step: int, total: int) -> float:
+    """The multiplier of the distillation weights ``w_g``, ``w_l`` at ``step`` (0-based) of ``total`` steps.
+
+    ``"constant"``: 1 at every step, the paper's fixed weights (Eq. 6). ``"linear"``: ``1 - step / total``.
+    ``"cosine"``: ``(1 + cos(pi * step / total)) / 2``. Both decay from 1 at the first step towards 0 at the
+    last, leaving the pixel loss alone at the end of training (docs/table3-toy.md measures why one would).
+    """
+    if schedule not in DISTILL_SCHEDULES:
+        raise ValueError(f"distill schedule must be one of {DISTILL_SCHEDULES}, got {schedule!r}")
+    if total < 1 or not 0 <= step <= total:
+        raise ValueError(f"distill schedule needs 0 <= step <= total and total >= 1, got step {step} of {total}")
+    if schedule == "constant":
+        return 1.0
+    progress = step / total
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # --------------------------------------------------------------------------------------------- prototypes

@@ -43,6 +43,7 @@ from c2s.method.losses import (
     FrosterProjector,
     cosine_distill,
     dense_pixel_terms,
+    distill_schedule_scale,
     froster_distill,
     global_prototype,
     info_nce,
@@ -134,6 +135,8 @@ class C2SObjective(nn.Module):
         # label size. Shapes are fixed in a run (crop, batch, teacher.max_regions): one compilation each.
         # The bank and the DDP collectives stay eager. Measured with c2s bench objective --compile.
         self._pixel_terms, self._logits_fn = _compiled(loss.compile)
+        # the multiplier of w_global and w_local at the current step (loss.distill_schedule; 1: the paper)
+        self.distill_scale = 1.0
 
     # ----------------------------------------------------------------------------------------- helpers
     def _get(self, batch: Mapping[str, Tensor], key: str, shape: tuple[int | None, ...]) -> Tensor:
@@ -145,6 +148,11 @@ class C2SObjective(nn.Module):
             raise ValueError(f"batch[{key!r}] has shape {tuple(value.shape)}, expected "
                              f"{tuple('*' if s is None else s for s in shape)}")
         return value
+
+    def set_progress(self, step: int, total: int) -> None:
+        """Before the step ``step`` (0-based) of ``total``: sets :attr:`distill_scale` from
+        ``loss.distill_schedule`` (c2s.method.losses.distill_schedule_scale)."""
+        self.distill_scale = distill_schedule_scale(self.loss.distill_schedule, step, total)
 
     def check_batch_ids(self, batch: Mapping[str, Tensor]) -> None:
         """Raise ``ValueError`` naming the key when a mask holds an id out of range: ``pseudo_mask`` in
@@ -338,8 +346,8 @@ class C2SObjective(nn.Module):
             if nel is not None:
                 out["loss_nel"] = nel
         out["loss_pixel"] = out["loss_nel"] + out["loss_ce"]
-        out["loss"] = (self.loss.w_global * out["loss_global"] + self.loss.w_local * out["loss_local"]
-                       + self.loss.w_pixel * out["loss_pixel"])
+        distill = self.loss.w_global * out["loss_global"] + self.loss.w_local * out["loss_local"]
+        out["loss"] = self.distill_scale * distill + self.loss.w_pixel * out["loss_pixel"]
         if self.distill.enabled and self.training:
             # after the loss: the bank holds previous steps only. Last in the step: under DDP the gather reads
             # the workers' batch sizes back to the host, and here that read waits on nothing the GPU still has

@@ -19,7 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Self
 
 from c2s.method.latent import CLS_TOKENS, INPUTS, KINDS
-from c2s.method.losses import DISTILL_KINDS, GLOBAL_POOLS, IGNORE_INDEX, NEL_MODES
+from c2s.method.losses import DISTILL_KINDS, DISTILL_SCHEDULES, GLOBAL_POOLS, IGNORE_INDEX, NEL_MODES
 
 METHOD_CONFIG = "c2s/configs/_base_/method.py"
 LOCAL_CANDIDATES = ("batch", "image")
@@ -130,6 +130,8 @@ class LossSettings(_Section):
     beta: float = _key(_positive)  # scale of the latent logits X_u = beta cos(F, A'_u)
     w_global: float = _key(_weight)  # weight of L_g in L = w_g L_g + w_l L_l + w_p L_p
     w_local: float = _key(_weight)  # weight of L_l
+    # over the run, the multiplier of w_global and w_local: constant (the paper's Eq. 6) | linear | cosine
+    distill_schedule: str = _key(_one_of(DISTILL_SCHEDULES))
     w_pixel: float = _key(_weight)  # weight of L_p
     use_nel: bool = _key(_flag)  # L_p = NEL + CE; false: CE only
     nel_mode: str = _key(_one_of(NEL_MODES))  # zegclip (all class maps) | present (c2s's earlier reading)

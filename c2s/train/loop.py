@@ -310,6 +310,7 @@ class TrainRecipe:
     def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Forward, backward, clip, AdamW and schedule; the loss components read back, checked finite."""
         self.objective.check_batch_ids(batch)
+        self.objective.set_progress(self.step, self.total)
         images = self.student.normalize(batch["image"].to(self.device))
         tensors = {k: batch[k].to(self.device) for k in TENSOR_KEYS if k in batch}
         with training_autocast(self.device, bool(self.train_cfg.amp)):

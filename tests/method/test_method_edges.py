@@ -118,7 +118,7 @@ def config(**over) -> dict:
         "loss": {"tau": 0.5, "alpha": 2.0, "seen_logits": "cos", "beta": 3.0, "w_global": 1.5, "w_local": 2.5,
                  "w_pixel": 0.5, "use_nel": True, "nel_mode": "present", "nel_focal_weight": 7.0,
                  "nel_dice_weight": 3.0, "focal_alpha": 0.3, "focal_gamma": 1.5, "ce_weight": 0.75,
-                 "compile": False, "learn_logit_bias": False, "logit_bias_init": 0.0},
+                 "compile": False, "learn_logit_bias": False, "logit_bias_init": 0.0, "distill_schedule": "linear"},
         "distill": {"enabled": True, "kind": "cosine", "global_pool": "cosine", "global_attn_tau": 0.3,
                     "local_candidates": "batch", "local_false_negative_cos": None},
         "bank": {"size": 2},
@@ -152,6 +152,10 @@ def test_objective_passes_every_loss_setting_to_the_loss_functions():
     assert torch.allclose(out["loss_global"], L.cosine_distill(proto, bt["global"]))
     assert torch.allclose(out["loss"], 1.5 * out["loss_global"] + 2.5 * out["loss_local"]
                           + 0.5 * (out["loss_nel"] + out["loss_ce"]))
+    obj.set_progress(3, 4)  # loss.distill_schedule "linear": 1 - 3/4
+    late = obj(feats, bt)
+    assert torch.allclose(late["loss"], 0.25 * (1.5 * late["loss_global"] + 2.5 * late["loss_local"])
+                          + 0.5 * (late["loss_nel"] + late["loss_ce"]))
 
 
 def test_regions_keep_a_slot_covering_a_fraction_of_one_cell_and_drop_an_absent_one():

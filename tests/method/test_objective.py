@@ -37,6 +37,28 @@ def test_all_components_present_and_total_is_weighted_sum():
     assert torch.allclose(out["loss_pixel"], out["loss_nel"] + out["loss_ce"])
 
 
+@pytest.mark.parametrize("schedule,step,scale", [("constant", 600, 1.0), ("linear", 0, 1.0), ("linear", 600, 0.25),
+                                                 ("cosine", 400, 0.5), ("cosine", 800, 0.0)])
+def test_distill_schedule_scales_only_the_distillation_terms(schedule, step, scale):
+    # hand values: linear 1 - 600/800 = 0.25; cosine (1 + cos(pi/2))/2 = 0.5 and (1 + cos(pi))/2 = 0
+    obj, batch, feats = make({"loss.w_global": 2.0, "loss.w_local": 0.5, "loss.w_pixel": 3.0,
+                              "loss.distill_schedule": schedule})
+    obj.set_progress(step, 800)
+    assert obj.distill_scale == pytest.approx(scale, abs=1e-12)
+    out = obj(feats, batch)
+    expected = scale * (2.0 * out["loss_global"] + 0.5 * out["loss_local"]) + 3.0 * out["loss_pixel"]
+    assert torch.allclose(out["loss"], expected)
+    assert float(out["loss_global"].detach()) > 0 and float(out["loss_local"].detach()) > 0.1  # logged unscaled
+
+
+def test_distill_schedule_refuses_an_unknown_name_and_a_step_past_the_run():
+    with pytest.raises(ValueError, match="loss.distill_schedule: expected one of"):
+        make({"loss.distill_schedule": "step"})
+    obj, _, _ = make({"loss.distill_schedule": "linear"})
+    with pytest.raises(ValueError, match="step 801 of 800"):
+        obj.set_progress(801, 800)
+
+
 @pytest.mark.parametrize("distill,latent", [(False, False), (True, False), (True, True), (False, True)])
 def test_table3_switches(distill, latent):
     obj, batch, feats = make({"distill.enabled": distill, "latent.enabled": latent})

@@ -21,7 +21,7 @@ def config(**over) -> dict:
         "loss": {"tau": 0.5, "alpha": 2.0, "seen_logits": "cos", "beta": 3.0, "w_global": 4.0, "w_local": 5.0,
                  "w_pixel": 6.0, "use_nel": False, "nel_mode": "zegclip", "nel_focal_weight": 7.0,
                  "nel_dice_weight": 8.0, "focal_alpha": 0.3, "focal_gamma": 1.5, "ce_weight": 9.0,
-                 "compile": False, "learn_logit_bias": False, "logit_bias_init": 0.0},
+                 "compile": False, "learn_logit_bias": False, "logit_bias_init": 0.0, "distill_schedule": "cosine"},
         "distill": {"enabled": True, "kind": "cosine", "local_candidates": "batch", "local_false_negative_cos": None,
                     "global_pool": "paper", "global_attn_tau": 0.07},
         "bank": {"size": 2},
@@ -45,6 +45,7 @@ def test_every_setting_is_read_as_given():
     assert (loss.w_global, loss.w_local, loss.w_pixel, loss.use_nel, loss.nel_mode) == (4.0, 5.0, 6.0, False, "zegclip")
     assert (loss.nel_focal_weight, loss.nel_dice_weight, loss.focal_alpha, loss.focal_gamma, loss.ce_weight) == \
         (7.0, 8.0, 0.3, 1.5, 9.0)
+    assert (loss.distill_schedule, obj.distill_scale) == ("cosine", 1.0)  # 1 until the loop sets the progress
     assert (distill.enabled, distill.kind, obj.latent.enabled, obj.k_max) == (True, "cosine", False, 4)
     assert (distill.global_pool, distill.global_attn_tau, distill.local_candidates) == ("paper", 0.07, "batch")
     assert distill.local_false_negative_cos is None and (distill.froster_hidden, distill.froster_alpha) == (None, None)

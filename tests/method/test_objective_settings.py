@@ -36,6 +36,7 @@ METHOD = {
     "loss.w_local": 1.0, "loss.w_pixel": 1.0, "loss.use_nel": True, "loss.nel_mode": "zegclip",
     "loss.nel_focal_weight": 100.0, "loss.nel_dice_weight": 1.0, "loss.focal_alpha": 0.25, "loss.focal_gamma": 2.0,
     "loss.ce_weight": 1.0, "loss.compile": False, "loss.learn_logit_bias": True, "loss.logit_bias_init": -4.595,
+    "loss.distill_schedule": "constant",
     "distill.enabled": True, "distill.kind": "infonce", "distill.froster_hidden": 512, "distill.froster_alpha": 0.1,
     "distill.local_candidates": "batch", "distill.local_false_negative_cos": 0.95, "distill.global_pool": "cosine",
     "distill.global_attn_tau": 0.07, "latent.enabled": True, "latent.kind": "transformer", "latent.inputs": "both",
