@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from c2s.sweep import paper
+from c2s.sweep.causes import cause_of
 from c2s.sweep.report import (
     MODEL_KEY,
     TABLE_METRICS,
@@ -414,21 +415,35 @@ def resolve(ref: str, metric: str, own: dict[str, dict[str, paper.Stat]],
     return source.get(key, {}).get(metric, paper.Stat(math.nan))
 
 
+@dataclass(frozen=True)
+class Tally:
+    """A page's comparisons: how many agree of how many have numbers, and each disagreeing (claim, sweep)."""
+
+    agree: int = 0
+    total: int = 0
+    disagree: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def explained(self) -> int:
+        return sum(cause_of(claim, sweep) is not None for claim, sweep in self.disagree)
+
+
 def claims_block(section: Section, sweeps: Sequence[Collected],
-                 others: dict[str, dict[str, dict[str, paper.Stat]]]) -> tuple[list[str], int, int]:
-    """The comparisons table: the paper's numbers, then one column per collected sweep; and (agree, total)."""
+                 others: dict[str, dict[str, dict[str, paper.Stat]]]) -> tuple[list[str], Tally]:
+    """The comparisons table: the paper's numbers, then one column per collected sweep; and its tally."""
     claims = section.all_claims()
     if not claims:
-        return [], 0, 0
+        return [], Tally()
     table = section.table
     column = table.match if table else "variant"
     own = {c.name: stats(c, column) for c in sweeps}
-    rows, agree, total = [], 0, 0
+    rows, agree, total, disagree = [], 0, 0, []
     label = lambda ref: row_label(table, ref)  # noqa: E731
     for claim in claims:
         said = f"\"{claim.says}\"" if claim.source == "text" else claim.says
         said += f" ({claim.note})" if claim.note else ""
-        cells = [claim.text(label), said, claim.source]
+        text = claim.text(label)
+        cells = [text, said, claim.source]
         if table is not None:
             left, right = (paper.paper_stat(table, claim.left, claim.metric),
                            paper.paper_stat(table, claim.right, claim.right_metric or claim.metric))
@@ -438,13 +453,33 @@ def claims_block(section: Section, sweeps: Sequence[Collected],
             right = resolve(claim.right, claim.right_metric or claim.metric, own[c.name], others)
             verdict = paper.holds(claim.op, left, right)
             agree, total = agree + bool(verdict.holds), total + (verdict.holds is not None)
+            if verdict.holds is False:
+                disagree.append((text, c.name))
             cells.append(claim_cell(verdict, left, right))
         rows.append(cells)
     headers = ["comparison", "the paper says" if table else "the claim", "source"] + \
         (["paper"] if table else []) + [f"`{c.name}`" for c in sweeps]
     return [f"Comparisons (`>`: higher mean; `≈`: within max({paper.SIMILAR_POINTS:g} points, the seeds' spread); "
             f"`≫`: at least {paper.MUCH_POINTS:g} points higher; spread = the two rows' std summed):", "",
-            md_table(headers, rows)], agree, total
+            md_table(headers, rows), "", *causes_lines(disagree)], Tally(agree, total, tuple(disagree))
+
+
+def causes_lines(disagree: Sequence[tuple[str, str]]) -> list[str]:
+    """Under the comparisons: the disagreeing cells grouped by their measured cause (c2s.sweep.causes), each
+    comparison with the sweeps where it disagrees; the ones without a cause last, marked."""
+    if not disagree:
+        return []
+    groups: dict[tuple[str, str] | None, dict[str, list[str]]] = {}  # (why, where): claim -> sweeps
+    for claim, sweep in disagree:
+        cause = cause_of(claim, sweep)
+        key = (cause.why, cause.where) if cause else None
+        groups.setdefault(key, {}).setdefault(claim, []).append(f"`{sweep}`")
+    lines = ["Why they disagree here (measured; c2s/sweep/causes.py):", ""]
+    for key in sorted(groups, key=lambda k: k is None):
+        cells = "; ".join(f"{claim} ({', '.join(sweeps)})" for claim, sweeps in groups[key].items())
+        why = f"{key[0]} ([{key[1].split('#')[0]}]({key[1]}))" if key else "**cause not measured yet**"
+        lines.append(f"- {cells}: {why}.")
+    return lines + [""]
 
 
 def row_label(table: paper.Table | None, ref: str) -> str:
@@ -643,7 +678,7 @@ def section_block(section: Section, collected: dict[str, Collected],
     lines = [f"## {section.title}", ""] + ([section.intro, ""] if section.intro else [])
     lines += paper_block(section.table) if section.table is not None else []
     lines += settings_lines(section)
-    claims, agree, total = claims_block(section, have, others)
+    claims, tally = claims_block(section, have, others)
     lines += claims
     for name, plan, c in entries:
         if c is None:
@@ -651,7 +686,9 @@ def section_block(section: Section, collected: dict[str, Collected],
         else:
             lines += sweep_block(c, section, plan)
     runs = ", ".join(f"`{n}`: {status_of(c)}" for n, _, c in entries)
-    verdicts = f"{agree} of {total} comparisons agree" if total else ("–" if have else "not run yet")
+    verdicts = f"{tally.agree} of {tally.total} comparisons agree" if tally.total else ("–" if have else "not run yet")
+    if tally.disagree:
+        verdicts += f"; causes measured for {tally.explained} of {len(tally.disagree)} disagreements"
     return lines, f"| [{section.title}](#{slug(section.title)}) | {runs} | {verdicts} |"
 
 
@@ -684,7 +721,9 @@ c2s report --book                      # rebuild this page and its plots from do
 Ours: the final evaluation of each trial, mean ± std over seeds (std with ddof=1), completed trials only, in
 percent. The paper's: single runs as printed (COCO-Stuff; the toy world is COCO-Stuff-like, every pixel
 labelled, but far smaller: compare directions, not levels). A verdict is computed from the means; "within
-seed spread" marks a difference no larger than the two rows' std summed. The paper shows no sensitivity
+seed spread" marks a difference no larger than the two rows' std summed. Under each page's comparisons, every
+one that disagrees is listed with the cause measured for it and the page that measured it
+(`c2s/sweep/causes.py`; "cause not measured yet" where none is). The paper shows no sensitivity
 study; those sections show ours beside what it states. [analysis.md](analysis.md) asks these tables further
 questions in pandas and DuckDB.
 """

@@ -123,7 +123,8 @@ def test_table4_counts_and_cross_table_claim(built):
     assert "| hIoU: L2 Loss > baseline (Table 3) |" in text and "14.2 vs 7.1, Δ +7.1" in text
     assert "| sIoU: Cosine Similarity ≈ Our distillation |" in text and "Δ -12.0 (spread 2.0): **disagrees**" in text
     pages = section(page, "Pages")
-    assert "| 6 of 10 comparisons agree |" in pages and "| 5 of 6 comparisons agree |" in pages
+    assert "| 6 of 10 comparisons agree; causes measured for 3 of 4 disagreements |" in pages
+    assert "| 5 of 6 comparisons agree; causes measured for 1 of 1 disagreements |" in pages
     assert "`ablation_calibration`: not run yet | not run yet |" in pages
 
 
@@ -228,7 +229,52 @@ def test_each_addition_is_compared_with_the_literal_full_row_of_another_sweep(tm
     assert "26.7 vs 20.0, Δ +6.7 (spread 2.0): **agrees** |" in text
     assert "20.5 vs 20.0, Δ +0.5 (spread 2.0): **agrees (within seed spread)** |" in text
     assert "18.5 vs 20.0, Δ -1.5 (spread 2.0): **disagrees (within seed spread)** |" in text
-    assert "| 2 of 3 comparisons agree |" in section(page, "Pages")
+    # no entry of c2s/sweep/causes.py explains a disagreement of these made-up numbers: marked and counted
+    claim = f"hIoU: + local false negatives > {full}"
+    assert f"- {claim} (`additions`): **cause not measured yet**." in text
+    assert "| 2 of 3 comparisons agree; causes measured for 0 of 1 disagreements |" in section(page, "Pages")
+
+
+def test_a_disagreement_shows_its_measured_cause_and_a_cause_must_name_its_sweep(tmp_path, monkeypatch):
+    from c2s.sweep import causes
+
+    worse = {**TABLE3, B.FULL_C2S: (42.0, 19.0)}  # the latent embedding loses uIoU and hIoU: a disagreement
+    make_sweep(tmp_path, "ablation_modules", by_variant(worse), updates=SEEDS3)
+    results = tmp_path / "docs" / "results"
+    results.parent.mkdir()
+    B.collect(tmp_path / "ablation_modules", results, commit="abc")
+    claim = "hIoU: baseline + distillation + latent embedding > baseline + distillation"
+    page = B.build_book(results).read_text()
+    text = section(page, "Table 3: Ablations on proposed modules")
+    committed = causes.cause_of(claim, "ablation_modules")
+    assert committed is not None
+    assert f"- {claim} (`ablation_modules`): {committed.why} ([table3-toy.md]({committed.where}))." in text
+    # the uIoU side agrees in the committed ablation_modules, so no cause names that sweep for it
+    assert f"- {claim.replace('hIoU', 'uIoU')} (`ablation_modules`): **cause not measured yet**." in text
+    assert "| 3 of 6 comparisons agree; causes measured for 2 of 3 disagreements |" in section(page, "Pages")
+    # the same claim in a sweep no cause names is not explained by another sweep's cause
+    assert causes.cause_of(claim, "another_sweep") is None
+    monkeypatch.setattr(causes, "CAUSES", causes.CAUSES + (causes.Cause(claim, ("ablation_modules",), "x", "y"),))
+    with pytest.raises(ValueError, match="2 causes for"):
+        causes.cause_of(claim, "ablation_modules")
+
+
+def test_every_cause_explains_a_disagreement_of_the_committed_book_and_every_disagreement_has_one():
+    """c2s/sweep/causes.py against docs/results/: no stale entry, no unexplained disagreement."""
+    from c2s.sweep import causes
+
+    collected = B.load_collected(Path("docs/results"))
+    others = {s.table.key: B.stats(collected[s.planned[0].name], s.table.match) for s in B.SECTIONS
+              if s.table is not None and s.planned and s.planned[0].name in collected}
+    others.update({f"@{name}": B.stats(c, "variant") for name, c in collected.items()})
+    disagree = []
+    for s in B.SECTIONS:
+        have = [c for _, _, c in B.section_sweeps(s, collected) if c is not None]
+        disagree += B.claims_block(s, have, others)[1].disagree
+    assert len(disagree) == 16  # the page list of docs/results.md: 11 + 3 + 1 + 1
+    assert [d for d in disagree if causes.cause_of(*d) is None] == []
+    used = {(c.claim, sweep) for c in causes.CAUSES for sweep in c.sweeps}
+    assert used == set(disagree), "causes.py names a (claim, sweep) that no longer disagrees, or misses one"
 
 
 def test_cli_arguments():
