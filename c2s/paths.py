@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -34,7 +37,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    removed = remove_stale_temps(final)
+    if removed:
+        print(f"[c2s] removed {len(removed)} temporary cop{'y' if len(removed) == 1 else 'ies'} of {final} that a "
+              f"process killed while writing it left behind: {', '.join(p.name for p in removed)}",
+              file=sys.stderr, flush=True)
+    # the writer's host and pid in the name: a later writer of the same path can tell a dead one's leftovers
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
@@ -53,3 +62,50 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 shutil.rmtree(leftover, ignore_errors=True)
             elif leftover.exists() or leftover.is_symlink():
                 leftover.unlink()
+
+
+def _owner_tag() -> str:
+    """``<host>-<pid>`` of this process, as atomic_path writes it into its temporary names."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def stale_temps(path: str | os.PathLike) -> list[Path]:
+    """The temporary siblings ``.<name>.<host>-<pid>.<random>.tmp[.old]`` of ``path`` that atomic_path left when
+    its process died without unwinding (SIGKILL, out of memory, a lost node): written on this host by a pid that
+    no longer runs. Another host's, a running process's and names of another form are never listed (a reused
+    pid reads as running: kept, never wrongly removed)."""
+    final = Path(path)
+    host = _owner_tag().rsplit("-", 1)[0]
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.{re.escape(host)}-(\d+)\.[^.]+\.tmp(\.old)?")
+    if not final.parent.is_dir():
+        return []
+    found = []
+    for sibling in sorted(final.parent.iterdir()):
+        match = pattern.fullmatch(sibling.name)
+        if match and not _pid_alive(int(match.group(1))):
+            found.append(sibling)
+    return found
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove :func:`stale_temps` of ``path``; returns what was removed."""
+    removed = []
+    for stale in stale_temps(path):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        if not stale.exists():
+            removed.append(stale)
+    return removed
