@@ -325,7 +325,10 @@ def test_c2s_sweep_prints_its_summary_and_exits_1_when_the_final_rows_were_not_w
 
     summary = {"sweep": "tau", "completed": 2, "table_error": "trials.parquet: new rows do not match"}
     monkeypatch.setattr(sweep_run, "run_sweep", lambda *args, **kwargs: dict(summary))
-    assert sweep_run.main(["tau", "--out", str(tmp_path / "tau")]) == 1
+    # a spec of its own, not sweeps/tau.yaml: the mutation run's snapshot (tools/mutate.py) holds c2s/ and tests/
+    spec = tmp_path / "tau.yaml"
+    spec.write_text("name: tau\nbase: toy_c2s\nspace:\n  loss.tau: {grid: [0.03, 0.07]}\nseeds: [0]\n")
+    assert sweep_run.main([str(spec), "--out", str(tmp_path / "tau")]) == 1
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == summary
     del summary["table_error"]
-    assert sweep_run.main(["tau", "--out", str(tmp_path / "tau")]) == 0
+    assert sweep_run.main([str(spec), "--out", str(tmp_path / "tau")]) == 0
