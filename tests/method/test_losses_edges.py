@@ -9,7 +9,13 @@ import math
 import pytest
 import torch
 
-from c2s.method.losses import FrosterProjector, cosine_distill, froster_distill, l2_distill
+from c2s.method.losses import (
+    FrosterProjector,
+    cosine_distill,
+    distill_schedule_scale,
+    froster_distill,
+    l2_distill,
+)
 
 PAIR_LOSSES = {
     "cosine": cosine_distill,
@@ -59,3 +65,14 @@ def test_froster_projector_adds_the_scaled_residual():
     out = proj(z)
     # z + 0.5 * (h0, 2 h2 + 1) = (10 + 5, 20 + 0.5 * 61)
     assert torch.allclose(out, torch.tensor([[15.0, 50.5]]), atol=1e-4)
+
+
+def test_distill_schedule_scale_edges():
+    """A one-step run is a run (1 then 0 for linear); no steps, an unknown name and a step past the run are refused."""
+    assert [distill_schedule_scale("linear", s, 1) for s in (0, 1)] == [1.0, 0.0]
+    assert distill_schedule_scale("cosine", 1, 1) == pytest.approx(0.0, abs=1e-12)
+    assert distill_schedule_scale("constant", 1, 1) == 1.0
+    with pytest.raises(ValueError, match=r"total >= 1, got step 0 of 0"):
+        distill_schedule_scale("linear", 0, 0)
+    with pytest.raises(ValueError, match=r"must be one of \('constant', 'linear', 'cosine'\), got 'step'"):
+        distill_schedule_scale("step", 0, 10)
