@@ -61,9 +61,9 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check c2s jobs tests tools
 
-# Mutation testing of the core modules against the unit tests (mutmut, 3708 mutants; not part of `make test`).
-# Measured from scratch 2026-12-05 beside a training sweep (load 3-5): 2,820 s wall, 1,965 CPU-s for all 3,708
-# mutants, killed_frac 0.9215 (lowest: c2s/train/checkpoint.py 0.79, c2s/method/settings.py 0.81). After a timeout,
+# Mutation testing of the core modules against the unit tests (mutmut, 3765 mutants; not part of `make test`).
+# Measured from scratch 2026-12-06 on a quiet machine: 967 s wall, 1,834 CPU-s for all 3,765 mutants,
+# killed_frac 0.9216 (lowest: c2s/train/checkpoint.py 0.79, c2s/method/settings.py 0.81). After a timeout,
 # `python tools/mutate.py --resume` goes on where it stopped.
 # Last line: {"mutants": N, "killed": K, "killed_frac": ..., "survivors_by_module": {...}}
 mutate: setup
