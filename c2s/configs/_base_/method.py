@@ -18,7 +18,7 @@ loss = dict(
     w_global=1.0,  # weight of L_g in L = w_g L_g + w_l L_l + w_p L_p (Eq. 6: all 1)
     w_local=1.0,  # weight of L_l
     # w_global and w_local over the run: constant (the paper), or decayed to 0 by the last step, linear | cosine.
-    # (decayed: the late deficit measured on the toy world goes; docs/table3-toy.md#a-decaying-distillation-weight)
+    # Kept at the paper; decayed, the toy world's late deficit goes (docs/decisions.md#distillation-schedule)
     distill_schedule="constant",
     w_pixel=1.0,  # weight of L_p
     use_nel=True,  # L_p = NEL + CE (Eq. 5); False leaves CE only
