@@ -64,10 +64,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 leftover.unlink()
 
 
+def _host() -> str:
+    """This machine's name as it goes into a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+
+
 def _owner_tag() -> str:
     """``<host>-<pid>`` of this process, as atomic_path writes it into its temporary names."""
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -86,8 +90,7 @@ def stale_temps(path: str | os.PathLike) -> list[Path]:
     no longer runs. Another host's, a running process's and names of another form are never listed (a reused
     pid reads as running: kept, never wrongly removed)."""
     final = Path(path)
-    host = _owner_tag().rsplit("-", 1)[0]
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.{re.escape(host)}-(\d+)\.[^.]+\.tmp(\.old)?")
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.{re.escape(_host())}-(\d+)\.[^.]+\.tmp(\.old)?")
     if not final.parent.is_dir():
         return []
     found = []

@@ -731,17 +731,24 @@ questions in pandas and DuckDB.
 """
 
 
+def cross_sweep_stats(collected: dict[str, Collected]) -> dict[str, dict[str, dict[str, paper.Stat]]]:
+    """What a claim may name outside its own sweep: each paper table's first sweep by the table's key
+    (``<table>:<row>``), and every collected sweep by ``@<folder>`` (``@<folder>:<variant>``)."""
+    others = {}
+    for section in SECTIONS:
+        if section.table is not None and section.planned and section.planned[0].name in collected:
+            others[section.table.key] = stats(collected[section.planned[0].name], section.table.match)
+    others.update({f"@{name}": stats(c, "variant") for name, c in collected.items()})
+    return others
+
+
 def render(results_dir: Path) -> str:
     """The book's Markdown; writes each collected sweep's summary.csv and plots on the way."""
     collected = load_collected(results_dir)
     for c in collected.values():
         for stale in [c.folder / SUMMARY, *c.folder.glob(f"{PLOT_PREFIX}*.png")]:
             stale.unlink(missing_ok=True)
-    others = {}
-    for section in SECTIONS:
-        if section.table is not None and section.planned and section.planned[0].name in collected:
-            others[section.table.key] = stats(collected[section.planned[0].name], section.table.match)
-    others.update({f"@{name}": stats(c, "variant") for name, c in collected.items()})
+    others = cross_sweep_stats(collected)
     bodies, index = [], []
     for section in SECTIONS:
         lines, entry = section_block(section, collected, others)

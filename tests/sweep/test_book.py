@@ -264,9 +264,7 @@ def test_every_cause_explains_a_disagreement_of_the_committed_book_and_every_dis
     from c2s.sweep import causes
 
     collected = B.load_collected(Path("docs/results"))
-    others = {s.table.key: B.stats(collected[s.planned[0].name], s.table.match) for s in B.SECTIONS
-              if s.table is not None and s.planned and s.planned[0].name in collected}
-    others.update({f"@{name}": B.stats(c, "variant") for name, c in collected.items()})
+    others = B.cross_sweep_stats(collected)
     disagree = []
     for s in B.SECTIONS:
         have = [c for _, _, c in B.section_sweeps(s, collected) if c is not None]
