@@ -27,7 +27,7 @@ def test_enough_disk_passes_and_says_how_much_is_free(tmp_path):
     # The clone, TMPDIR and ~/.cache: one line per filesystem, so 1 to 3 lines, each with a number we can check.
     assert 1 <= len(lines) <= 3
     first = lines[0].split()
-    assert abs(int(first[2]) - free_gb(CHECK.parents[1])) <= 1 and first[3:5] == ["GB", "free"]
+    assert abs(int(first[2]) - free_gb(CHECK.parents[1])) <= 1 and first[3:5] == ["GiB", "free"]
 
 
 def test_too_little_disk_stops_naming_the_folder_and_the_floor(tmp_path):
@@ -35,4 +35,4 @@ def test_too_little_disk_stops_naming_the_folder_and_the_floor(tmp_path):
     proc = run_check(floor, tmp_path)
     assert proc.returncode == 1
     assert f"{CHECK.parents[1]} has " in proc.stderr
-    assert f"need at least {floor} GB (C2S_CI_MIN_FREE_GB)" in proc.stderr
+    assert f"need at least {floor} GiB (C2S_CI_MIN_FREE_GB)" in proc.stderr
