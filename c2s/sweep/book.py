@@ -107,9 +107,9 @@ SECTIONS: tuple[Section, ...] = (
                   "seen colours and shapes, so the baseline catches up by step 600 of a longer run (3 seeds; by step "
                   "900 it leads by 3.1-3.5 hIoU on each; with the distillation weight decayed to 0 over that run, "
                   "distillation keeps its early gain and ends level, +0.5 to +1.0) and these 300-step tables "
-                  "measure how soon distillation "
-                  "brings zero-shot reading; the latent embeddings add nothing because ZegCLIP's NEL already pushes the seen classes down on the "
-                  "unannotated objects (with `loss.nel_mode=present` they add +3.3 hIoU, 3 seeds)."),
+                  "measure how soon distillation brings zero-shot reading; the latent embeddings add nothing "
+                  "because ZegCLIP's NEL already pushes the seen classes down on the unannotated objects (with "
+                  "`loss.nel_mode=present` they add +3.3 hIoU, 3 seeds)."),
     Section("c2s's additions, one at a time", ("additions",), _planned("additions"),
             claims=tuple(paper.Claim(a, ">", LITERAL_FULL, "hIoU", "c2s turns it on by default because it improves "
                                      "the paper's literal method (docs/decisions.md); here alone, against Table 3's "

@@ -24,7 +24,7 @@ def test_enough_disk_passes_and_says_how_much_is_free(tmp_path):
     proc = run_check(0, tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[ci] disk: ")]
-    # The clone, TMPDIR and ~/.cache: one line per filesystem, so 1 to 3 lines, each with a number we can check.
+    # The clone, TMPDIR and ~/.cache: one line per filesystem, so 1 to 3; the first is the clone's.
     assert 1 <= len(lines) <= 3
     first = lines[0].split()
     assert abs(int(first[2]) - free_gb(CHECK.parents[1])) <= 1 and first[3:5] == ["GiB", "free"]
