@@ -3,8 +3,12 @@ config by string (pinned numbers), and a missing or wrong value names its dotted
 
 The pins were recorded by :func:`record` with the objective as it was before the settings existed (commit
 bfdd616's c2s/method/objective.py, ``C2SObjective(cfg, seen_text)``), fp32 on the CPU, one thread; today's
-objective reproduces them bit for bit there. The comparison allows 1e-5 relative for another CPU's kernels,
-far below what any setting moves. Re-record (only for an intended change of the numbers):
+objective reproduces them bit for bit there. The comparison allows another CPU's kernels 1e-5 relative and
+1e-6 absolute: a term near 0 (``loss_global`` at 0.0058) is a difference of log-sum-exps of logits up to
+1/tau ~ 14, where float32's spacing is 9.5e-7, so its error is absolute, not relative. Measured on 2026-12-06,
+an AVX-512 AMD EPYC gave toy_tiny/present's step-1 ``loss_global`` 6.0e-8 (1.03e-5 relative) off the pin.
+Both stay below what a setting moves: the closest two variants' pins of one term are 4.5e-5 apart
+(toy_tiny default and present, step-0 ``loss_global``), 45 times the absolute bound. Re-record (only for an intended change of the numbers):
 ``.venv/bin/python tests/method/test_objective_settings.py``.
 """
 
@@ -211,7 +215,7 @@ def test_loss_terms_and_gradients_are_pinned(name, variant):
     got = record(build_objective, name, VARIANTS[variant])
     for step, (row, pinned) in enumerate(zip(got, PINS[name, variant])):
         for term, value, want in zip(TERMS, row, pinned):
-            assert value == pytest.approx(want, rel=1e-5, abs=1e-8), (name, variant, step, term)
+            assert value == pytest.approx(want, rel=1e-5, abs=1e-6), (name, variant, step, term)
 
 
 # ----------------------------------------------------------------------------------- each key's error
