@@ -8,8 +8,8 @@ objective reproduces them bit for bit there. The comparison allows another CPU's
 1/tau ~ 14, where float32's spacing is 9.5e-7, so its error is absolute, not relative. Measured on 2026-12-06,
 an AVX-512 AMD EPYC gave toy_tiny/present's step-1 ``loss_global`` 6.0e-8 (1.03e-5 relative) off the pin.
 Both stay below what a setting moves: the closest two variants' pins of one term are 4.5e-5 apart
-(toy_tiny default and present, step-0 ``loss_global``), 45 times the absolute bound. Re-record (only for an intended change of the numbers):
-``.venv/bin/python tests/method/test_objective_settings.py``.
+(toy_tiny default and present, step-0 ``loss_global``), 45 times the absolute bound.
+Re-record (only for an intended change of the numbers): ``.venv/bin/python tests/method/test_objective_settings.py``.
 """
 
 from __future__ import annotations
