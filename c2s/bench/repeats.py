@@ -7,6 +7,8 @@ its repeats and the spread (min, max and the quartiles), and comparisons are rat
 
 from __future__ import annotations
 
+import argparse
+import copy
 import os
 import platform
 import statistics
@@ -73,10 +75,21 @@ def parse_with_quick(parser: Any, argv: list[str] | None, quick: Mapping[str, An
     given on the command line."""
     args = parser.parse_args(argv)
     if args.quick:
+        given = flags_given(parser, argv)
         for key, value in quick.items():
-            if getattr(args, key) == parser.get_default(key):
+            if key not in given:
                 setattr(args, key, value)
     return args
+
+
+def flags_given(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations of the options on the command line itself, a value equal to the default included
+    (``--quick --batch 2`` keeps batch 2 where the default is 2 and ``--quick`` sets 1): ``argv`` parsed again by
+    a copy of ``parser`` whose defaults are all ``argparse.SUPPRESS``, so only given options land in it."""
+    bare = copy.deepcopy(parser)
+    for action in bare._actions:  # argparse has no public way to suppress every default of a built parser
+        action.default = argparse.SUPPRESS
+    return set(vars(bare.parse_args(argv)))
 
 
 def spread(times: list[float]) -> dict[str, float]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from c2s.bench import objective, teacher
-from c2s.bench.repeats import flat, interleaved, spread
+from c2s.bench.repeats import flat, interleaved, parse_with_quick, spread
 
 
 def test_rounds_interleave_every_variant_and_skip_the_warmup():
@@ -30,6 +30,21 @@ def test_spread_by_hand():
     # small times keep 6 significant digits (a 3.1 ms median rounded to 5 decimals became 3.10 ms: 0.16% off)
     assert flat("x", [0.00310012345])["x_median_s"] == 0.00310012
     assert flat("x", [1234.56789])["x_median_s"] == 1234.57
+
+
+def test_quick_replaces_defaults_but_never_a_given_flag():
+    """--quick's values replace the defaults only: a flag on the command line wins, also when it equals the
+    default (--batch 2 with --quick kept batch 1 until 2026-12-06, so the compile test could not ask for 2)."""
+    parser = objective._parser()
+    quick = {"batch": 1, "size": 64}
+    assert parser.get_default("batch") == 2 and parser.get_default("size") != 64
+    args = parse_with_quick(parser, ["--quick"], quick)
+    assert (args.batch, args.size) == (1, 64)
+    for given in (["--batch", "2"], ["--batch=2"], ["--batch", "3"]):
+        args = parse_with_quick(parser, ["--quick", *given], quick)
+        assert (args.batch, args.size) == (int(given[-1][-1]), 64), given
+    args = parse_with_quick(parser, ["--batch", "3"], quick)  # without --quick: the defaults stay
+    assert (args.batch, args.size) == (3, parser.get_default("size"))
 
 
 def _json_last(capsys) -> dict:

@@ -22,12 +22,14 @@ pytestmark = [
     pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
                        reason="torch.compile on the CPU needs a C++ compiler (g++, c++ or clang++) on PATH"),
 ]
-NS, K, D = 7, 3, 32
+# The shapes and settings of `c2s bench objective --quick --batch 2` (toy_tiny's objective, 15 seen, k_max 2, a
+# 64x64 batch, the student's 16x16 channels_last features): the bench test below then finds these compiled graphs
+# in torch's cache instead of compiling its own.
+NS, K, D, SIZE, BATCH = 15, 2, 64, 64, 2
 
 
 def objective(compiled: bool) -> C2SObjective:
-    cfg = load_config("toy_c2s", {"loss.compile": compiled, "mining.k_max": K, "bank.size": 4,
-                                  "latent.num_heads": 4, "latent.ffn_ratio": 2})
+    cfg = load_config("toy_tiny", {"loss.compile": compiled, "mining.k_max": K})
     torch.manual_seed(0)  # the same latent generator weights in both
     text = F.normalize(torch.randn(NS, D, generator=torch.Generator().manual_seed(1)), dim=-1)
     return build_objective(cfg, text, check_ids=False).train()
@@ -39,8 +41,9 @@ def test_compiled_objective_matches_eager_over_two_steps():
     eager, compiled = objective(False), objective(True)
     assert compiled.loss.compile and not eager.loss.compile
     for step in range(2):
-        batch = make_synthetic_batch(2, 32, D, NS, K, seen_regions=3, grid=4, seed=step)
-        feats = torch.randn(2, D, 16, 16, generator=torch.Generator().manual_seed(10 + step))
+        batch = make_synthetic_batch(BATCH, SIZE, D, NS, K, seed=step)
+        feats = torch.randn(BATCH, D, SIZE // 4, SIZE // 4, generator=torch.Generator().manual_seed(10 + step))
+        feats = feats.contiguous(memory_format=torch.channels_last)  # the layout segformer_tiny's features come in
         outs, grads = [], []
         for obj in (eager, compiled):
             leaf = feats.clone().requires_grad_(True)
@@ -89,7 +92,7 @@ def test_bench_objective_compile_quick(capsys):
 
     from c2s.bench import objective as bench
 
-    assert bench.main(["--quick", "--compile"]) == 0
+    assert bench.main(["--quick", "--compile", "--batch", str(BATCH)]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["compile"] is True and out["objective_peak_mib"] is None and "not measured" in out["memory_method"]
     assert out["objective_host_syncs"] == 0 and out["objective_ops"] > 300
