@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,44 @@ def _batches(shard, batch_size: int, *, needed: int, repeat: bool, prefetch_batc
             )
 
 
+class FirstBatchAhead:
+    """``iterator``, its first item fetched in a thread from construction on.
+
+    A worker's first batch waits on the whole data pipeline starting: Ray Data's split coordinator, the read
+    tasks, the teacher actors (open_clip's import and the model, ~4 s each here). Asked for before the worker
+    builds its student, that start runs beside the build instead of after it. The first item (or the error
+    fetching it raised) is handed over on the first ``next``; later items come straight from ``iterator``.
+    """
+
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self._iterator = iterator
+        self._first: Any = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = threading.Thread(target=self._fetch, name="c2s-first-batch",
+                                                                 daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> None:
+        try:
+            self._first = next(self._iterator)
+        except BaseException as err:  # noqa: BLE001 - re-raised as is in the caller's thread by __next__
+            self._error = err
+
+    def __iter__(self) -> FirstBatchAhead:
+        return self
+
+    def __next__(self) -> Any:
+        if self._thread is None:
+            return next(self._iterator)
+        self._thread.join()
+        self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        first, self._first = self._first, None
+        return first
+
+
 def quiet_report_log() -> None:
     """Drop Ray Train's per-report INFO line from this worker's console (the driver prints one line per
     log interval from metrics.jsonl instead).
@@ -166,7 +205,7 @@ class Interval:
 
 
 class TrainRecipe:
-    """One worker's run, as torchtune's recipes: :meth:`setup` (worker, model, resume, outputs, data),
+    """One worker's run, as torchtune's recipes: :meth:`setup` (worker, checkpoint, stream, model, outputs),
     :meth:`train` (step, log, evaluate, checkpoint), :meth:`cleanup`. Rank 0 writes the run's files."""
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -180,6 +219,8 @@ class TrainRecipe:
     # ------------------------------------------------------------------------------------------- setup
     def setup(self) -> None:
         self._setup_worker()
+        self._read_checkpoint()
+        self._start_stream()  # the data pipeline starts while the model builds (FirstBatchAhead)
         self._setup_model()
         self._restore()
         self._setup_outputs()
@@ -219,21 +260,41 @@ class TrainRecipe:
             groups.append({"params": extra, "lr": lr * mult, "weight_decay": wd})
         self.optimizer, self.scheduler = build_optimizer(groups, optim, self.total)
 
-    def _restore(self) -> None:
-        """Ray Train's checkpoint of this run, if it restarts one: weights, optimizer, schedule, RNG, step."""
+    def _read_checkpoint(self) -> None:
+        """Ray Train's checkpoint of this run, if it restarts one, read before anything is built: its step
+        says where the batch stream starts."""
         import ray.train
 
+        self.restored = None
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
-            state = load_state(directory, map_location="cpu")
+            self.restored = load_state(directory, map_location="cpu")
+        self.step = int(self.restored["step"])
+
+    def _start_stream(self) -> None:
+        """This worker's batch stream from the restored step on, its first batch already on its way."""
+        import ray.train
+
+        train_cfg = self.train_cfg
+        self.per_worker = per_worker_batch(int(train_cfg.batch_size), self.world)
+        self.stream = FirstBatchAhead(_batches(ray.train.get_dataset_shard("train"), self.per_worker,
+                                               needed=self.total - self.step, repeat=repeats_epochs(self.cfg),
+                                               prefetch_batches=int(train_cfg.prefetch_batches),
+                                               first_row=self.step * self.per_worker * self.world))
+
+    def _restore(self) -> None:
+        """The checkpoint read by :meth:`_read_checkpoint` into the built model: weights, optimizer, schedule,
+        RNG."""
+        state, self.restored = self.restored, None
+        if state is None:
+            return
         self.student.load_state_dict(state["student"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
-        self.step = int(state["step"])
         self.module.to(self.device)
         print(f"[c2s] resumed from checkpoint at step {self.step}/{self.total}", flush=True)
 
@@ -254,18 +315,12 @@ class TrainRecipe:
                                 *tracking_sinks(self.cfg, self.config["cfg"], self.run_dir, self.step)])
 
     def _setup_data(self) -> None:
-        """The DDP model, this worker's batch stream from the restored step on, and the intervals."""
-        import ray.train
+        """The DDP model and the intervals (the stream started in :meth:`_start_stream`)."""
         import ray.train.torch
 
         train_cfg = self.train_cfg
         self.model = ray.train.torch.prepare_model(self.module,
                                                    parallel_strategy_kwargs={"find_unused_parameters": True})
-        self.per_worker = per_worker_batch(int(train_cfg.batch_size), self.world)
-        self.stream = _batches(ray.train.get_dataset_shard("train"), self.per_worker,
-                               needed=self.total - self.step, repeat=repeats_epochs(self.cfg),
-                               prefetch_batches=int(train_cfg.prefetch_batches),
-                               first_row=self.step * self.per_worker * self.world)
         self.crash_at = int(train_cfg.get("crash_at_step", 0))
         self.log_every, self.ckpt_every = int(train_cfg.log_interval), int(train_cfg.checkpoint_interval)
         self.eval_every = int(train_cfg.eval_interval)

@@ -4,6 +4,7 @@ epoch e equal to the token cache's epoch e, resume at the right row, and the loo
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 from c2s.config import load_config
 from c2s.data.catalog import get_dataset_info, list_split
 from c2s.data.readers import _Loader, stream_position
-from c2s.train.loop import _batches
+from c2s.train.loop import FirstBatchAhead, _batches
 from c2s.train.pipeline import (
     RAY_CHECKPOINT_SNAPSHOT,
     repeats_epochs,
@@ -145,6 +146,40 @@ def test_batches_repeats_the_token_cache_and_checks_the_start_row():
         next(_batches(_Shard([[4, 9]]), 1, needed=2, repeat=False, first_row=8))
     with pytest.raises(RuntimeError, match="yielded no batch of 2"):
         next(_batches(_Shard([[]]), 2, needed=2, repeat=False))
+
+
+def test_first_batch_is_fetched_from_construction_in_another_thread_and_the_rest_in_order():
+    """FirstBatchAhead (the worker builds its model while the pipeline starts): the first item is fetched in a
+    thread as soon as it exists, before any ``next``; every item then comes once, in order, in the caller's thread."""
+    started, release, threads = threading.Event(), threading.Event(), []
+
+    def source():
+        for row in range(4):
+            threads.append(threading.current_thread())
+            if row == 0:
+                started.set()
+                release.wait(10)
+            yield row
+
+    stream = FirstBatchAhead(source())
+    assert started.wait(10)  # fetching began at construction, no next() yet
+    release.set()
+    assert list(stream) == [0, 1, 2, 3]
+    assert threads[0] is not threading.current_thread()
+    assert threads[1:] == [threading.current_thread()] * 3
+
+
+def test_first_batch_error_is_raised_in_the_caller_by_the_first_next():
+    """An error fetching the first batch (a bad file, a stream that ended) reaches the training loop unchanged,
+    where it would have without the thread: at the first ``next``, and only once."""
+    stream = FirstBatchAhead(_batches(_Shard([[]]), 2, needed=2, repeat=False))
+    with pytest.raises(RuntimeError, match="yielded no batch of 2"):
+        next(stream)
+    with pytest.raises(StopIteration):  # the generator is finished: no second copy of the error
+        next(stream)
+    resumed = FirstBatchAhead(_batches(_Shard([[4, 9]]), 1, needed=2, repeat=False, first_row=8))
+    with pytest.raises(RuntimeError, match="serves row 4 but rows before 8 were already trained on"):
+        next(resumed)
 
 
 def test_positions_source_covers_every_row_once_in_order():
