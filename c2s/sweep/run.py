@@ -45,7 +45,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from c2s.config import load_config
-from c2s.paths import atomic_path
+from c2s.paths import atomic_path, cache_root
 from c2s.sweep.spec import (
     DRIVER_CPUS_DEFAULT,
     METRICS,
@@ -95,9 +95,12 @@ class EvalReportCallback(TuneReportCallback):
 
 
 def trial_driver(config: dict[str, Any], *, base: str, overrides: Mapping[str, Mapping[str, Any]],
-                 sweep_dir: str) -> None:
+                 sweep_dir: str, cache_roots: Mapping[str, str]) -> None:
     """Tune's function for one trial: the training job with the trial's overrides, evaluated at the end.
 
+    ``cache_roots``: each trial's cache root as the sweep's driver resolved it, where it built the token
+    caches and the toy world. A trial runs in a Ray worker, whose ``$C2S_CACHE`` is the one Ray started with,
+    not necessarily the driver's: resolved there, a trial looked in another folder and ran CLIP itself.
     A retry (Tune ``max_failures``) or a resumed sweep continues from the run's latest Train checkpoint.
     """
     from ray.data import DataContext
@@ -107,7 +110,7 @@ def trial_driver(config: dict[str, Any], *, base: str, overrides: Mapping[str, M
     DataContext.get_current().enable_progress_bars = False
     trial_id = str(config["trial_id"])
     # tracking.mlflow_uri: the sweep's Tune callback logs this trial; its Train run opens no second MLflow run
-    cfg = load_config(base, {**dict(overrides[trial_id]), **TRACKING_OFF})
+    cfg = load_config(base, {**dict(overrides[trial_id]), **TRACKING_OFF, "cache_root": cache_roots[trial_id]})
     run_dir = Path(sweep_dir) / RUNS_DIR / trial_id
     resume = any(run_dir.glob("checkpoint_*/state.pt"))
     run_training(cfg, run_dir, resume=resume, callbacks=[EvalReportCallback()])
@@ -335,7 +338,9 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, *, resume: bool = F
     if todo:
         driver = tune.with_parameters(trial_driver, base=spec.base,
                                       overrides={t.trial_id: dict(t.overrides) for t in todo},
-                                      sweep_dir=str(sweep_dir))
+                                      sweep_dir=str(sweep_dir),
+                                      cache_roots={t.trial_id: str(cache_root(load_config(spec.base, t.overrides)))
+                                                   for t in todo})
         driver = tune.with_resources(driver, {"CPU": float(spec.resources.get("driver_cpus",
                                                                                  DRIVER_CPUS_DEFAULT))})
         # Tune's own console output (experiment box, per-trial tracebacks) is replaced by one line per trial

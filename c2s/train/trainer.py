@@ -269,7 +269,7 @@ def run_training(cfg, run_dir: Path, *, resume: bool = False, callbacks: list[An
     skipped_before = bad_sample_counts().get("train", 0) if cfg.data.on_bad_sample == "skip" else None
     trainer = build_trainer(cfg, run_dir, job, skipped_before, callbacks)
     result = fit_with_progress(trainer, run_dir, int(cfg.train.iters), job.inputs.data_root, info)
-    return write_summary(cfg, run_dir, result, started, skipped_before)
+    return write_summary(cfg, run_dir, result, started, skipped_before, job.token_cache)
 
 
 @dataclass
@@ -282,6 +282,7 @@ class PreparedJob:
     all_text: Any  # (N, D) torch.Tensor, the evaluator's
     with_teacher: bool  # distillation or latent classes on: the teacher's tokens are needed
     cached: bool  # they come from the token cache (teacher.cache), not a live pool
+    token_cache: str | None = None  # the cache folder the run reads (teacher.cache), for summary.json
 
 
 def open_run_dir(run_dir: str | Path, resume: bool) -> Path:
@@ -347,7 +348,8 @@ def prepare_job(cfg, run_dir: Path) -> PreparedJob:
     if job.cached:
         from c2s.teacher.cache import ensure_token_cache
 
-        ensure_token_cache(cfg, inputs.data_root, inputs.cache_root)
+        folder, _ = ensure_token_cache(cfg, inputs.data_root, inputs.cache_root)
+        job.token_cache = str(folder)
     return job
 
 
@@ -435,9 +437,10 @@ def fit_with_progress(trainer: Any, run_dir: Path, total: int, data_root: Path, 
         tail.join()
 
 
-def write_summary(cfg, run_dir: Path, result: Any, started: float, skipped_before: int | None) -> dict[str, Any]:
-    """``run_dir/summary.json``: the final metrics, the checkpoint, the teacher's work against training's and
-    (data.on_bad_sample=skip) the bad samples skipped."""
+def write_summary(cfg, run_dir: Path, result: Any, started: float, skipped_before: int | None,
+                  token_cache: str | None = None) -> dict[str, Any]:
+    """``run_dir/summary.json``: the final metrics, the checkpoint, the teacher's work against training's,
+    the token cache read (teacher.cache; else null) and (data.on_bad_sample=skip) the bad samples skipped."""
     from c2s.data.readers import bad_sample_counts, bad_sample_examples
     from c2s.teacher.calls import read_actor_devices, read_call_counts
 
@@ -445,7 +448,7 @@ def write_summary(cfg, run_dir: Path, result: Any, started: float, skipped_befor
     final = json.loads(final_file.read_text()) if final_file.exists() else {}
     summary = {"run_dir": str(run_dir), "wall_s": time.perf_counter() - started,
                "checkpoint": result.checkpoint.path if result.checkpoint else None,
-               "teacher_calls": read_call_counts(run_dir / "teacher_calls"), **final}
+               "teacher_calls": read_call_counts(run_dir / "teacher_calls"), "token_cache": token_cache, **final}
     # CLIP work against training's consumption (issue 15: <= 1.1); counted over every attempt of the run.
     trained_step = int((result.metrics or {}).get("step", 0))
     summary["teacher_images"] = summary["teacher_calls"]["images"]

@@ -83,6 +83,12 @@ def test_sweep_tables_failure_and_resume(ray_local, cache_root, tmp_path, capsys
     assert '"built": true, "teacher_calls": {"batches": 6, "images": 24}' in log
     assert '"teacher_images": {"cache_builds": 24, "trials": 0, "total": 24}' in log
     assert not (out / "runs" / "t000_s0" / "teacher_calls").exists()
+    # ... and the trial read that cache: the one under the sweep's cache root, which the trial's Ray worker
+    # (started with the session's $C2S_CACHE, not this test's) is told. Left to resolve its own, the trial
+    # looked in the session's root and ran CLIP itself (7.2 s of this test, 2026-12-06).
+    built_dir = json.loads(log.strip().splitlines()[-1])["token_caches"][0]["cache_dir"]
+    assert Path(built_dir).parent == cache_root / "tokens"
+    assert json.loads((out / "runs" / "t000_s0" / "summary.json").read_text())["token_cache"] == built_dir
 
     tables = load_tables(out)
     trials = tables["trials"].set_index("trial_id")
