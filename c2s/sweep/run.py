@@ -101,6 +101,7 @@ def trial_driver(config: dict[str, Any], *, base: str, overrides: Mapping[str, M
     ``cache_roots``: each trial's cache root as the sweep's driver resolved it, where it built the token
     caches and the toy world. A trial runs in a Ray worker, whose ``$C2S_CACHE`` is the one Ray started with,
     not necessarily the driver's: resolved there, a trial looked in another folder and ran CLIP itself.
+
     A retry (Tune ``max_failures``) or a resumed sweep continues from the run's latest Train checkpoint.
     """
     from ray.data import DataContext

@@ -127,6 +127,9 @@ class FirstBatchAhead:
     tasks, the teacher actors (open_clip's import and the model, ~4 s each here). Asked for before the worker
     builds its student, that start runs beside the build instead of after it. The first item (or the error
     fetching it raised) is handed over on the first ``next``; later items come straight from ``iterator``.
+    Ray 2.60's order, checked in ray/train/v2/_internal/callbacks/datasets.py and
+    ray/train/v2/_internal/data_integration/dataset_manager.py: the split coordinator is made when rank 0 first
+    calls ``get_dataset_shard``, and the stream executes from the first ``next``.
     """
 
     def __init__(self, iterator: Iterator[Any]) -> None:
