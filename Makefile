@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.c2s-installed
 # (marker multinode) run in `make test` too; `make test-multinode` runs only them.
 # GPU paths (marker gpu) run with `make test-gpu` on a CUDA machine. --durations: the 25 slowest tests close
 # the log, so a CI run says where the suite's minutes go.
-PYTEST_ARGS ?= -q --timeout=600 --durations=25 -m "not gpu"
+PYTEST_ARGS ?= -q --timeout=600 --durations=25 -m "not gpu" --units-lane
 
 .PHONY: setup browser test test-multinode test-stress test-gpu demo lint bench clean mutate
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from joblog import CRASH
+from units_lane import UnitsLane
 
 # The session's own cache root (toy world, token caches, text embeddings), set before any Ray process starts
 # so every worker inherits it: a clean-clone `make test` once wrote a token cache and a toy world into the
@@ -21,6 +22,8 @@ SESSION_CACHE = Path(tempfile.mkdtemp(prefix="c2s-test-cache-"))
 
 def pytest_configure(config):
     os.environ["C2S_CACHE"] = str(SESSION_CACHE)
+    if config.getoption("units_lane"):
+        config.pluginmanager.register(UnitsLane(config, _in_ray_free_modules), "c2s-units-lane")
 
 
 def pytest_unconfigure(config):
@@ -93,6 +96,19 @@ def _starts_no_ray(item: pytest.Item) -> bool:
             and "ray_local" not in getattr(item, "fixturenames", ()))
 
 
+def _ray_free_modules(items: list[pytest.Item]) -> set:
+    """The paths of the modules whose tests all start no Ray."""
+    modules: dict[object, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+    return {path for path, tests in modules.items() if all(_starts_no_ray(t) for t in tests)}
+
+
+def _in_ray_free_modules(items: list[pytest.Item]) -> list[pytest.Item]:
+    ray_free = _ray_free_modules(items)
+    return [item for item in items if item.path in ray_free]
+
+
 def pytest_collection_modifyitems(config, items):
     """Order: the modules whose tests all start no Ray, then the simulated-cluster scenarios (marker
     multinode), then every other module, each in file order (a stable sort; no module is split, so no
@@ -101,17 +117,23 @@ def pytest_collection_modifyitems(config, items):
     The scenarios run in a subprocess started when collection ends (pytest_collection_finish), beside the
     first group: their cluster waits on process starts and node-death timeouts for minutes while the unit
     tests use the CPU. They still finish before the session's own Ray starts: in a clean-clone `make test`
-    they took 329 s after the other integration tests had run, against 241 s run alone."""
-    modules: dict[object, list[pytest.Item]] = {}
-    for item in items:
-        modules.setdefault(item.path, []).append(item)
+    they took 329 s after the other integration tests had run, against 241 s run alone. With
+    ``--units-lane`` (``make test``) the first group runs in a niced process of its own instead
+    (tests/units_lane.py)."""
+    ray_free = _ray_free_modules(items)
 
     def group(item: pytest.Item) -> int:
         if item.get_closest_marker("multinode") is not None:
             return 1
-        return 0 if all(_starts_no_ray(other) for other in modules[item.path]) else 2
+        return 0 if item.path in ray_free else 2
 
     items.sort(key=group)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--units-lane", action="store_true",
+                     help="c2s: run the modules that start no Ray in a second pytest process at nice 19, beside "
+                          "the Ray tests (tests/units_lane.py; make test passes it)")
 
 
 def pytest_collection_finish(session):

@@ -1,0 +1,74 @@
+"""tests/units_lane.py on a hand-built session: two Ray-free modules go to the niced lane, a ``ray``-marked one
+stays; the lane's result joins the session's exit status and summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+CONFTEST = f'''
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+from units_lane import UnitsLane
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "ray: stays in the session")
+    config.pluginmanager.register(
+        UnitsLane(config, lambda items: [i for i in items if i.get_closest_marker("ray") is None]), "lane")
+'''
+
+RECORD = '''
+import json, os
+from pathlib import Path
+
+def record(name):
+    Path(__file__).with_name(name + ".json").write_text(json.dumps({"pid": os.getpid(), "nice": os.nice(0)}))
+'''
+
+
+def _session(root: Path, files: dict[str, str]) -> subprocess.CompletedProcess:
+    (root / "conftest.py").write_text(CONFTEST)
+    (root / "record.py").write_text(RECORD)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}",
+                           "-o", "pythonpath=.", str(root)], cwd=root, capture_output=True, text=True, timeout=240)
+
+
+UNIT = "from record import record\n\ndef test_unit():\n    record('unit')\n"
+UNIT_TWO = "def test_one():\n    pass\n\ndef test_two():\n    pass\n"
+RAY = ("import pytest\nfrom record import record\n\n@pytest.mark.ray\ndef test_ray():\n    record('ray')\n")
+
+
+def test_ray_free_modules_run_niced_in_another_process_and_are_counted(tmp_path):
+    done = _session(tmp_path, {"test_a_unit.py": UNIT, "test_b_unit.py": UNIT_TWO, "test_c_ray.py": RAY})
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    unit, ray = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("unit", "ray"))
+    assert unit["pid"] != ray["pid"]
+    base = os.nice(0)  # 19 already when this test itself runs in make test's lane
+    assert (unit["nice"], ray["nice"]) == (min(base + 19, 19), base)
+    assert "1 passed" in out  # the session ran only the ray-marked test
+    assert "[units lane] 3 tests in 2 modules beside the session, nice 19: 3 passed" in out
+
+
+def test_a_failing_lane_fails_the_session_and_prints_its_failure(tmp_path):
+    bad = "def test_bad():\n    assert 1 + 1 == 3\n"
+    done = _session(tmp_path, {"test_a_unit.py": UNIT, "test_b_bad.py": bad, "test_c_ray.py": RAY})
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "units lane FAILED (exit 1)" in out
+    assert "FAILED test_b_bad.py::test_bad - assert (1 + 1) == 3" in out
+    assert (tmp_path / "ray.json").is_file()  # the session's own tests ran all the same
+
+
+def test_a_module_split_between_lane_and_session_is_refused(tmp_path):
+    mixed = UNIT + "\n\n" + RAY.replace("test_ray", "test_ray_too").replace("from record import record\n", "")
+    done = _session(tmp_path, {"test_a_mixed.py": "import pytest\n" + mixed})
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "module " in done.stderr and "test_a_mixed.py has tests both in the lane and in the session" in done.stderr

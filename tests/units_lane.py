@@ -1,0 +1,118 @@
+"""The units lane: the session's Ray-free modules in a second pytest process at the lowest CPU priority.
+
+``make test`` passes ``--units-lane``. A session's Ray tests leave CPU idle (actors start one after another,
+each mostly imports on one core; a node-death time-out waits), while its unit tests keep both cores busy.
+Run in one process, the unit tests shared the first minutes with the multinode scenarios' cluster and every
+Ray test waited for them. In the lane they run beside the whole session under ``nice -n 19``: the Linux
+scheduler gives them what the Ray tests leave, so the Ray tests keep nearly the whole machine.
+
+Measured 2026-12-06 on the 2-core machine, back to back, the same tests: one process 663.1 s of pytest; the
+lane beside the rest 609.1 s (the multinode scenarios 208.4 -> 162.0 s; the lane's 853 unit tests 253.5 s,
+done while the Ray tests ran).
+
+The lane runs whole modules (a module whose tests all start no Ray, as tests/conftest.py groups them) with
+the session's ``-m``, ``-k`` and ``--timeout``, and logs to its own file. Its result joins the session's:
+pytest's summary ends with the lane's last line, a failing lane prints its failures and makes the session
+exit 1. A session stopped early (``-x``, Ctrl-C) stops the lane too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+# How long the session waits for the lane after its own last test: the lane started with the session and its
+# modules take ~90 s alone, so this is only reached by a hung lane (whose tests pytest-timeout bounds anyway).
+FINISH_TIMEOUT_S = 1800
+
+
+class UnitsLane:
+    """Pytest plugin: moves the items ``select(items)`` returns (whole modules) to a niced subprocess."""
+
+    def __init__(self, config: pytest.Config, select: Callable[[list[pytest.Item]], list[pytest.Item]]) -> None:
+        self.config, self.select = config, select
+        self.files: list[str] = []
+        self.count = 0
+        self.proc: subprocess.Popen | None = None
+        self.dir: Path | None = None
+        self.started = 0.0
+        self.rc: int | None = None
+
+    @pytest.hookimpl(trylast=True)  # after tests/conftest.py's ordering
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if config.option.collectonly:  # list every test where it is
+            return
+        chosen = {id(item) for item in self.select(items)}
+        lane = [item for item in items if id(item) in chosen]
+        rest = [item for item in items if id(item) not in chosen]
+        if not lane or not rest:  # nothing to run beside: one process, as without the lane
+            return
+        files = list(dict.fromkeys(str(item.path) for item in lane))
+        split = sorted(set(files) & {str(item.path) for item in rest})
+        if split:  # the lane runs whole files: a split module would run its other tests twice
+            raise pytest.UsageError(f"--units-lane: module {split[0]} has tests both in the lane and in the session")
+        self.files, self.count = files, len(lane)
+        items[:] = rest
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.files or session.config.option.collectonly:
+            return
+        self.dir = Path(tempfile.mkdtemp(prefix="c2s-units-lane-"))
+        opt = self.config.option
+        args = ["nice", "-n", "19", sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
+                f"--rootdir={self.config.rootpath}", f"--basetemp={self.dir / 'tmp'}", "--durations=10"]
+        if opt.markexpr:
+            args += ["-m", opt.markexpr]
+        if opt.keyword:
+            args += ["-k", opt.keyword]
+        if getattr(opt, "timeout", None) is not None:
+            args.append(f"--timeout={opt.timeout}")
+        self.started = time.monotonic()
+        with open(self.dir / "lane.log", "wb") as log:
+            self.proc = subprocess.Popen([*args, *self.files], stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=self.config.rootpath)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.rc = self.proc.wait(timeout=max(1.0, FINISH_TIMEOUT_S - (time.monotonic() - self.started)))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.rc = self.proc.wait()
+            self._log_line(f"[units lane] killed after {FINISH_TIMEOUT_S} s")
+        if self.rc not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.rc is None or self.dir is None:
+            return
+        log = (self.dir / "lane.log").read_text(errors="replace").splitlines()
+        lines = [line for line in log if line.strip()]
+        last = lines[-1] if lines else "(no output)"
+        if self.rc == pytest.ExitCode.OK:
+            terminalreporter.write_line(f"[units lane] {self.count} tests in {len(self.files)} modules beside the "
+                                        f"session, nice 19: {last.strip('= ')}")
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        terminalreporter.write_sep("=", f"units lane FAILED (exit {self.rc}): its log {self.dir / 'lane.log'}", red=True)
+        start = next((i for i, line in enumerate(log) if "short test summary info" in line or "FAILURES" in line), 0)
+        for line in log[start:]:
+            terminalreporter.write_line(line)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.proc is not None and self.proc.poll() is None:  # the session stopped early: stop the lane
+            self.proc.kill()
+            self.proc.wait()
+
+    def _log_line(self, text: str) -> None:
+        if self.dir is not None:
+            with open(self.dir / "lane.log", "a") as log:
+                log.write(text + "\n")
