@@ -7,6 +7,8 @@ STAMP   := $(VENV)/.c2s-installed
 # (marker multinode) run in `make test` too; `make test-multinode` runs only them.
 # GPU paths (marker gpu) run with `make test-gpu` on a CUDA machine. --durations: the 25 slowest tests close
 # the log, so a CI run says where the suite's minutes go.
+# --units-lane: the modules that start no Ray run in a second pytest process at nice 19, beside the Ray tests
+# (tests/units_lane.py; docs/testing.md#the-order-of-a-session). The 25 slowest are then the session's.
 PYTEST_ARGS ?= -q --timeout=600 --durations=25 -m "not gpu" --units-lane
 
 .PHONY: setup browser test test-multinode test-stress test-gpu demo lint bench clean mutate

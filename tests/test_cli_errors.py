@@ -30,7 +30,7 @@ def test_debug_shows_the_traceback():
 
 def test_job_entrypoint_exits_2_with_one_line():
     proc = subprocess.run([sys.executable, "jobs/train.py", "toy_tiny", "loss.tua=0.1"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [f"jobs/train.py: error: {MESSAGE} (--debug shows the traceback)"]
 

@@ -173,7 +173,7 @@ toy = load_config("toy_tiny", [f"cache_root={{root}}/cache", "model.pretrained=n
 resolve_inputs(toy)
 print(sorted(m for m in sys.modules if m.startswith("c2s.world")))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     real, toy = out.stdout.splitlines()
     assert real == "[]"
     assert "c2s.world.providers" in toy and "c2s.world.generate" in toy
@@ -183,7 +183,7 @@ def test_importing_the_token_cache_loads_no_trainer_loop_or_pipeline():
     code = ("import sys, c2s.teacher.cache, c2s.data.labels, c2s.raystart\n"
             "print(sorted(m for m in sys.modules if m.startswith(('c2s.train.trainer', 'c2s.train.loop', "
             "'c2s.train.pipeline', 'c2s.sweep'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -207,5 +207,5 @@ def test_the_training_worker_imports_no_clip():
             "print(sorted(m for m in ('open_clip', 'c2s.teacher.tokens', 'c2s.teacher.clip') if m in sys.modules))\n"
             "import c2s.train.pipeline, c2s.teacher.tokens\n"
             "print(sorted(m for m in ('open_clip', 'c2s.teacher.clip') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.split() == ["[]", "[]"]

@@ -10,6 +10,9 @@ Measured 2026-12-06 on the 2-core machine, back to back, the same tests: one pro
 lane beside the rest 609.1 s (the multinode scenarios 208.4 -> 162.0 s; the lane's 853 unit tests 253.5 s,
 done while the Ray tests ran).
 
+A test in the lane may wait for CPU while the Ray tests hold both cores, so nothing in it times its own work:
+its subprocesses' time-outs (300 s) bound a hang, and speed targets stay in benchmarks.
+
 The lane runs whole modules (a module whose tests all start no Ray, as tests/conftest.py groups them) with
 the session's ``-m``, ``-k`` and ``--timeout``, and logs to its own file. Its result joins the session's:
 pytest's summary ends with the lane's last line, a failing lane prints its failures and makes the session

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import socket
 
 import pytest
 import torch
@@ -215,11 +215,15 @@ def test_missing_checkpoint_errors(tmp_path):
 
 
 @pytest.mark.parametrize("tag", ["openai", "laion2b_s34b_b88k"])
-def test_hub_tag_fails_at_once(tag):
-    start = time.perf_counter()
+def test_hub_tag_fails_at_once(tag, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"load_teacher tried the network: {args}")
+
+    # No network attempt (this machine has none: an attempt would hang until its time-out), checked directly
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     with pytest.raises(ValueError, match=r"pretrained tag.*download the weights elsewhere.*teacher\.checkpoint=/path"):
         load_teacher({**CFG, "arch": "ViT-B-16", "checkpoint": tag, "allow_random": False})
-    assert time.perf_counter() - start < 2.0  # no network attempt, no hanging
 
 
 def test_bad_config_values():

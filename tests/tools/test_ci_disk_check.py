@@ -13,7 +13,7 @@ CHECK = Path(__file__).resolve().parents[2] / ".ci" / "disk_check"
 
 def run_check(floor_gb: int, tmpdir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "C2S_CI_MIN_FREE_GB": str(floor_gb), "TMPDIR": str(tmpdir)}
-    return subprocess.run(["bash", str(CHECK)], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(["bash", str(CHECK)], capture_output=True, text=True, timeout=300, env=env)
 
 
 def free_gb(path: Path) -> int:
