@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ SESSION_CACHE = Path(tempfile.mkdtemp(prefix="c2s-test-cache-"))
 def pytest_configure(config):
     os.environ["C2S_CACHE"] = str(SESSION_CACHE)
     if config.getoption("units_lane"):
-        config.pluginmanager.register(UnitsLane(config, _in_ray_free_modules), "c2s-units-lane")
+        config.pluginmanager.register(UnitsLane(config, _lane_items), "c2s-units-lane")
 
 
 def pytest_unconfigure(config):
@@ -88,25 +89,32 @@ def mmseg_build():
     return build
 
 
-NO_RAY_MARKERS = ("integration", "slow", "multinode", "gpu")
+RAY_MARKERS = ("integration", "multinode", "gpu")  # gpu: tests/test_gpu.py trains on Ray
+
+
+def _uses_ray(item: pytest.Item) -> bool:
+    return (any(item.get_closest_marker(m) for m in RAY_MARKERS)
+            or "ray_local" in getattr(item, "fixturenames", ()))
 
 
 def _starts_no_ray(item: pytest.Item) -> bool:
-    return (not any(item.get_closest_marker(m) for m in NO_RAY_MARKERS)
-            and "ray_local" not in getattr(item, "fixturenames", ()))
+    """The first group's tests: no Ray, and none marked slow."""
+    return not _uses_ray(item) and item.get_closest_marker("slow") is None
 
 
-def _ray_free_modules(items: list[pytest.Item]) -> set:
-    """The paths of the modules whose tests all start no Ray."""
+def _modules_where(items: list[pytest.Item], every: Callable[[pytest.Item], bool]) -> set:
+    """The paths of the modules all of whose tests satisfy ``every``."""
     modules: dict[object, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.path, []).append(item)
-    return {path for path, tests in modules.items() if all(_starts_no_ray(t) for t in tests)}
+    return {path for path, tests in modules.items() if all(every(t) for t in tests)}
 
 
-def _in_ray_free_modules(items: list[pytest.Item]) -> list[pytest.Item]:
-    ray_free = _ray_free_modules(items)
-    return [item for item in items if item.path in ray_free]
+def _lane_items(items: list[pytest.Item]) -> list[pytest.Item]:
+    """``--units-lane``'s share: every module that starts no Ray, the slow ones (a torch.compile, the ONNX
+    export) included, so that the lane's CPU-bound work all runs in the Ray tests' idle time."""
+    lane = _modules_where(items, lambda item: not _uses_ray(item))
+    return [item for item in items if item.path in lane]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -118,9 +126,9 @@ def pytest_collection_modifyitems(config, items):
     first group: their cluster waits on process starts and node-death timeouts for minutes while the unit
     tests use the CPU. They still finish before the session's own Ray starts: in a clean-clone `make test`
     they took 329 s after the other integration tests had run, against 241 s run alone. With
-    ``--units-lane`` (``make test``) the first group runs in a niced process of its own instead
-    (tests/units_lane.py)."""
-    ray_free = _ray_free_modules(items)
+    ``--units-lane`` (``make test``) every module that starts no Ray, the first group and the slow Ray-free
+    ones, runs in a niced process of its own instead (tests/units_lane.py)."""
+    ray_free = _modules_where(items, _starts_no_ray)
 
     def group(item: pytest.Item) -> int:
         if item.get_closest_marker("multinode") is not None:

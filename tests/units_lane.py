@@ -6,14 +6,15 @@ Run in one process, the unit tests shared the first minutes with the multinode s
 Ray test waited for them. In the lane they run beside the whole session under ``nice -n 19``: the Linux
 scheduler gives them what the Ray tests leave, so the Ray tests keep nearly the whole machine.
 
-Measured 2026-12-06 on the 2-core machine, back to back, the same tests: one process 663.1 s of pytest; the
-lane beside the rest 609.1 s (the multinode scenarios 208.4 -> 162.0 s; the lane's 853 unit tests 253.5 s,
-done while the Ray tests ran).
+Measured 2026-12-06 on the 2-core machine, one after another, each from an empty torch compile cache as on a
+new CI machine: one process 718.0 s of pytest; the lane with the quick Ray-free modules 697.2 s; the lane with
+every Ray-free module (the slow ones too: the compiled objective, the ONNX export, the FLOP counts) 642.9 s,
+the multinode scenarios 163.9 s against 218.0 s, the lane's 868 tests 487.7 s, all beside the Ray tests.
 
 A test in the lane may wait for CPU while the Ray tests hold both cores, so nothing in it times its own work:
 its subprocesses' time-outs (300 s) bound a hang, and speed targets stay in benchmarks.
 
-The lane runs whole modules (a module whose tests all start no Ray, as tests/conftest.py groups them) with
+The lane runs whole modules (every module whose tests all start no Ray: tests/conftest.py's ``_lane_items``) with
 the session's ``-m``, ``-k`` and ``--timeout``, and logs to its own file. Its result joins the session's:
 pytest's summary ends with the lane's last line, a failing lane prints its failures and makes the session
 exit 1. A session stopped early (``-x``, Ctrl-C) stops the lane too.
