@@ -31,13 +31,13 @@ def record(name):
 '''
 
 
-def _session(root: Path, files: dict[str, str]) -> subprocess.CompletedProcess:
+def _session(root: Path, files: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     (root / "conftest.py").write_text(CONFTEST)
     (root / "record.py").write_text(RECORD)
     for name, text in files.items():
         (root / name).write_text(text)
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}",
-                           "-o", "pythonpath=.", str(root)], cwd=root, capture_output=True, text=True, timeout=240)
+                           "-o", "pythonpath=.", *args, str(root)], cwd=root, capture_output=True, text=True, timeout=300)
 
 
 UNIT = "from record import record\n\ndef test_unit():\n    record('unit')\n"
@@ -72,3 +72,13 @@ def test_a_module_split_between_lane_and_session_is_refused(tmp_path):
     done = _session(tmp_path, {"test_a_mixed.py": "import pytest\n" + mixed})
     assert done.returncode == 4, done.stdout + done.stderr
     assert "module " in done.stderr and "test_a_mixed.py has tests both in the lane and in the session" in done.stderr
+
+
+def test_a_session_stopped_by_its_first_failure_stops_the_lane_without_waiting(tmp_path):
+    # The lane's test would sleep past this test's 300 s bound: a session that waited for it would time out.
+    slow = "import time\n\ndef test_slow():\n    time.sleep(600)\n"
+    ray_bad = RAY.replace("record('ray')", "record('ray')\n    assert False, 'the first failure'")
+    done = _session(tmp_path, {"test_a_slow.py": slow, "test_c_ray.py": ray_bad}, "-x")
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "[units lane] stopped, the session stopped early: its log" in out

@@ -17,7 +17,7 @@ its subprocesses' time-outs (300 s) bound a hang, and speed targets stay in benc
 The lane runs whole modules (every module whose tests all start no Ray: tests/conftest.py's ``_lane_items``) with
 the session's ``-m``, ``-k`` and ``--timeout``, and logs to its own file. Its result joins the session's:
 pytest's summary ends with the lane's last line, a failing lane prints its failures and makes the session
-exit 1. A session stopped early (``-x``, Ctrl-C) stops the lane too.
+exit 1. A session that stops early (``-x``, ``--maxfail``, Ctrl-C) stops the lane and says so.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-# How long the session waits for the lane after its own last test: the lane started with the session and its
-# modules take ~90 s alone, so this is only reached by a hung lane (whose tests pytest-timeout bounds anyway).
+# How long the session waits for the lane: the lane starts with the session, and its modules took ~2.5 min alone
+# and 8 min beside the Ray tests (2026-12-06), so only a hung lane (whose tests pytest-timeout bounds) reaches it.
 FINISH_TIMEOUT_S = 1800
 
 
@@ -48,6 +48,7 @@ class UnitsLane:
         self.dir: Path | None = None
         self.started = 0.0
         self.rc: int | None = None
+        self.stopped = ""  # why the lane was stopped before it finished, if it was
 
     @pytest.hookimpl(trylast=True)  # after tests/conftest.py's ordering
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -86,17 +87,21 @@ class UnitsLane:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.proc is None:
             return
+        if session.shouldfail or session.shouldstop or exitstatus == pytest.ExitCode.INTERRUPTED:
+            self._stop("the session stopped early")  # -x, --maxfail, Ctrl-C: no wait for the lane
+            return
         try:
             self.rc = self.proc.wait(timeout=max(1.0, FINISH_TIMEOUT_S - (time.monotonic() - self.started)))
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.rc = self.proc.wait()
-            self._log_line(f"[units lane] killed after {FINISH_TIMEOUT_S} s")
+            self._stop(f"killed after {FINISH_TIMEOUT_S} s")
         if self.rc not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.rc is None or self.dir is None:
+            return
+        if self.stopped:
+            terminalreporter.write_line(f"[units lane] {self.stopped}: its log {self.dir / 'lane.log'}")
             return
         log = (self.dir / "lane.log").read_text(errors="replace").splitlines()
         lines = [line for line in log if line.strip()]
@@ -112,11 +117,12 @@ class UnitsLane:
             terminalreporter.write_line(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.proc is not None and self.proc.poll() is None:  # the session stopped early: stop the lane
+        if self.proc is not None and self.proc.poll() is None:  # an error before sessionfinish: stop the lane
             self.proc.kill()
             self.proc.wait()
 
-    def _log_line(self, text: str) -> None:
-        if self.dir is not None:
-            with open(self.dir / "lane.log", "a") as log:
-                log.write(text + "\n")
+    def _stop(self, why: str) -> None:
+        self.proc.kill()
+        self.rc, self.stopped = self.proc.wait(), f"stopped, {why}"
+        with open(self.dir / "lane.log", "a") as log:
+            log.write(f"[units lane] {self.stopped}\n")
