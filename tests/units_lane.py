@@ -4,7 +4,8 @@
 each mostly imports on one core; a node-death time-out waits), while its unit tests keep both cores busy.
 Run in one process, the unit tests shared the first minutes with the multinode scenarios' cluster and every
 Ray test waited for them. In the lane they run beside the whole session under ``nice -n 19``: the Linux
-scheduler gives them what the Ray tests leave, so the Ray tests keep nearly the whole machine.
+scheduler gives them what the Ray tests leave, so the Ray tests keep nearly the whole machine (CFS weighs a
+nice-19 thread 15 against 1024 at nice 0: Linux kernel/sched/core.c, ``sched_prio_to_weight``).
 
 Measured 2026-12-06 on the 2-core machine, one after another, each from an empty torch compile cache as on a
 new CI machine: one process 718.0 s of pytest; the lane with the quick Ray-free modules 697.2 s; the lane with
@@ -85,6 +86,8 @@ class UnitsLane:
                                          stdin=subprocess.DEVNULL, cwd=self.config.rootpath)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Wait for the lane; a failed lane fails the session. pytest returns ``session.exitstatus`` as read after
+        this hook (pytest 9.2, _pytest/main.py ``wrap_session``), so setting it here sets the exit code."""
         if self.proc is None:
             return
         if session.shouldfail or session.shouldstop or exitstatus == pytest.ExitCode.INTERRUPTED:
