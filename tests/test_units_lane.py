@@ -36,8 +36,17 @@ def _session(root: Path, files: dict[str, str], *args: str) -> subprocess.Comple
     (root / "record.py").write_text(RECORD)
     for name, text in files.items():
         (root / name).write_text(text)
+    # The lane's folder comes from tempfile.mkdtemp, and a failed or stopped lane keeps it for its log: TMPDIR
+    # keeps those of these hand-built sessions under the test's own tmp_path, not the machine's /tmp.
+    tmp = root / "tmp"
+    tmp.mkdir(exist_ok=True)
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}",
-                           "-o", "pythonpath=.", *args, str(root)], cwd=root, capture_output=True, text=True, timeout=300)
+                           "-o", "pythonpath=.", *args, str(root)], cwd=root, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TMPDIR": str(tmp)})
+
+
+def _kept_logs(root: Path) -> list[Path]:
+    return sorted((root / "tmp").glob("c2s-units-lane-*/lane.log"))
 
 
 UNIT = "from record import record\n\ndef test_unit():\n    record('unit')\n"
@@ -55,6 +64,7 @@ def test_ray_free_modules_run_niced_in_another_process_and_are_counted(tmp_path)
     assert (unit["nice"], ray["nice"]) == (min(base + 19, 19), base)
     assert "1 passed" in out  # the session ran only the ray-marked test
     assert "[units lane] 3 tests in 2 modules beside the session, nice 19: 3 passed" in out
+    assert _kept_logs(tmp_path) == []  # a lane that passed leaves no folder behind
 
 
 def test_a_failing_lane_fails_the_session_and_prints_its_failure(tmp_path):
@@ -65,6 +75,9 @@ def test_a_failing_lane_fails_the_session_and_prints_its_failure(tmp_path):
     assert "units lane FAILED (exit 1)" in out
     assert "FAILED test_b_bad.py::test_bad - assert (1 + 1) == 3" in out
     assert (tmp_path / "ray.json").is_file()  # the session's own tests ran all the same
+    kept = _kept_logs(tmp_path)  # the failed lane's log stays for its reader, at the path the summary names
+    assert len(kept) == 1 and f"its log {kept[0]}" in out
+    assert "1 failed, 1 passed" in kept[0].read_text()
 
 
 def test_a_module_split_between_lane_and_session_is_refused(tmp_path):
@@ -82,3 +95,5 @@ def test_a_session_stopped_by_its_first_failure_stops_the_lane_without_waiting(t
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "[units lane] stopped, the session stopped early: its log" in out
+    kept = _kept_logs(tmp_path)
+    assert len(kept) == 1 and kept[0].read_text().endswith("[units lane] stopped, the session stopped early\n")
