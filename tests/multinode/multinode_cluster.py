@@ -12,6 +12,7 @@ node is an integer); toy_tiny's parts are fractions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -458,7 +459,8 @@ class Scenarios:
 
     def stop(self) -> None:
         """End the subprocess if it still runs (SIGINT first: its ``finally`` shuts the cluster down and puts
-        Ray's address file back), then remove ``work`` and ``out``. Safe to call twice."""
+        Ray's address file back), then remove ``work``, ``out`` and ``work``'s parent once empty. Safe to
+        call twice."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)
             try:
@@ -469,6 +471,8 @@ class Scenarios:
         self._log.close()
         shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.out, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the shared parent, once no other session's folder is in it
+            self.work.parent.rmdir()
 
 
 RUNNING: Scenarios | None = None  # set by tests/conftest.py when the session has multinode tests
