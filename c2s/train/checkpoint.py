@@ -8,7 +8,9 @@ newest intact one under a run directory (:func:`newest_intact_checkpoint`), for 
 from __future__ import annotations
 
 import random
+import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +91,8 @@ class NoCheckpointError(CheckpointError, FileNotFoundError):
 class CheckpointDamage:
     """Why a ``state.pt`` cannot be used. ``kind``: ``missing``, ``empty``, ``truncated`` (a zip archive cut
     short: no central directory), ``not-zip`` (not what torch.save writes), ``crc`` (a member's bytes differ
-    from the CRC-32 written with them), ``unreadable`` (a zip that torch.load cannot read as a checkpoint)
-    or ``missing-keys``. ``str()`` is the reason printed."""
+    from the CRC-32 written with them), ``unreadable`` (a member zipfile cannot read, or a zip that a weights-only
+    torch.load cannot read or refuses to unpickle) or ``missing-keys``. ``str()`` is the reason printed."""
 
     kind: str
     detail: str
@@ -114,8 +116,11 @@ def _state_path(checkpoint: str | Path) -> Path:
     return checkpoint if checkpoint.name == STATE_FILE or checkpoint.is_file() else checkpoint / STATE_FILE
 
 
-# What reading a damaged zip archive raises (zipfile, and the OS for an unreadable file).
-_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, OSError)
+# What reading a damaged zip archive raises (zipfile; zlib for a deflated member whose bytes changed, which
+# torch.load reads though torch.save stores members uncompressed; the OS for an unreadable file).
+_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, OSError, zlib.error)
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # torch's weights-only message sets its advice in bold
+_WEIGHTS_ONLY_FAILED = "Weights only load failed"  # how torch's weights-only refusals begin
 
 
 def _member_failures(archive: zipfile.ZipFile) -> Iterator[tuple[str, str]]:
@@ -189,9 +194,7 @@ def inspect_checkpoint(checkpoint: str | Path) -> tuple[CheckpointDamage | None,
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch.load's errors have no common base (RuntimeError, UnpicklingError, ...)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        first = first.split("  (Could this error message be improved?")[0]  # torch's C++ checks append it
-        return CheckpointDamage("unreadable", f"a zip archive torch.load cannot read: {first}"), None
+        return CheckpointDamage("unreadable", _load_failure(err)), None
     if not isinstance(state, dict):
         return CheckpointDamage("missing-keys", f"holds a {type(state).__name__}, not a c2s checkpoint's dict"), None
     missing = [key for key in REQUIRED_KEYS if key not in state]
@@ -202,6 +205,23 @@ def inspect_checkpoint(checkpoint: str | Path) -> tuple[CheckpointDamage | None,
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         return CheckpointDamage("missing-keys", f"'step' is {step!r}, not a whole number"), None
     return None, step
+
+
+def _load_failure(err: Exception) -> str:
+    """The reason printed for a failed ``torch.load(weights_only=True)``: its first line; or, when the
+    weights-only unpickler refused the pickle (an object it does not build, a byte that is no pickle opcode),
+    the unpickler's own first sentence, which names what it refused. torch wraps
+    that error in advice to load with ``weights_only=False`` (never done here: c2s does not unpickle what a
+    file asks for) and raises the wrapper from the except block that caught it, so the unpickler's error is
+    its ``__context__`` (torch/serialization.py, ``_get_wo_message`` and its callers)."""
+    text = _ANSI_ESCAPE.sub("", str(err)).strip()
+    refused = err.__context__
+    if text.startswith(_WEIGHTS_ONLY_FAILED) and refused is not None and str(refused).strip():
+        reason = str(refused).strip().splitlines()[0].split(". ")[0].rstrip(".")
+        return f"a weights-only torch.load refuses its data.pkl: {reason} (c2s unpickles tensors and plain values only)"
+    first = text.splitlines()[0] if text else type(err).__name__
+    first = first.split("  (Could this error message be improved?")[0]  # torch's C++ checks append it
+    return f"a zip archive torch.load cannot read: {first}"
 
 
 def checkpoint_damage(checkpoint: str | Path) -> CheckpointDamage | None:

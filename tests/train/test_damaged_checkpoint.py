@@ -96,6 +96,13 @@ def _damaged(tmp_path: Path, source: Path, how: str) -> Path:
         with zipfile.ZipFile(path, "w") as archive:
             for name, data in members.items():
                 archive.writestr(name, b"not a pickle" if name.endswith("/data.pkl") else data)
+    elif how == "no-storage":  # the archive rebuilt without the first tensor's bytes (CRCs correct)
+        with zipfile.ZipFile(source) as archive:
+            members = {name: archive.read(name) for name in archive.namelist() if not name.endswith("/data/0")}
+        path.unlink()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
     elif how == "missing-keys":
         torch.save({"config": {}, "seen_text": torch.zeros(2)}, path)
     elif how == "missing":
@@ -135,15 +142,145 @@ def test_each_damage_has_its_kind_and_reason(toy_state, tmp_path):
     assert (damage.kind, str(damage)) == ("unreadable", "a zip archive but not one torch.save writes: no "
                                           "data.pkl member (1 member(s): 'notes/readme.txt')")
     damage = checkpoint_damage(_damaged(tmp_path, toy_state, "bad-pickle").parent)  # data.pkl overwritten
-    assert damage.kind == "unreadable" and str(damage).startswith("a zip archive torch.load cannot read: ")
+    assert (damage.kind, str(damage)) == ("unreadable", "a weights-only torch.load refuses its data.pkl: Unsupported "
+                                          f"operand {ord('n')} (c2s unpickles tensors and plain values only)")
+    path = _damaged(tmp_path, toy_state, "no-storage")  # a tensor's bytes gone: torch's own reader says so
+    damage = checkpoint_damage(path)
+    assert (damage.kind, str(damage).split(": file not found")[0]) == (
+        "unreadable", "a zip archive torch.load cannot read: PytorchStreamReader failed locating file data/0")
 
 
 def test_step_must_be_a_whole_number(toy_state, tmp_path):
     state = torch.load(toy_state, map_location="cpu", weights_only=True)
-    (tmp_path / "c").mkdir()
-    torch.save({**state, "step": "3"}, tmp_path / "c" / STATE_FILE)
-    damage = checkpoint_damage(tmp_path / "c")
-    assert (damage.kind, str(damage)) == ("missing-keys", "'step' is '3', not a whole number")
+    for i, step in enumerate(("3", -1, True, 2.0)):
+        (tmp_path / f"c{i}").mkdir()
+        torch.save({**state, "step": step}, tmp_path / f"c{i}" / STATE_FILE)
+        damage = checkpoint_damage(tmp_path / f"c{i}")
+        assert (damage.kind, str(damage)) == ("missing-keys", f"'step' is {step!r}, not a whole number")
+    (tmp_path / "zero").mkdir()
+    torch.save({**state, "step": 0}, tmp_path / "zero" / STATE_FILE)  # a checkpoint before the first step
+    assert inspect_checkpoint(tmp_path / "zero") == (None, 0)
+    torch.save([state], tmp_path / "zero" / STATE_FILE)
+    damage = checkpoint_damage(tmp_path / "zero")
+    assert (damage.kind, str(damage)) == ("missing-keys", "holds a list, not a c2s checkpoint's dict")
+
+
+# ---- what the check names, archive by archive (zipfile's own errors, as Python 3.11 raises them) ------
+
+def _zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where ``info``'s bytes start: after its local header (30 bytes, then its name and extra field)."""
+    with path.open("rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = (int.from_bytes(f.read(2), "little") for _ in range(2))
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def _patch(path: Path, edits: dict[int, int]) -> None:
+    """Set the byte at each offset to its value, in place."""
+    with path.open("r+b") as f:
+        for offset, value in edits.items():
+            f.seek(offset)
+            f.write(bytes([value]))
+
+
+def test_a_zip_that_torch_did_not_write_names_its_first_three_members(tmp_path):
+    for count, shown in ((0, "none"), (3, "'m0', 'm1', 'm2'"), (4, "'m0', 'm1', 'm2' ...")):
+        path = _zip(tmp_path / f"z{count}" / STATE_FILE, {f"m{i}": b"x" for i in range(count)})
+        damage = checkpoint_damage(path)
+        assert (damage.kind, str(damage)) == ("unreadable", "a zip archive but not one torch.save writes: no "
+                                              f"data.pkl member ({count} member(s): {shown})")
+
+
+def test_crc_mismatches_name_three_members_and_count_the_rest(toy_state, tmp_path):
+    with zipfile.ZipFile(toy_state) as archive:
+        infos = [info for info in archive.infolist() if info.file_size > 0]  # in the archive's order
+    assert len(infos) >= 5
+    for count, rest in ((3, ""), (5, " and 2 more")):
+        path = tmp_path / f"crc{count}" / STATE_FILE
+        path.parent.mkdir()
+        shutil.copyfile(toy_state, path)
+        offsets = [_data_offset(path, info) + info.file_size // 2 for info in infos[:count]]
+        data = path.read_bytes()
+        _patch(path, {offset: data[offset] ^ 0xFF for offset in offsets})
+        shown = ", ".join(repr(info.filename) for info in infos[:3])
+        damage = checkpoint_damage(path)
+        assert (damage.kind, str(damage)) == ("crc", f"CRC-32 mismatch in {shown}{rest}: bytes changed after "
+                                              "they were written")
+
+
+def test_a_member_that_cannot_be_read_is_named_first_in_archive_order(toy_state, tmp_path):
+    # Two members' local headers overwritten (their first byte, of the signature PK\x03\x04): the archive still
+    # opens from its central directory; zipfile refuses each member, and the first of them is named.
+    path = tmp_path / "headers" / STATE_FILE
+    path.parent.mkdir()
+    shutil.copyfile(toy_state, path)
+    with zipfile.ZipFile(path) as archive:
+        first, second = archive.infolist()[1:3]
+    _patch(path, {first.header_offset: 0, second.header_offset: 0})
+    damage = checkpoint_damage(path)
+    assert (damage.kind, str(damage)) == ("unreadable", f"zip member {first.filename!r} cannot be read: Bad magic "
+                                          "number for file header")
+    # Deflated members (torch.save stores them, torch.load reads either): changed bytes are zlib's error, not a
+    # traceback. The first byte of a deflate stream holds its first block's type; 0b11 is reserved (RFC 1951).
+    with zipfile.ZipFile(toy_state) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    path = _zip(tmp_path / "deflated" / STATE_FILE, members, zipfile.ZIP_DEFLATED)
+    assert inspect_checkpoint(path) == (None, 1)
+    with zipfile.ZipFile(path) as archive:
+        pickle_member = next(info for info in archive.infolist() if info.filename.endswith("/data.pkl"))
+    _patch(path, {_data_offset(path, pickle_member): 0b111})
+    damage = checkpoint_damage(path)
+    assert (damage.kind, str(damage)) == ("unreadable", f"zip member {pickle_member.filename!r} cannot be read: "
+                                          "Error -3 while decompressing data: invalid block type")
+
+
+class _Foreign:
+    """An object torch.save pickles by reference: loading it would import and build this class."""
+
+
+def test_an_object_a_weights_only_load_refuses_is_named_and_never_built(toy_state, tmp_path):
+    # Every key a resumed run reads is there: only the refusal to unpickle _Foreign stops this file.
+    state = torch.load(toy_state, map_location="cpu", weights_only=True)
+    path = tmp_path / "foreign" / STATE_FILE
+    path.parent.mkdir()
+    torch.save({**state, "note": _Foreign()}, path)
+    damage = checkpoint_damage(path)
+    assert (damage.kind, str(damage)) == (
+        "unreadable", "a weights-only torch.load refuses its data.pkl: Unsupported global: GLOBAL "
+        f"{_Foreign.__module__}._Foreign was not an allowed global by default (c2s unpickles tensors and plain "
+        "values only)")
+
+
+def test_a_checkpoint_saved_without_crcs_is_intact(toy_state, tmp_path):
+    # torch.serialization.set_crc32_options(False) writes CRC 0 for every member; torch.load checks none then.
+    state = torch.load(toy_state, map_location="cpu", weights_only=True)
+    path = tmp_path / "nocrc" / STATE_FILE
+    path.parent.mkdir()
+    before = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(state, path)
+    finally:
+        torch.serialization.set_crc32_options(before)
+    with zipfile.ZipFile(path) as archive:
+        assert {info.CRC for info in archive.infolist()} == {0}
+    assert inspect_checkpoint(path) == (None, 1)
+
+
+def test_a_state_file_of_another_name_is_checked_itself(toy_state, tmp_path):
+    path = tmp_path / "best.pt"
+    shutil.copyfile(toy_state, path)
+    assert inspect_checkpoint(path) == (None, 1)
+    path.write_bytes(b"")
+    assert inspect_checkpoint(path)[0].kind == "empty"
 
 
 # ---- the newest intact checkpoint of a run ------------------------------------------------------
