@@ -210,17 +210,17 @@ def inspect_checkpoint(checkpoint: str | Path) -> tuple[CheckpointDamage | None,
 def _load_failure(err: Exception) -> str:
     """The reason printed for a failed ``torch.load(weights_only=True)``: its first line; or, when the
     weights-only unpickler refused the pickle (an object it does not build, a byte that is no pickle opcode),
-    the unpickler's own first sentence, which names what it refused. torch wraps
-    that error in advice to load with ``weights_only=False`` (never done here: c2s does not unpickle what a
-    file asks for) and raises the wrapper from the except block that caught it, so the unpickler's error is
-    its ``__context__`` (torch/serialization.py, ``_get_wo_message`` and its callers)."""
+    the unpickler's own first sentence, which names what it refused. torch wraps that error in advice to load
+    with ``weights_only=False`` (never done here: c2s does not unpickle what a file asks for) and raises the
+    wrapper inside the except block that caught it, so the unpickler's error is its ``__context__``
+    (torch/serialization.py, ``_get_wo_message`` and its callers)."""
     text = _ANSI_ESCAPE.sub("", str(err)).strip()
     refused = err.__context__
     if text.startswith(_WEIGHTS_ONLY_FAILED) and refused is not None and str(refused).strip():
-        reason = str(refused).strip().splitlines()[0].split(". ")[0].rstrip(".")
+        reason = str(refused).strip().splitlines()[0].split(". ")[0]
         return f"a weights-only torch.load refuses its data.pkl: {reason} (c2s unpickles tensors and plain values only)"
     first = text.splitlines()[0] if text else type(err).__name__
-    first = first.split("  (Could this error message be improved?")[0]  # torch's C++ checks append it
+    first = first.split("  (Could this error message be improved?")[0].strip()  # torch's C++ checks append it
     return f"a zip archive torch.load cannot read: {first}"
 
 
