@@ -63,10 +63,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check c2s jobs tests tools
 
-# Mutation testing of the core modules against the unit tests (mutmut, 3765 mutants; not part of `make test`).
-# Measured from scratch 2026-12-06 on a quiet machine: 967 s wall, 1,834 CPU-s for all 3,765 mutants,
-# killed_frac 0.9216 (lowest: c2s/train/checkpoint.py 0.79, c2s/method/settings.py 0.81); a clean clone of
-# 75eda0c in a slower hour, right after make test-stress: 1,209 s, 2,287 CPU-s, killed_frac 0.9224. After a timeout,
+# Mutation testing of the core modules against the unit tests (mutmut, 3783 mutants; not part of `make test`).
+# Measured from scratch 2026-12-07 at a72ad7d: 1,042 s wall, 1,971 CPU-s for all 3,783 mutants, killed_frac
+# 0.9366 (lowest: c2s/method/settings.py 0.81, c2s/method/losses.py 0.91; c2s/train/checkpoint.py 0.95, its 16
+# survivors equivalent on torch 2.14.1's CPU load: map_location, mmap, weights_only's default, read sizes). After a timeout,
 # `python tools/mutate.py --resume` goes on where it stopped.
 # Last line: {"mutants": N, "killed": K, "killed_frac": ..., "survivors_by_module": {...}}
 mutate: setup
