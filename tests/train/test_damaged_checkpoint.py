@@ -62,6 +62,35 @@ def _truncate(path: Path) -> int:
     return size
 
 
+def _zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _members(source: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(source) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where ``info``'s bytes start: after its local header (30 bytes, then its name and extra field)."""
+    with path.open("rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = (int.from_bytes(f.read(2), "little") for _ in range(2))
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def _patch(path: Path, edits: dict[int, int]) -> None:
+    """Set the byte at each offset to its value, in place."""
+    with path.open("r+b") as f:
+        for offset, value in edits.items():
+            f.seek(offset)
+            f.write(bytes([value]))
+
+
 def _damaged(tmp_path: Path, source: Path, how: str) -> Path:
     """A copy of ``source`` damaged ``how``; returns the copy's path."""
     path = tmp_path / how / STATE_FILE
@@ -76,34 +105,17 @@ def _damaged(tmp_path: Path, source: Path, how: str) -> Path:
     elif how == "text":
         path.write_text("this is not a checkpoint\n")
     elif how == "wrong-member":  # a valid zip archive, not a torch one
-        path.unlink()
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("notes/readme.txt", "hello")
+        _zip(path, {"notes/readme.txt": b"hello"})
     elif how == "crc":  # one byte of a tensor's data flipped in place: the archive still opens
         with zipfile.ZipFile(path) as archive:
             info = max(archive.infolist(), key=lambda i: i.file_size)
-        with path.open("r+b") as f:
-            f.seek(info.header_offset + 26)
-            name_len, extra_len = (int.from_bytes(f.read(2), "little") for _ in range(2))
-            offset = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
-            f.seek(offset)
-            byte = f.read(1)
-            f.seek(offset)
-            f.write(bytes([byte[0] ^ 0xFF]))
+        offset = _data_offset(path, info) + info.file_size // 2
+        _patch(path, {offset: path.read_bytes()[offset] ^ 0xFF})
     elif how == "bad-pickle":  # the archive rebuilt with a data.pkl that is not a pickle (CRCs correct)
-        with zipfile.ZipFile(source) as archive:
-            members = {name: archive.read(name) for name in archive.namelist()}
-        path.unlink()
-        with zipfile.ZipFile(path, "w") as archive:
-            for name, data in members.items():
-                archive.writestr(name, b"not a pickle" if name.endswith("/data.pkl") else data)
+        _zip(path, {name: b"not a pickle" if name.endswith("/data.pkl") else data
+                    for name, data in _members(source).items()})
     elif how == "no-storage":  # the archive rebuilt without the first tensor's bytes (CRCs correct)
-        with zipfile.ZipFile(source) as archive:
-            members = {name: archive.read(name) for name in archive.namelist() if not name.endswith("/data/0")}
-        path.unlink()
-        with zipfile.ZipFile(path, "w") as archive:
-            for name, data in members.items():
-                archive.writestr(name, data)
+        _zip(path, {name: data for name, data in _members(source).items() if not name.endswith("/data/0")})
     elif how == "missing-keys":
         torch.save({"config": {}, "seen_text": torch.zeros(2)}, path)
     elif how == "missing":
@@ -168,30 +180,6 @@ def test_step_must_be_a_whole_number(toy_state, tmp_path):
 
 # ---- what the check names, archive by archive (zipfile's own errors, as Python 3.11 raises them) ------
 
-def _zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=compression) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return path
-
-
-def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
-    """Where ``info``'s bytes start: after its local header (30 bytes, then its name and extra field)."""
-    with path.open("rb") as f:
-        f.seek(info.header_offset + 26)
-        name_len, extra_len = (int.from_bytes(f.read(2), "little") for _ in range(2))
-    return info.header_offset + 30 + name_len + extra_len
-
-
-def _patch(path: Path, edits: dict[int, int]) -> None:
-    """Set the byte at each offset to its value, in place."""
-    with path.open("r+b") as f:
-        for offset, value in edits.items():
-            f.seek(offset)
-            f.write(bytes([value]))
-
-
 def test_a_zip_that_torch_did_not_write_names_its_first_three_members(tmp_path):
     for count, shown in ((0, "none"), (3, "'m0', 'm1', 'm2'"), (4, "'m0', 'm1', 'm2' ...")):
         path = _zip(tmp_path / f"z{count}" / STATE_FILE, {f"m{i}": b"x" for i in range(count)})
@@ -231,9 +219,7 @@ def test_a_member_that_cannot_be_read_is_named_first_in_archive_order(toy_state,
                                           "number for file header")
     # Deflated members (torch.save stores them, torch.load reads either): changed bytes are zlib's error, not a
     # traceback. The first byte of a deflate stream holds its first block's type; 0b11 is reserved (RFC 1951).
-    with zipfile.ZipFile(toy_state) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    path = _zip(tmp_path / "deflated" / STATE_FILE, members, zipfile.ZIP_DEFLATED)
+    path = _zip(tmp_path / "deflated" / STATE_FILE, _members(toy_state), zipfile.ZIP_DEFLATED)
     assert inspect_checkpoint(path) == (None, 1)
     with zipfile.ZipFile(path) as archive:
         pickle_member = next(info for info in archive.infolist() if info.filename.endswith("/data.pkl"))
