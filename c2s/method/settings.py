@@ -38,20 +38,31 @@ def _fail(key: str, expected: str, value: Any) -> SettingsError:
     return SettingsError(f"{key}: expected {expected}, got {value!r}")
 
 
-def _number(expected: str, ok: Callable[[float], bool]) -> Check:
-    def check(key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
-            raise _fail(key, expected, value)
+# The checks are small frozen dataclasses, not closures: a closure is built once, at import, where mutation
+# testing (``make mutate``: mutmut switches mutants when a function is called) never reaches its body.
+@dataclass(frozen=True)
+class _Number:
+    """A float (an int is taken, a bool is not) for which ``ok`` holds."""
+
+    expected: str
+    ok: Callable[[float], bool]
+
+    def __call__(self, key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.ok(float(value)):
+            raise _fail(key, self.expected, value)
         return float(value)
-    return check
 
 
-def _whole(minimum: int) -> Check:
-    def check(key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise _fail(key, f"a whole number >= {minimum}", value)
+@dataclass(frozen=True)
+class _Whole:
+    """An int (not a bool) >= ``minimum``."""
+
+    minimum: int
+
+    def __call__(self, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+            raise _fail(key, f"a whole number >= {self.minimum}", value)
         return value
-    return check
 
 
 def _flag(key: str, value: Any) -> bool:
@@ -60,24 +71,34 @@ def _flag(key: str, value: Any) -> bool:
     return value
 
 
-def _one_of(choices: tuple[str, ...]) -> Check:
-    def check(key: str, value: Any) -> str:
-        if value not in choices:
-            raise _fail(key, f"one of {', '.join(choices)}", value)
+@dataclass(frozen=True)
+class _OneOf:
+    """One of ``choices``."""
+
+    choices: tuple[str, ...]
+
+    def __call__(self, key: str, value: Any) -> str:
+        if value not in self.choices:
+            raise _fail(key, f"one of {', '.join(self.choices)}", value)
         return value
-    return check
 
 
-def _or_none(inner: Check) -> Check:
-    return lambda key, value: None if value is None else inner(key, value)
+@dataclass(frozen=True)
+class _OrNone:
+    """``None``, or a value that ``inner`` takes."""
+
+    inner: Check
+
+    def __call__(self, key: str, value: Any) -> Any:
+        return None if value is None else self.inner(key, value)
 
 
-_positive = _number("a positive number", lambda v: v > 0)
-_weight = _number("a number >= 0", lambda v: v >= 0)
-_finite = _number("a finite number", math.isfinite)
-_cosine = _number("a cosine in [-1, 1] or None", lambda v: -1.0 <= v <= 1.0)
-_fraction = _number("a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-_dropout = _number("a probability in [0, 1)", lambda v: 0.0 <= v < 1.0)
+_positive = _Number("a positive number", lambda v: v > 0)
+_weight = _Number("a number >= 0", lambda v: v >= 0)
+_finite = _Number("a finite number", math.isfinite)
+_cosine = _Number("a cosine in [-1, 1] or None", lambda v: -1.0 <= v <= 1.0)
+_fraction = _Number("a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+_dropout = _Number("a probability in [0, 1)", lambda v: 0.0 <= v < 1.0)
 
 
 def _key(check: Check) -> Any:
@@ -126,15 +147,15 @@ class LossSettings(_Section):
     section: ClassVar[str] = "loss"
     tau: float = _key(_positive)  # InfoNCE temperature of L_g and L_l (Eqs. 2, 4)
     alpha: float = _key(_positive)  # scale of the seen logits X_s = alpha F^T A_s (and of the eval classifier)
-    seen_logits: str = _key(_one_of(SEEN_LOGITS))  # form of X_s: dot (the paper's F^T A_s) | cos
+    seen_logits: str = _key(_OneOf(SEEN_LOGITS))  # form of X_s: dot (the paper's F^T A_s) | cos
     beta: float = _key(_positive)  # scale of the latent logits X_u = beta cos(F, A'_u)
     w_global: float = _key(_weight)  # weight of L_g in L = w_g L_g + w_l L_l + w_p L_p
     w_local: float = _key(_weight)  # weight of L_l
     # over the run, the multiplier of w_global and w_local: constant (the paper's Eq. 6) | linear | cosine
-    distill_schedule: str = _key(_one_of(DISTILL_SCHEDULES))
+    distill_schedule: str = _key(_OneOf(DISTILL_SCHEDULES))
     w_pixel: float = _key(_weight)  # weight of L_p
     use_nel: bool = _key(_flag)  # L_p = NEL + CE; false: CE only
-    nel_mode: str = _key(_one_of(NEL_MODES))  # zegclip (all class maps) | present (c2s's earlier reading)
+    nel_mode: str = _key(_OneOf(NEL_MODES))  # zegclip (all class maps) | present (c2s's earlier reading)
     nel_focal_weight: float = _key(_weight)  # focal term of NEL
     nel_dice_weight: float = _key(_weight)  # dice term of NEL
     focal_alpha: float = _key(_fraction)  # sigmoid focal loss alpha
@@ -151,13 +172,13 @@ class DistillSettings(_Section):
 
     section: ClassVar[str] = "distill"
     enabled: bool = _key(_flag)  # L_g and L_l on/off (Table 3)
-    kind: str = _key(_one_of(DISTILL_KINDS))  # infonce (the paper's) | cosine | l2 | froster (Table 4)
-    local_candidates: str = _key(_one_of(LOCAL_CANDIDATES))  # negatives of the local InfoNCE: batch | image
+    kind: str = _key(_OneOf(DISTILL_KINDS))  # infonce (the paper's) | cosine | l2 | froster (Table 4)
+    local_candidates: str = _key(_OneOf(LOCAL_CANDIDATES))  # negatives of the local InfoNCE: batch | image
     # teacher-token cosine at which a local candidate leaves the denominator; None: the paper's Eq. 4
-    local_false_negative_cos: float | None = _key(_or_none(_cosine))
-    global_pool: str = _key(_one_of(GLOBAL_POOLS))  # attention pooling of F_g: paper | centered | cosine
+    local_false_negative_cos: float | None = _key(_OrNone(_cosine))
+    global_pool: str = _key(_OneOf(GLOBAL_POOLS))  # attention pooling of F_g: paper | centered | cosine
     global_attn_tau: float = _key(_positive)  # temperature of the cosine pool
-    froster_hidden: int | None = _key_if(_whole(1))  # FROSTER projector's hidden width (kind=froster)
+    froster_hidden: int | None = _key_if(_Whole(1))  # FROSTER projector's hidden width (kind=froster)
     froster_alpha: float | None = _key_if(_finite)  # its residual scale (kind=froster)
 
     def __post_init__(self) -> None:
@@ -171,7 +192,7 @@ class BankSettings(_Section):
     """``bank``: the CLS token bank, the extra negatives of L_g (Sec. 3.2)."""
 
     section: ClassVar[str] = "bank"
-    size: int = _key(_whole(0))  # global CLS tokens kept (paper: 24); 0: batch negatives only
+    size: int = _key(_Whole(0))  # global CLS tokens kept (paper: 24); 0: batch negatives only
 
 
 @dataclass(frozen=True)
@@ -180,12 +201,12 @@ class LatentSettings(_Section):
 
     section: ClassVar[str] = "latent"
     enabled: bool = _key(_flag)  # latent logits X_u and pseudo-mask supervision on/off (Table 3)
-    kind: str | None = _key_if(_one_of(KINDS))  # none | mlp | transformer
-    inputs: str | None = _key_if(_one_of(INPUTS))  # prototypes | cls_tokens | both
-    cls_tokens: str | None = _key_if(_one_of(CLS_TOKENS))  # the decoder's keys/values: global | local | both
-    num_layers: int | None = _key_if(_whole(1))  # transformer decoder layers
-    num_heads: int | None = _key_if(_whole(1))  # attention heads; must divide the embedding dim
-    ffn_ratio: int | None = _key_if(_whole(1))  # FFN width (decoder and MLP calibrator) = ffn_ratio * D
+    kind: str | None = _key_if(_OneOf(KINDS))  # none | mlp | transformer
+    inputs: str | None = _key_if(_OneOf(INPUTS))  # prototypes | cls_tokens | both
+    cls_tokens: str | None = _key_if(_OneOf(CLS_TOKENS))  # the decoder's keys/values: global | local | both
+    num_layers: int | None = _key_if(_Whole(1))  # transformer decoder layers
+    num_heads: int | None = _key_if(_Whole(1))  # attention heads; must divide the embedding dim
+    ffn_ratio: int | None = _key_if(_Whole(1))  # FFN width (decoder and MLP calibrator) = ffn_ratio * D
     dropout: float | None = _key_if(_dropout)  # dropout inside the decoder
 
     def __post_init__(self) -> None:
@@ -222,14 +243,14 @@ def objective_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "distill": DistillSettings.from_config(config_section(cfg, "distill")),
         "bank": BankSettings.from_config(config_section(cfg, "bank")),
         "latent": LatentSettings.from_config(config_section(cfg, "latent")),
-        "k_max": _whole(1)("mining.k_max", mining["k_max"]),
+        "k_max": _Whole(1)("mining.k_max", mining["k_max"]),
     }
 
 
 def check_k_max(value: Any, num_seen: int, latent_enabled: bool) -> int:
     """``mining.k_max``: latent class slots per image; with latent classes on, their ids ``num_seen + j``
     stay below the ignore index."""
-    k_max = _whole(1)("mining.k_max", value)
+    k_max = _Whole(1)("mining.k_max", value)
     if latent_enabled and num_seen + k_max > IGNORE_INDEX:
         raise SettingsError(f"mining.k_max: {num_seen} seen classes + mining.k_max={k_max} latent ids collide "
                             f"with the ignore index {IGNORE_INDEX}")
