@@ -105,12 +105,16 @@ def test_padded_latent_slots_get_no_probability_mass():
     assert float(leaf.grad[1, NS + 2].abs().max()) > 0
 
 
-def test_latent_ids_without_token_become_ignore():
+@pytest.mark.parametrize("slot", range(K))
+def test_latent_ids_without_token_become_ignore(slot):
+    """Exactly the pixels of the latent class whose token is gone are ignored: the first slot (id Ns) as the
+    others, and no seen pixel with them."""
     obj, batch, feats = make()
-    lv = batch["local_valid"] & ~(batch["local_ids"] == NS + 1)
+    lv = batch["local_valid"] & ~(batch["local_ids"] == NS + slot)
     _, target = obj.pixel_logits(feats, {**batch, "local_valid": lv})
-    assert not bool((target == NS + 1).any())
-    assert bool((batch["pseudo_mask"] == NS + 1).any())
+    pseudo = batch["pseudo_mask"]
+    assert bool((pseudo == NS + slot).any()) and bool((pseudo < NS).any())
+    assert torch.equal(target, torch.where(pseudo == NS + slot, 255, pseudo))
 
 
 @pytest.mark.parametrize("kind", ["infonce", "cosine", "l2", "froster"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from c2s.method.objective import C2SObjective, build_objective
+from c2s.method.objective import C2SObjective, build_objective, classify
 from c2s.method.settings import BankSettings, DistillSettings, LatentSettings, LossSettings, SettingsError
 
 D, NS = 8, 3
@@ -90,6 +90,7 @@ def test_built_from_the_settings_without_a_whole_config():
         global_attn_tau=0.07, froster_hidden=5, froster_alpha=0.1), bank=BankSettings(size=2),
         latent=LatentSettings(enabled=False), k_max=4)
     assert direct.distill == from_cfg.distill and direct.loss == from_cfg.loss
+    assert direct.check_ids  # the constructor checks ids unless told not to, as the factory does
     assert [k for k, _ in direct.named_parameters()] == [k for k, _ in from_cfg.named_parameters()]
     assert all(torch.equal(a, b) for a, b in zip(direct.state_dict().values(), from_cfg.state_dict().values()))
     with pytest.raises(SettingsError, match=r"^mining.k_max: expected a whole number >= 1, got 0$"):
@@ -182,6 +183,31 @@ def test_check_batch_ids_is_the_forward_check_on_the_host_batch():
     assert str(err.value) == f"batch['label'] holds ids [{NS}] outside [0, {NS}) and the ignore index 255"
 
 
+def test_check_batch_ids_reads_only_the_masks_the_switches_use():
+    """A pseudo mask beside a baseline's labels is not read, so not checked; nor are the labels of a run
+    whose pixel target is the pseudo mask (latent on: its label may hold anything the loader kept)."""
+    baseline = build_objective(config(**{"distill.enabled": False}), text())
+    label = torch.zeros(1, 4, 4, dtype=torch.long)
+    wild = torch.full((1, 4, 4), NS + 99)
+    baseline.check_batch_ids({"label": label, "pseudo_mask": wild})
+    latent = build_objective(config(**{"distill.enabled": False, "latent.enabled": True, "latent.kind": "mlp",
+                                       "latent.inputs": "prototypes", "latent.cls_tokens": "global",
+                                       "latent.num_layers": 1, "latent.num_heads": 2, "latent.ffn_ratio": 2,
+                                       "latent.dropout": 0.0}), text())
+    latent.check_batch_ids({"label": wild, "pseudo_mask": label})
+    with pytest.raises(ValueError, match=r"^batch\['pseudo_mask'\] holds ids \[102\] "):
+        latent.check_batch_ids({"label": label, "pseudo_mask": wild})
+
+
+def test_an_id_error_lists_the_first_eight_bad_ids():
+    obj = build_objective(config(**{"distill.enabled": False}), text())
+    label = (NS + torch.arange(16)).view(1, 4, 4)  # 16 ids past the seen classes
+    with pytest.raises(ValueError) as err:
+        obj.check_batch_ids({"label": label})
+    assert str(err.value) == (f"batch['label'] holds ids {list(range(NS, NS + 8))} outside [0, {NS}) and the "
+                              "ignore index 255")
+
+
 def test_training_step_of_the_objective_never_waits_for_the_device():
     """With check_ids=False (the training loop's), forward + backward of the full objective at the paper's
     defaults (InfoNCE with the bank, latent generator, NEL in ZegCLIP's mode, CE) dispatches no op that reads a
@@ -202,3 +228,14 @@ def test_training_step_of_the_objective_never_waits_for_the_device():
         with counter:
             obj(feats, batch)["loss"].backward()
         assert counter.syncs == expected and counter.ops > 500
+
+
+def test_classify_refuses_shapes_and_forms_naming_them():
+    feats, text4 = torch.zeros(1, 4, 2, 2), torch.zeros(3, 4)
+    for f, t in ((feats, torch.zeros(3, 4, 1)), (torch.zeros(1, 4, 2), text4), (feats, torch.zeros(3, 5))):
+        with pytest.raises(ValueError) as err:
+            classify(f, t, 1.0)
+        assert str(err.value) == ("classify expects feats (B, D, h, w) and text (N, D) with the same D; "
+                                  f"got {tuple(f.shape)} and {tuple(t.shape)}")
+    with pytest.raises(ValueError, match=r"^loss.seen_logits must be 'dot' or 'cos', got 'dots'$"):
+        classify(feats, text4, 1.0, "dots")
