@@ -1,14 +1,25 @@
 """Edge cases of c2s/data/transforms.py that mutation testing found unpinned: the HSV conversion against
 OpenCV's own (mmcv's ``bgr2hsv`` / ``hsv2bgr`` are ``cv2.cvtColor``; mmseg ``PhotoMetricDistortion`` in
-mmseg/datasets/transforms/transforms.py), and the distortion's steps in order with a scripted generator."""
+mmseg/datasets/transforms/transforms.py), the distortion's steps in order with a scripted generator, and the
+resizes against mmcv's own (mmcv/image/geometric.py: ``rescale_size``, ``imresize``)."""
 
 from __future__ import annotations
 
 import cv2
+import mmcv
 import numpy as np
 import pytest
 
-from c2s.data.transforms import _hsv_to_rgb, _rgb_to_hsv, photometric_distortion
+from c2s.data.transforms import (
+    _hsv_to_rgb,
+    _resize_label,
+    _rgb_to_hsv,
+    eval_transform,
+    photometric_distortion,
+    rescale_size,
+    resize_pair,
+    train_transform,
+)
 
 
 def _pixels() -> np.ndarray:
@@ -101,3 +112,54 @@ def test_photometric_distortion_all_steps_off_only_rounds():
     rng = ScriptedRng([0, 1, 0, 0, 0])  # no brightness; contrast first but off; no saturation, no hue
     assert np.array_equal(photometric_distortion(image, rng), image)
     assert not rng.values
+
+
+@pytest.mark.parametrize("hw", [(500, 375), (100, 1000), (1000, 100), (1, 3000), (96, 96), (48, 64)])
+def test_rescale_size_equals_mmcvs(hw):
+    """mmcv's rescale_size takes and returns (w, h); the long edge binds for (100, 1000), the short for
+    (500, 375). Below one pixel, where mmcv returns 0, c2s keeps 1 (checked below)."""
+    h, w = hw
+    new_w, new_h = mmcv.rescale_size((w, h), (2048, 512))
+    assert rescale_size(h, w, (2048, 512)) == (new_h, new_w)
+
+
+def test_rescale_size_keeps_at_least_one_pixel():
+    assert mmcv.rescale_size((10000, 1), (2048, 512)) == (2048, 0)
+    assert rescale_size(1, 10000, (2048, 512)) == (1, 2048)
+    assert rescale_size(10000, 1, (2048, 512)) == (2048, 1)
+
+
+@pytest.mark.parametrize("size_hw", [(60, 80), (90, 120), (150, 200), (240, 320), (37, 211)])
+def test_image_resize_is_mmcvs_pillow_bilinear(size_hw):
+    """The image resize is mmcv's ``imresize(..., 'bilinear', backend='pillow')`` to the byte, not its default
+    cv2 backend (mmseg's): on downscales PIL filters over each output pixel's footprint; see the module's
+    docstring for the measured difference."""
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur((rng.random((120, 160, 3)) * 255).astype(np.uint8), (5, 5), 1.5)
+    h, w = size_hw
+    ours, _ = resize_pair(image, None, size_hw)
+    assert ours.dtype == np.uint8 and ours.shape == (h, w, 3)
+    assert np.array_equal(ours, mmcv.imresize(image, (w, h), interpolation="bilinear", backend="pillow"))
+
+
+def test_label_resize_samples_pixel_centres():
+    """Output row i reads source row floor((i + 0.5) * lh / h): PIL's nearest (mmcv ``backend='pillow'``) at
+    whole factors; where the product is a whole number PIL's float rounding can read the row before it
+    (120 -> 90: PIL reads row 5 for output row 4, c2s row 6)."""
+    label = np.arange(120, dtype=np.uint8)[:, None].repeat(160, 1)
+    for h in (60, 240):
+        pil = mmcv.imresize(label, (160, h), interpolation="nearest", backend="pillow")
+        assert np.array_equal(_resize_label(label, h, 160), pil)
+    assert _resize_label(label, 90, 160)[:8, 0].tolist() == [0, 2, 3, 4, 6, 7, 8, 10]
+    assert _resize_label(label, 60, 160)[:4, 0].tolist() == [1, 3, 5, 7]  # centres, where cv2 reads 0, 2, 4, 6
+
+
+def test_pipelines_name_a_size_mismatch_and_a_missing_key():
+    image, label = np.zeros((10, 10, 3), np.uint8), np.zeros((9, 10), np.int64)
+    for transform in (train_transform, eval_transform):
+        with pytest.raises(ValueError) as err:
+            transform(image, label, {}, np.random.default_rng(0))
+        assert str(err.value) == "image (10, 10) and label (9, 10) differ in size"
+    with pytest.raises(KeyError) as err:
+        eval_transform(image, np.zeros((10, 10), np.int64), {})
+    assert err.value.args[0] == "data config has no key 'eval_scale' (needed by the transform pipeline)"
