@@ -195,7 +195,7 @@ def test_check_batch_ids_reads_only_the_masks_the_switches_use():
                                        "latent.num_layers": 1, "latent.num_heads": 2, "latent.ffn_ratio": 2,
                                        "latent.dropout": 0.0}), text())
     latent.check_batch_ids({"label": wild, "pseudo_mask": label})
-    with pytest.raises(ValueError, match=r"^batch\['pseudo_mask'\] holds ids \[102\] "):
+    with pytest.raises(ValueError, match=rf"^batch\['pseudo_mask'\] holds ids \[{NS + 99}\] "):
         latent.check_batch_ids({"label": label, "pseudo_mask": wild})
 
 
