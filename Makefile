@@ -63,11 +63,11 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check c2s jobs tests tools
 
-# Mutation testing of the core modules against the unit tests (mutmut, 3783 mutants; not part of `make test`).
-# Measured from scratch 2026-12-07 at a72ad7d: 1,042 s wall, 1,971 CPU-s for all 3,783 mutants, killed_frac
-# 0.9366 (lowest: c2s/method/settings.py 0.81, c2s/method/losses.py 0.91). c2s/train/checkpoint.py: 0.95, its
-# 16 survivors equivalent on torch 2.14.1 and a CPU (torch.load's map_location, mmap and weights_only default,
-# zipfile read sizes, a value overwritten before use, fallbacks for errors without a message). After a timeout,
+# Mutation testing of the core modules against the unit tests (mutmut, 3782 mutants; not part of `make test`).
+# Measured in a clean clone of 18178f1 on 2026-12-07: 1,281 s wall, 2,443 CPU-s, killed_frac 0.9527 (lowest:
+# c2s/method/losses.py 0.92, c2s/method/bank.py 0.94). The survivors read in losses, objective, settings,
+# transforms and checkpoint are equivalent on a CPU (dim=+1 for -1 on 2-D tensors, device=None, align_corners=None,
+# torch.load's defaults, ...) or run at import (settings' dataclass field builders). After a timeout,
 # `python tools/mutate.py --resume` goes on where it stopped.
 # Last line: {"mutants": N, "killed": K, "killed_frac": ..., "survivors_by_module": {...}}
 mutate: setup
