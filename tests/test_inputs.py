@@ -91,6 +91,6 @@ def test_the_toy_provider_refuses_a_real_dataset(tmp_path):
                                              "'voc12'.*point data.root at your dataset's folder"):
         resolve_references(cfg, tmp_path)
     tiny = load_config("toy_tiny", [f"cache_root={tmp_path}", "teacher.checkpoint=toy:clip"])
-    with pytest.raises(PreflightError, match="'toy:clip' is the toy CLIP of teacher.arch = 'c2s-toy-vit', "
-                                             "but teacher.arch = 'c2s-test-vit'"):
+    with pytest.raises(PreflightError, match="'toy:clip' is the toy CLIP of teacher.arch = 'c2s-toy-vit' or "
+                                             "'c2s-toy-vit-48', but teacher.arch = 'c2s-test-vit'"):
         resolve_references(tiny, tmp_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from c2s.errors import PreflightError
-from c2s.world.archs import TOY_CLIP_ARCH
+from c2s.world.archs import TOY_CLIP_ARCHS
 from c2s.world.classes import TOY_DATASETS, is_toy_world
 
 
@@ -40,8 +40,9 @@ def clip(cfg: Any, cache_root: Path) -> Path:
 
     _require_toy_dataset("toy:clip", "teacher.checkpoint", cfg,
                          "pass a local open_clip weights file (teacher.checkpoint=/path/to/ViT-B-16.pt)")
-    if cfg.teacher.arch != TOY_CLIP_ARCH:
-        raise PreflightError(f"teacher.checkpoint = 'toy:clip' is the toy CLIP of teacher.arch = {TOY_CLIP_ARCH!r}, "
+    if cfg.teacher.arch not in TOY_CLIP_ARCHS:
+        known = " or ".join(repr(arch) for arch in TOY_CLIP_ARCHS)
+        raise PreflightError(f"teacher.checkpoint = 'toy:clip' is the toy CLIP of teacher.arch = {known}, "
                              f"but teacher.arch = {cfg.teacher.arch!r}")
     return ensure_toy_teacher(cfg, cache_root)
 

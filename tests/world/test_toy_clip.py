@@ -194,3 +194,33 @@ def test_fused_optimizer_takes_the_per_tensor_loops_steps():
     for r, f, s in zip(ref, fused, start):
         assert (r - s).abs().max() > 0.05  # the steps are not nothing
         torch.testing.assert_close(f, r, rtol=1e-5, atol=1e-6)
+
+
+def test_the_48_px_toy_clip_is_a_config_key_away(tmp_path):
+    """``teacher.arch=c2s-toy-vit-48`` makes ``toy:clip`` pretrain, cache and load the 48-px tower (docs/demo.md):
+    the default's tower at another input size, under a key of its own, refused by the 64-px architecture."""
+    from c2s.teacher.checkpoint import TeacherCheckpointError
+    from c2s.teacher.clip import load_teacher
+    from c2s.world import providers
+    from c2s.world.archs import ARCHS, TOY_CLIP_ARCHS
+
+    assert TOY_CLIP_ARCHS == ("c2s-toy-vit", "c2s-toy-vit-48")
+    small, default = ARCHS["c2s-toy-vit-48"], ARCHS["c2s-toy-vit"]
+    assert small["vision_cfg"] == {**default["vision_cfg"], "image_size": 48}
+    assert {k: v for k, v in small.items() if k != "vision_cfg"} == {k: v for k, v in default.items() if k != "vision_cfg"}
+    tiny = [f"data.world.{k}={v}" for k, v in TINY_WORLD.items()] + [
+        "toy_clip.steps=2", "toy_clip.batch_size=8", "toy_clip.pool_images=20", "toy_clip.eval_images=5",
+        "toy_clip.threads=1"]
+    cfg = load_config("toy_c2s", [*tiny, "teacher.arch=c2s-toy-vit-48", "teacher.image_size=48"])
+    path = providers.clip(cfg, tmp_path)
+    assert path.parent == tmp_path / "toy_clip" / teacher_key(cfg.data.world, cfg.toy_clip, "c2s-toy-vit-48")
+    assert path.parent != teacher_dir(load_config("toy_c2s", tiny), tmp_path)
+    assert load_metrics(path)["arch"] == "c2s-toy-vit-48"
+    state = torch.load(path, weights_only=True)
+    assert state["visual.positional_embedding"].shape == (6 * 6 + 1, 96)  # 48 px / patch 8, and the CLS token
+    teacher_cfg = {**cfg.teacher, "checkpoint": str(path), "quick_gelu": False}
+    teacher = load_teacher(teacher_cfg, device="cpu")
+    images = torch.randint(0, 256, (2, 96, 96, 3), dtype=torch.uint8)  # resized to the 48-px input
+    assert teacher.image_size == 48 and teacher.encode_global(images).shape == (2, 256)
+    with pytest.raises(TeacherCheckpointError, match="image_size 48 vs 64"):
+        load_teacher({**teacher_cfg, "arch": "c2s-toy-vit"}, device="cpu")
