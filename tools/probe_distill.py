@@ -1,6 +1,6 @@
 """Probe trained runs of Table 4: where each distillation kind puts the student's region prototypes.
 
-    python tools/probe_distill.py RUN_DIR [RUN_DIR ...] [--images 64]
+    python tools/probe_distill.py RUN_DIR [RUN_DIR ...] [--images 64] [--per-class]
 
 For each run (a `c2s train` / sweep trial directory: its config.json and last checkpoint), on the first
 ``--images`` training images at eval scale, the run's teacher gives one local CLS token for every
@@ -15,6 +15,10 @@ Printed per run:
   the tokens' mean direction; for seen and for unseen regions apart, the prototypes' mean cosine to their own
   token (what the cosine / L2 / FROSTER losses raise) and to their own class's text, the region accuracy of the evaluator's classifier
   (argmax over ALL classes of ``proto . text``) and the share of regions it reads as a seen class.
+
+With ``--per-class``, also one line per unseen class: the share of its regions the teacher's token and the
+student's prototype read as it (argmax over all classes), and the class each reads them as most often
+(docs/demo.md: which unseen class a demo's claim lost, and whether the teacher or the student lost it).
 
 Written to explain Table 4 on the toy world (issue 13's note of 2026-11-26 has the numbers): why the
 cosine, L2 and FROSTER students, whose prototypes do move towards their tokens, still read unseen regions as
@@ -69,7 +73,35 @@ def class_region_stats(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Te
     return out
 
 
+def unseen_class_reads(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Tensor, text: torch.Tensor,
+                       unseen: torch.Tensor) -> list[dict]:
+    """Per unseen class with regions (the same inputs as :func:`class_region_stats`): the share of its regions
+    that the teacher's token (argmax over ALL classes of cosine to text) and the student's prototype (the
+    evaluator's argmax of ``proto . text``) read as that class, and the class each reads them as most often."""
+    t_pred = (F.normalize(tokens.float(), dim=-1) @ F.normalize(text.float(), dim=-1).T).argmax(1)
+    p_pred = (protos.float() @ text.float().T).argmax(1)
+    out = []
+    for c in torch.nonzero(unseen).flatten().tolist():
+        rows = cls == c
+        if not bool(rows.any()):
+            continue
+        t_votes = torch.bincount(t_pred[rows], minlength=len(text))
+        p_votes = torch.bincount(p_pred[rows], minlength=len(text))
+        out.append({"class_id": c, "regions": int(rows.sum()),
+                    "teacher_reads_own": float(t_votes[c]) / int(rows.sum()), "teacher_reads": int(t_votes.argmax()),
+                    "student_reads_own": float(p_votes[c]) / int(rows.sum()), "student_reads": int(p_votes.argmax())})
+    return out
+
+
 def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
+    """:func:`class_region_stats` over the run's regions (:func:`collect_regions`)."""
+    return class_region_stats(*collect_regions(run_dir, images, batch))
+
+
+def collect_regions(run_dir: Path, images: int, batch: int) -> tuple[torch.Tensor, ...]:
+    """Teacher tokens ``(N, D)``, student prototypes ``(N, D)``, class ids ``(N,)`` of the ground-truth regions of
+    the run's first ``images`` training images, with the text embeddings of ALL classes ``(C, D)`` and
+    ``unseen (C,)``."""
     from c2s.config import from_dict
     from c2s.data.catalog import get_dataset_info
     from c2s.data.readers import iter_samples
@@ -117,7 +149,7 @@ def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
                 toks.append(tok.float())
                 protos.append(proto[0])
                 classes.append(torch.tensor(ids))
-    return class_region_stats(torch.cat(toks), torch.cat(protos), torch.cat(classes), all_text, unseen)
+    return torch.cat(toks), torch.cat(protos), torch.cat(classes), all_text, unseen
 
 
 def main(argv: list[str]) -> int:
@@ -125,13 +157,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("run_dirs", type=Path, nargs="+")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--per-class", action="store_true",
+                        help="also one line per unseen class: what the teacher's tokens and the student read it as")
     args = parser.parse_args(argv)
+    from c2s.data.catalog import get_dataset_info
+
     for run_dir in args.run_dirs:
         cfg = json.loads((run_dir / "config.json").read_text())
         kind = cfg["distill"]["kind"] if cfg["distill"]["enabled"] else "none (baseline)"
-        stats = probe_run(run_dir, args.images, args.batch)
+        regions = collect_regions(run_dir, args.images, args.batch)
+        stats = class_region_stats(*regions)
         print(json.dumps({"run": str(run_dir), "distill": kind, **{k: round(v, 3) for k, v in stats.items()}}),
               flush=True)
+        if args.per_class:
+            names = get_dataset_info(str(cfg["data"]["dataset"])).classes
+            for row in unseen_class_reads(*regions):
+                print(json.dumps({"run": str(run_dir), "class": names[row["class_id"]], "regions": row["regions"],
+                                  "teacher_reads_own": round(row["teacher_reads_own"], 3),
+                                  "teacher_reads": names[row["teacher_reads"]],
+                                  "student_reads_own": round(row["student_reads_own"], 3),
+                                  "student_reads": names[row["student_reads"]]}), flush=True)
     return 0
 
 

@@ -51,3 +51,24 @@ def test_off_diagonal_mean_skips_same_class_pairs():
     assert probe.off_diagonal_mean(sim, torch.eye(2, dtype=torch.bool)) == pytest.approx(0.3)
     same = torch.ones(2, 2, dtype=torch.bool)
     assert probe.off_diagonal_mean(sim, same) != probe.off_diagonal_mean(sim, same)  # nan: no such pair
+
+
+def test_unseen_class_reads_names_who_misreads_an_unseen_class():
+    text = torch.eye(3)  # classes 0, 1 seen; 2 unseen
+    unseen = torch.tensor([False, False, True])
+    cls = torch.tensor([2, 2, 2, 0])
+    # the teacher's tokens of the three unseen regions: two on their own text, one nearer class 1 (by cosine:
+    # its norm must not matter); the student's prototypes: all three read as seen class 1, two by a small margin
+    tokens = torch.tensor([[0, 0, 5.0], [0.1, 0, 1], [0, 0.2, 0.1], [1, 0, 0]])
+    protos = torch.tensor([[0, 1.0, 0.9], [0, 1.0, 0.5], [0.3, 2.0, 0], [1, 0, 0]])
+    (row,) = probe.unseen_class_reads(tokens, protos, cls, text, unseen)
+    assert row == {"class_id": 2, "regions": 3, "teacher_reads_own": pytest.approx(2 / 3), "teacher_reads": 2,
+                   "student_reads_own": 0.0, "student_reads": 1}
+
+
+def test_unseen_class_reads_skips_unseen_classes_without_regions():
+    text = torch.eye(3)
+    unseen = torch.tensor([False, True, True])
+    out = probe.unseen_class_reads(text[[1]], text[[1]], torch.tensor([1]), text, unseen)
+    assert [r["class_id"] for r in out] == [1]
+    assert out[0]["teacher_reads_own"] == out[0]["student_reads_own"] == 1.0
