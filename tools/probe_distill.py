@@ -93,11 +93,6 @@ def unseen_class_reads(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Te
     return out
 
 
-def probe_run(run_dir: Path, images: int, batch: int) -> dict[str, float]:
-    """:func:`class_region_stats` over the run's regions (:func:`collect_regions`)."""
-    return class_region_stats(*collect_regions(run_dir, images, batch))
-
-
 def collect_regions(run_dir: Path, images: int, batch: int) -> tuple[torch.Tensor, ...]:
     """Teacher tokens ``(N, D)``, student prototypes ``(N, D)``, class ids ``(N,)`` of the ground-truth regions of
     the run's first ``images`` training images, with the text embeddings of ALL classes ``(C, D)`` and
