@@ -85,11 +85,12 @@ def unseen_class_reads(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Te
         rows = cls == c
         if not bool(rows.any()):
             continue
+        n = int(rows.sum())
         t_votes = torch.bincount(t_pred[rows], minlength=len(text))
         p_votes = torch.bincount(p_pred[rows], minlength=len(text))
-        out.append({"class_id": c, "regions": int(rows.sum()),
-                    "teacher_reads_own": float(t_votes[c]) / int(rows.sum()), "teacher_reads": int(t_votes.argmax()),
-                    "student_reads_own": float(p_votes[c]) / int(rows.sum()), "student_reads": int(p_votes.argmax())})
+        out.append({"class_id": c, "regions": n,
+                    "teacher_reads_own": float(t_votes[c]) / n, "teacher_reads": int(t_votes.argmax()),
+                    "student_reads_own": float(p_votes[c]) / n, "student_reads": int(p_votes.argmax())})
     return out
 
 
