@@ -328,11 +328,23 @@ def check_objective_settings(cfg) -> None:
         raise ConfigError(str(err)) from None
 
 
+def check_mining(cfg) -> None:
+    """``mining.edges`` checked on the driver (the teacher actors read it), so a typo stops the run before Ray
+    starts."""
+    from c2s.teacher.mining import mining_edges
+
+    try:
+        mining_edges(cfg.mining)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def prepare_job(cfg, run_dir: Path) -> PreparedJob:
     """Inputs and settings checked, the text embeddings and the config written, then Ray started, the job
     placed, the storage checked and (teacher.cache) the token cache built."""
     inputs = resolve_inputs(cfg)  # errors about paths come before any Ray resource is asked for
     check_objective_settings(cfg)
+    check_mining(cfg)
     check_train_intervals(cfg.train)
     check_tracking(cfg)  # tracking.mlflow_uri set: MLflow importable (c2s.train.tracking)
     set_controller_poll(cfg.train.controller_poll_s)

@@ -215,3 +215,72 @@ def test_mining_reads_back_from_the_device_a_bounded_number_of_times(mining_cfg)
     assert len(counter.syncs) <= 12 + int(mining_cfg["kmeans_iters"]), counter.syncs
     assert sorted(int(v) for v in torch.unique(pseudo) if NUM_SEEN <= v < 255) == [NUM_SEEN, NUM_SEEN + 1,
                                                                                    NUM_SEEN + 2]
+
+
+def disc_world(d=32, grid=8, px=12, seed=3):
+    """A 96-px image of seen background with an unannotated disc (radius 16 px, centre (48, 48)) and a small
+    unannotated square of 2 x 2 pixels at (6, 88): tokens at least half ignore carry one vector, the rest
+    another (a teacher that sees the disc perfectly; the square's token stays an annotated one)."""
+    g = torch.Generator().manual_seed(seed)
+    size = grid * px
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    disc = (yy - 48) ** 2 + (xx - 48) ** 2 <= 16 ** 2
+    label = torch.full((size, size), SEEN_ID, dtype=torch.long)
+    label[disc] = 255
+    label[6:8, 88:90] = 255
+    frac = F.adaptive_avg_pool2d((label == 255).float()[None, None], (grid, grid))[0, 0]
+    protos = F.normalize(torch.randn(2, d, generator=g), dim=1)
+    dense = protos[(frac >= 0.5).long()].permute(2, 0, 1)
+    return F.normalize(dense + 0.01 * torch.randn(d, grid, grid, generator=g), dim=0), label, disc
+
+
+def test_latent_region_ends_where_the_labels_do(mining_cfg):
+    """The toy world's yellow circle read as a square (docs/decisions.md#latent-regions-end-where-the-labels-do):
+    with ``mining.edges=tokens`` each token that is mostly seen background votes "no latent class", cutting the
+    disc's rim; with ``labels`` the whole disc is one latent region and it ends exactly at the annotation."""
+    dense, label, disc = disc_world()
+    latent = {}
+    for edges in ("tokens", "labels"):
+        pseudo = mine_latent_classes(dense, label, NUM_SEEN, {**mining_cfg, "edges": edges})
+        assert torch.equal(pseudo[label != 255], label[label != 255])  # seen pixels untouched
+        assert sorted(int(v) for v in torch.unique(pseudo)) == [SEEN_ID, NUM_SEEN, 255]
+        latent[edges] = pseudo == NUM_SEEN
+        assert not bool((latent[edges] & ~disc).any())  # never outside the unannotated disc
+        assert int(pseudo[6:8, 88:90].ne(255).sum()) == 0  # out of reach of every latent token: ignore
+    assert bool(latent["labels"].eq(disc).all())
+    # By hand, "tokens": the disc covers 4 tokens at least half (rows and columns 3-4, centres at 42 and 54 px);
+    # the next centres (30, 66) are annotated, so the region ends half-way, at 36 and 60, in a square with its
+    # corners rounded off (there three annotated neighbours outweigh one latent): 64% of the disc
+    square = torch.zeros_like(disc)
+    square[36:60, 36:60] = True
+    assert not bool((latent["tokens"] & ~square).any()) and bool(latent["tokens"][36:60, 48].all())
+    assert 0.6 < float(latent["tokens"][disc].float().mean()) < 0.7
+
+
+def test_dropped_cluster_joins_a_neighbour_only_within_one_token(mining_cfg):
+    """Under ``labels`` a kept region's channel reaches one token spacing; an unannotated token whose cluster is
+    dropped (min_region) keeps its own pixels ignore beyond that reach."""
+    from c2s.teacher.mining import upsample_regions
+
+    grid = torch.full((4, 8), -1, dtype=torch.long)
+    grid[:, :2] = 0  # a kept region in the two left columns; columns 2-7: annotated or dropped
+    up = upsample_regions(grid, 1, (8, 16), "labels")  # 2 px per token
+    # token column j's centre sits at pixel 2j + 0.5: column 1's (2.5) reaches pixels 3 and 4, short of column 2's (4.5)
+    assert up[:, :5].eq(1).all() and up[:, 5:].eq(0).all()
+    tokens = upsample_regions(grid, 1, (8, 16), "tokens")
+    assert tokens[:, :4].eq(1).all() and tokens[:, 4:].eq(0).all()  # half-way between centres
+
+
+def test_mining_edges_is_checked(mining_cfg, tmp_path):
+    dense, label, _ = disc_world()
+    with pytest.raises(ValueError, match=r"mining.edges = 'pixels': expected one of labels, tokens"):
+        mine_latent_classes(dense, label, NUM_SEEN, {**mining_cfg, "edges": "pixels"})
+    # a config.json written before the key existed was mined with "tokens"
+    old = {k: v for k, v in mining_cfg.items() if k != "edges"}
+    assert torch.equal(mine_latent_classes(dense, label, NUM_SEEN, old),
+                       mine_latent_classes(dense, label, NUM_SEEN, {**mining_cfg, "edges": "tokens"}))
+    from c2s.config import ConfigError
+    from c2s.train.trainer import check_mining
+
+    with pytest.raises(ConfigError, match="mining.edges = 'pixels'"):
+        check_mining(load_config("toy_c2s", ["mining.edges=pixels"]))

@@ -46,6 +46,10 @@ mining = dict(
     kmeans_iters=20,  # cosine K-Means iterations (stops earlier when assignments no longer change)
     merge_threshold=0.9,  # merge clusters whose centres have cosine similarity above this
     min_region=4,  # drop latent regions smaller than this many tokens
+    # What ends a latent region: "tokens" (half-way to the next mostly annotated token) or "labels" (the
+    # annotation's edge; make demo's). The results book was mined with "tokens":
+    # docs/decisions.md#latent-regions-end-where-the-labels-do
+    edges="tokens",
     k_max=8,  # latent classes kept per image (the largest), ids num_seen + j, j < k_max
     seed=0,  # seeds the seed subsampling above; the result is deterministic for a fixed value
 )
