@@ -25,7 +25,8 @@ c2s.data.readers.build_dataset). The folder is written under a temporary name an
 The key (:func:`cache_key`) hashes exactly what changes the tokens: dataset name, the resolved data root,
 the data pipeline config (minus ``num_cpus``), the teacher config minus its pool/resource keys
 (:data:`POOL_KEYS`; ``precision=auto`` is resolved to what the pool's device would use), a fingerprint of
-the teacher checkpoint file, the mining config, the seen split, ``train.seed`` and ``teacher.cache_epochs``.
+the teacher checkpoint file, the mining config (``mining.edges`` only when it is not ``"tokens"``, so caches
+built before that key keep their keys), the seen split, ``train.seed`` and ``teacher.cache_epochs``.
 
 On a multi-node cluster the cache root must be storage every node reads (a shared filesystem).
 """
@@ -106,11 +107,20 @@ def cache_key_inputs(cfg: Mapping[str, Any], data_root: str | os.PathLike, *,
         "data": {k: v for k, v in data.items() if k not in DATA_RESOURCE_KEYS},
         "teacher": teacher_part,
         "teacher_checkpoint": _checkpoint_fingerprint(teacher.get("checkpoint")),
-        "mining": dict(cfg["mining"]),
+        "mining": _mining_part(cfg["mining"]),
         "seen_classes": list(info.seen_classes),
         "train_seed": int(cfg["train"]["seed"]),
         "cache_epochs": int(teacher["cache_epochs"]),
     })
+
+
+def _mining_part(mining: Mapping[str, Any]) -> dict[str, Any]:
+    """The mining section as hashed: ``edges`` only off ``"tokens"``, the tokens every cache built before the key
+    existed holds, so those caches keep their keys."""
+    part = dict(mining)
+    if part.get("edges", "tokens") == "tokens":
+        part.pop("edges", None)
+    return part
 
 
 def cache_key(cfg: Mapping[str, Any], data_root: str | os.PathLike, *, version: int = CACHE_VERSION) -> str:

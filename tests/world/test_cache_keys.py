@@ -34,3 +34,15 @@ def test_cache_keys_are_the_ones_before_the_move(name, overrides):
         # The token cache hashes the resolved config: the world's folder stands where the provider puts it.
         cfg.data.root, cfg.teacher.checkpoint = "/C/toyworld/x", None
         assert cache_key(cfg, "/C/toyworld/x") == tokens
+
+
+def test_mining_edges_labels_gets_a_token_cache_of_its_own():
+    """``mining.edges`` came later: ``"tokens"`` (what every older cache holds) keeps the key above, ``"labels"``
+    mines other pseudo masks and so other tokens."""
+    keys = {}
+    for edges in ("tokens", "labels"):
+        cfg = load_config("toy_c2s", [f"mining.edges={edges}"])
+        cfg.data.root, cfg.teacher.checkpoint = "/C/toyworld/x", None
+        keys[edges] = cache_key(cfg, "/C/toyworld/x")
+    assert keys["tokens"] == BEFORE[("toy_c2s", ())][3]
+    assert keys["labels"] != keys["tokens"]
