@@ -176,8 +176,9 @@ def upsample_regions(grid: torch.Tensor, k: int, size: tuple[int, int], edges: s
 
     - ``"tokens"``: every other token votes "no latent class" (channel 0), so an unannotated object ends
       half-way to the next mostly annotated token, and its own pixels beyond that line stay ignore. On the
-      toy world's 8 x 8 grid 21-24% of the unseen objects' pixels were in no latent region (2-6% with
-      ``"labels"``), and a circle's outline became a square's (docs/decisions.md#latent-regions-end-where-the-labels-do).
+      toy world's 8 x 8 grid 21.3-23.7% of the unseen objects' pixels were in no latent region (1.5-6.2%
+      with ``"labels"``), and a circle's outline became a square's
+      (docs/decisions.md#latent-regions-end-where-the-labels-do).
     - ``"labels"``: only kept regions hold a channel; a pixel takes the strongest one among its four nearest
       token centres, and the caller keeps it only where the pixel's own label is ignore. So a latent region
       ends where the annotation does, or one token away from its last token.
