@@ -115,8 +115,8 @@ def cache_key_inputs(cfg: Mapping[str, Any], data_root: str | os.PathLike, *,
 
 
 def _mining_part(mining: Mapping[str, Any]) -> dict[str, Any]:
-    """The mining section as hashed: ``edges`` only off ``"tokens"``, the tokens every cache built before the key
-    existed holds, so those caches keep their keys."""
+    """The mining section as hashed: ``edges`` only when it is not ``"tokens"``, the value every cache built
+    before the key existed was mined with, so those caches keep their keys."""
     part = dict(mining)
     if part.get("edges", "tokens") == "tokens":
         part.pop("edges", None)
