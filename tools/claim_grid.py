@@ -99,7 +99,7 @@ def run_draw(out: Path, clip_seed: int, run_seed: int, overrides: Sequence[str],
     folder.mkdir(parents=True)
     recorded.write_text(json.dumps(command))
     with open(folder / "demo.log", "w") as log:
-        proc = subprocess.run(draw_command(out, clip_seed, run_seed, overrides), stdout=log,
+        proc = subprocess.run([sys.executable, *command], stdout=log,
                               stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
     if proc.returncode != 0 or not result.is_file():
         raise SystemExit(f"claim_grid: the demo of toy_clip.seed={clip_seed} train.seed={run_seed} failed "

@@ -15,13 +15,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 KEYS = ("label", "pseudo_mask", "global", "local", "local_ids", "local_valid")
+
+
+def train_batches(cfg: Any, info: Any, data_root: Any, images: int, batch: int
+                  ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """The first ``images`` training images at eval scale, ``batch`` at a time: ``(gt, raw)`` with ``gt``
+    (B, H, W) labels over ALL classes and ``raw`` the batch a teacher sees (``image``; ``label`` with the unseen
+    classes made ignore, as in training). Also tools/probe_mining.py's."""
+    from c2s.data.readers import iter_samples
+    from c2s.data.transforms import eval_transform
+
+    pairs = []
+    for i, (image, label, _, _) in enumerate(iter_samples(info, data_root, "train")):
+        if i == images:
+            break
+        pairs.append(eval_transform(image, label, cfg.data))
+    for start in range(0, len(pairs), batch):
+        gt = np.stack([label for _, label in pairs[start:start + batch]])
+        yield gt, {"image": np.stack([image for image, _ in pairs[start:start + batch]]),
+                   "label": info.to_train_labels(gt).astype(np.int64)}
 
 
 def main(argv: list[str]) -> int:
@@ -33,8 +54,6 @@ def main(argv: list[str]) -> int:
 
     from c2s.config import from_dict
     from c2s.data.catalog import get_dataset_info
-    from c2s.data.readers import iter_samples
-    from c2s.data.transforms import eval_transform
     from c2s.inputs import resolve_inputs
     from c2s.method.objective import build_objective
     from c2s.student import build_student
@@ -58,13 +77,6 @@ def main(argv: list[str]) -> int:
     objective.eval()
     teacher = load_teacher(cfg.teacher, "cpu")
 
-    images, labels = [], []
-    for i, (image, label, _, _) in enumerate(iter_samples(info, inputs.data_root, "train")):
-        if i == args.images:
-            break
-        image, label = eval_transform(image, label, cfg.data)
-        images.append(image)
-        labels.append(label)
     captured: dict[str, torch.Tensor] = {}
     objective.generator.register_forward_hook(lambda m, i, o: captured.update(emb=o, valid=i[2]))
     text = F.normalize(all_text.float(), dim=-1)
@@ -72,12 +84,10 @@ def main(argv: list[str]) -> int:
     seen_ids = torch.tensor(sorted(seen))
     unseen_ids = torch.tensor([c for c in range(len(text)) if c not in seen])
     num_seen = len(seen)
-    cosines, pixels = [], np.zeros(4, dtype=np.int64)
+    cosines, pixels, images = [], np.zeros(4, dtype=np.int64), 0
     with torch.no_grad():
-        for start in range(0, len(images), args.batch):
-            gt = np.stack(labels[start:start + args.batch])
-            raw = {"image": np.stack(images[start:start + args.batch]),
-                   "label": info.to_train_labels(gt).astype(np.int64)}
+        for gt, raw in train_batches(cfg, info, inputs.data_root, args.images, args.batch):
+            images += len(gt)
             tokens = teacher_tokens(teacher, raw, num_seen, cfg)
             batch = {k: torch.from_numpy(np.ascontiguousarray(tokens[k])) for k in KEYS}
             objective(student(student.normalize(torch.from_numpy(raw["image"]))).float(), batch)
@@ -88,7 +98,7 @@ def main(argv: list[str]) -> int:
             on_unseen = np.isin(gt, unseen_ids.numpy())
             pixels += [latent.sum(), (latent & on_unseen).sum(), on_unseen.sum(), 0]
     c = torch.cat(cosines)
-    print(f"{args.run_dir.name}: {len(c)} latent embeddings in {len(images)} images | max cosine to unseen text "
+    print(f"{args.run_dir.name}: {len(c)} latent embeddings in {images} images | max cosine to unseen text "
           f"{float(c[:, 0].mean()):.3f}, to seen text {float(c[:, 1].mean()):.3f} | nearest text is unseen for "
           f"{100 * float((c[:, 0] > c[:, 1]).float().mean()):.0f}%")
     print(f"latent pixels {pixels[0]}: {100 * pixels[1] / max(pixels[0], 1):.0f}% on unseen objects, the rest "

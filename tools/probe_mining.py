@@ -24,10 +24,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probe_latent import train_batches  # noqa: E402
 
 
 def latent_region_reads(pseudo: np.ndarray, gt: np.ndarray, local: np.ndarray, local_ids: np.ndarray,
@@ -75,8 +79,6 @@ def main(argv: list[str]) -> int:
 
     from c2s.config import load_config
     from c2s.data.catalog import get_dataset_info
-    from c2s.data.readers import iter_samples
-    from c2s.data.transforms import eval_transform
     from c2s.inputs import resolve_inputs
     from c2s.teacher.clip import load_teacher
     from c2s.teacher.tokens import teacher_tokens
@@ -91,18 +93,10 @@ def main(argv: list[str]) -> int:
     unseen = [c for c in range(len(info.classes)) if c not in set(int(s) for s in info.seen_ids)]
     totals = {c: {"pixels": 0, "latent_px": 0, "regions": 0, "purity": 0.0, "reads_own": 0, "reads": []}
               for c in unseen}
-    images, labels = [], []
-    for i, (image, label, _, _) in enumerate(iter_samples(info, inputs.data_root, "train")):
-        if i == args.images:
-            break
-        image, label = eval_transform(image, label, cfg.data)
-        images.append(image)
-        labels.append(label)
+    images = 0
     with torch.no_grad():
-        for start in range(0, len(images), args.batch):
-            gt = np.stack(labels[start:start + args.batch])
-            raw = {"image": np.stack(images[start:start + args.batch]),
-                   "label": info.to_train_labels(gt).astype(np.int64)}
+        for gt, raw in train_batches(cfg, info, inputs.data_root, args.images, args.batch):
+            images += len(gt)
             tokens = teacher_tokens(teacher, raw, num_seen, cfg)
             part = latent_region_reads(tokens["pseudo_mask"], gt, tokens["local"], tokens["local_ids"],
                                        tokens["local_valid"], all_text, unseen, num_seen,
@@ -121,7 +115,7 @@ def main(argv: list[str]) -> int:
                           "teacher_reads_own": round(row["reads_own"] / n, 3), "teacher_reads": top}))
     pixels = sum(r["pixels"] for r in totals.values())
     regions = sum(r["regions"] for r in totals.values())
-    print(json.dumps({"edges": edges, "images": len(images),
+    print(json.dumps({"edges": edges, "images": images,
                       "unseen_latent_px": round(sum(r["latent_px"] for r in totals.values()) / max(pixels, 1), 3),
                       "latent_regions": regions,
                       "teacher_reads_own": round(sum(r["reads_own"] for r in totals.values()) / max(regions, 1), 3)}))
