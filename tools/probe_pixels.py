@@ -12,8 +12,9 @@ per class:
 - ``pixel_acc``: the share of the class's pixels read as it; ``read_as``: the class its other pixels are read
   as most often;
 - ``objects``, ``mean_own_share``, and ``objects_split``: how many objects' interiors the student neither reads
-  as a whole (own share >= 0.9) nor misses as a whole (<= 0.1). A student that tells two classes apart decides each object;
-  one that cannot splits them, and two classes of one size split half and half score an IoU near 1/3 each.
+  as a whole (own share >= 0.9) nor misses as a whole (<= 0.1). A student that tells two classes apart decides
+  each object; one that cannot splits them, and two classes of one size split half and half at random score an
+  IoU near 1/3 each.
 
 Written for docs/demo.md: after the demo's 300 steps the toy students split circles and squares of one colour,
 seen pairs as well as those with an unseen class, and two of the five unseen classes score what that split gives.
@@ -36,8 +37,8 @@ def object_shares(label: np.ndarray, pred: np.ndarray, class_id: int, min_pixels
     """(own share, pixels) of each object of ``class_id`` in ``label (H, W)``, read in ``pred (H, W)``.
 
     An object is a 4-connected region of the class; only its interior counts: the pixels left after eroding it
-    ``interior`` times (a rim read as the neighbouring class is the up-sampling's, not a decision about the
-    object). Objects with fewer than ``min_pixels`` interior pixels are left out.
+    ``interior`` times (a rim read as the neighbouring class says little about how the object as a whole is
+    read). Objects with fewer than ``min_pixels`` interior pixels are left out.
     """
     from scipy.ndimage import binary_erosion
     from scipy.ndimage import label as connected
