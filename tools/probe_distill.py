@@ -1,6 +1,6 @@
 """Probe trained runs of Table 4: where each distillation kind puts the student's region prototypes.
 
-    python tools/probe_distill.py RUN_DIR [RUN_DIR ...] [--images 64] [--per-class]
+    python tools/probe_distill.py RUN_DIR [RUN_DIR ...] [--images 64] [--per-class] [--pair "A,B" ...]
 
 For each run (a `c2s train` / sweep trial directory: its config.json and last checkpoint), on the first
 ``--images`` training images at eval scale, the run's teacher gives one local CLS token for every
@@ -15,6 +15,10 @@ Printed per run:
   the tokens' mean direction; for seen and for unseen regions apart, the prototypes' mean cosine to their own
   token (what the cosine / L2 / FROSTER losses raise) and to their own class's text, the region accuracy of the evaluator's classifier
   (argmax over ALL classes of ``proto . text``) and the share of regions it reads as a seen class.
+
+With ``--pair "A,B"`` (repeatable), also one line per pair of classes: the cosine between the two classes' mean
+teacher tokens and between their mean student prototypes (each L2-normalised, averaged over the class's regions,
+normalised again): how far apart the teacher holds two classes, and how far the student does.
 
 With ``--per-class``, also one line per unseen class: the share of its regions the teacher's token and the
 student's prototype read as it (argmax over all classes), and the class each reads them as most often
@@ -94,6 +98,24 @@ def unseen_class_reads(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Te
     return out
 
 
+def pair_cosines(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Tensor, pairs: list[tuple[int, int]]
+                 ) -> list[dict]:
+    """Per pair ``(a, b)`` of class ids: the cosine between classes a's and b's mean teacher token and between
+    their mean student prototype (rows L2-normalised, averaged over the class's regions), with each class's region
+    count. ``tokens``, ``protos`` ``(N, D)`` and ``cls (N,)`` as from :func:`collect_regions`; a class without
+    regions gives nan."""
+    def class_mean(x: torch.Tensor, c: int) -> torch.Tensor:
+        rows = F.normalize(x.float(), dim=-1)[cls == c]
+        return F.normalize(rows.mean(0), dim=0) if len(rows) else torch.full((x.shape[1],), float("nan"))
+
+    out = []
+    for a, b in pairs:
+        out.append({"pair": (a, b), "regions": (int((cls == a).sum()), int((cls == b).sum())),
+                    "teacher_cos": float(class_mean(tokens, a) @ class_mean(tokens, b)),
+                    "student_cos": float(class_mean(protos, a) @ class_mean(protos, b))})
+    return out
+
+
 def collect_regions(run_dir: Path, images: int, batch: int) -> tuple[torch.Tensor, ...]:
     """Teacher tokens ``(N, D)``, student prototypes ``(N, D)``, class ids ``(N,)`` of the ground-truth regions of
     the run's first ``images`` training images, with the text embeddings of ALL classes ``(C, D)`` and
@@ -155,18 +177,31 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--per-class", action="store_true",
                         help="also one line per unseen class: what the teacher's tokens and the student read it as")
+    parser.add_argument("--pair", action="append", default=[], metavar="A,B",
+                        help="two class names, comma-separated: their mean tokens' and mean prototypes' cosine "
+                        "(repeatable)")
     args = parser.parse_args(argv)
     from c2s.data.catalog import get_dataset_info
 
     for run_dir in args.run_dirs:
         cfg = json.loads((run_dir / "config.json").read_text())
         kind = cfg["distill"]["kind"] if cfg["distill"]["enabled"] else "none (baseline)"
+        names = get_dataset_info(str(cfg["data"]["dataset"])).classes
+        pairs = []
+        for text in args.pair:
+            pair = [n.strip() for n in text.split(",")]
+            if len(pair) != 2 or any(n not in names for n in pair):
+                parser.error(f"--pair {text!r}: expected two of {list(names)}, comma-separated")
+            pairs.append((names.index(pair[0]), names.index(pair[1])))
         regions = collect_regions(run_dir, args.images, args.batch)
         stats = class_region_stats(*regions)
         print(json.dumps({"run": str(run_dir), "distill": kind, **{k: round(v, 3) for k, v in stats.items()}}),
               flush=True)
+        for row in pair_cosines(*regions[:3], pairs):
+            print(json.dumps({"run": str(run_dir), "pair": [names[c] for c in row["pair"]], "regions": row["regions"],
+                              "teacher_cos": round(row["teacher_cos"], 3), "student_cos": round(row["student_cos"], 3)}),
+                  flush=True)
         if args.per_class:
-            names = get_dataset_info(str(cfg["data"]["dataset"])).classes
             for row in unseen_class_reads(*regions):
                 print(json.dumps({"run": str(run_dir), "class": names[row["class_id"]], "regions": row["regions"],
                                   "teacher_reads_own": round(row["teacher_reads_own"], 3),

@@ -1,6 +1,7 @@
 """tools/probe_distill.py: the region statistics it prints, on hand-built vectors."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,16 @@ def test_unseen_class_reads_skips_unseen_classes_without_regions():
     out = probe.unseen_class_reads(text[[1]], text[[1]], torch.tensor([1]), text, unseen)
     assert [r["class_id"] for r in out] == [1]
     assert out[0]["teacher_reads_own"] == out[0]["student_reads_own"] == 1.0
+
+
+def test_pair_cosines_average_unit_rows_per_class():
+    # class 0 along x; class 1's unit rows at 45 and 90 degrees average to 67.5 degrees (unnormalised rows would
+    # give 76 degrees: the longer row would weigh more)
+    tokens = torch.tensor([[1.0, 0.0], [2.0, 0.0], [1.0, 1.0], [0.0, 3.0]])
+    protos = torch.tensor([[3.0, 0.0], [1.0, 0.0], [0.0, -2.0], [0.0, -1.0]])
+    cls = torch.tensor([0, 0, 1, 1])
+    (row, missing) = probe.pair_cosines(tokens, protos, cls, [(0, 1), (0, 2)])
+    assert row["pair"] == (0, 1) and row["regions"] == (2, 2)
+    assert row["teacher_cos"] == pytest.approx(math.cos(math.radians(67.5)))
+    assert row["student_cos"] == pytest.approx(0.0, abs=1e-7)
+    assert missing["regions"] == (2, 0) and math.isnan(missing["teacher_cos"]) and math.isnan(missing["student_cos"])
