@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,26 @@ def shard_pairs(pairs: list, rank: int, world: int, max_images: int | None = Non
 
 
 @torch.no_grad()
+def val_predictions(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[str, Any], info: Any,
+                    pairs: list, device: torch.device | str = "cpu"
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(image, label, pred)`` of each validation ``(image_path, label_path)`` in ``pairs`` of dataset ``info``, as
+    evaluation scores it: decoded, ``eval_transform``-ed, predicted with the run's ``loss.alpha``,
+    ``loss.seen_logits`` and ``evaluation`` settings at the label's size."""
+    from c2s.data.readers import decode_pair
+    from c2s.data.transforms import eval_transform
+
+    rng = np.random.default_rng(0)  # eval_transform is deterministic; the argument is its signature's
+    for image_path, label_path in pairs:
+        image, label = decode_pair(info, image_path, label_path)  # a bad file raises, naming both files
+        image, label = eval_transform(image, label, cfg["data"], rng)
+        # out_size: logits resized to the label's size before the argmax (mmseg's ori_shape), so an image
+        # resized by data.eval_scale is scored against its full-size label.
+        pred = predict(student, image, text, float(cfg["loss"]["alpha"]), cfg["evaluation"], device,
+                       str(cfg["loss"]["seen_logits"]), out_size=label.shape)
+        yield image, label, pred
+
+
 def shard_confusion(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[str, Any], data_root: Path, *,
                     device: torch.device | str = "cpu", rank: int = 0, world: int = 1, keep_panels: int = 0,
                     ) -> tuple[ConfusionMatrix, int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
@@ -63,8 +83,6 @@ def shard_confusion(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[s
     Summing the matrices of ranks ``0..world-1`` gives the single-worker matrix exactly (integer counts).
     """
     from c2s.data.catalog import get_dataset_info, list_split
-    from c2s.data.readers import decode_pair
-    from c2s.data.transforms import eval_transform
 
     info = get_dataset_info(cfg["data"]["dataset"])
     eval_cfg = cfg["evaluation"]
@@ -73,16 +91,9 @@ def shard_confusion(student: torch.nn.Module, text: torch.Tensor, cfg: Mapping[s
                          f"{info.name}, got {text.shape[0]}")
     pairs = shard_pairs(list_split(info, Path(data_root), "val").pairs, rank, world, eval_cfg.get("max_images"))
     confusion = ConfusionMatrix(len(info.classes), info.ignore_index, device=device)
-    rng = np.random.default_rng(0)  # eval_transform is deterministic; the argument is its signature's
     shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     start = last_print = time.perf_counter()
-    for count, (image_path, label_path) in enumerate(pairs, 1):
-        image, label = decode_pair(info, image_path, label_path)  # a bad file raises, naming both files
-        image, label = eval_transform(image, label, cfg["data"], rng)
-        # out_size: logits resized to the label's size before the argmax (mmseg's ori_shape), so an image
-        # resized by data.eval_scale is scored against its full-size label.
-        pred = predict(student, image, text, float(cfg["loss"]["alpha"]), eval_cfg, device,
-                       str(cfg["loss"]["seen_logits"]), out_size=label.shape)
+    for count, (image, label, pred) in enumerate(val_predictions(student, text, cfg, info, pairs, device), 1):
         confusion.update(torch.from_numpy(pred).to(device), torch.from_numpy(label.astype(np.int64)).to(device))
         if len(shown) < keep_panels:
             shown.append((image, label, pred))

@@ -3,8 +3,8 @@
     python tools/probe_pixels.py RUN_DIR [RUN_DIR ...] [--images 150] [--classes "yellow circle,yellow square"]
 
 For each run (a `c2s train`, `c2s demo` or sweep trial directory: its config.json and last checkpoint), the
-student predicts the first ``--images`` validation images exactly as `c2s eval` does (``c2s.infer.predict``:
-the evaluation mode, ``loss.alpha``, ``loss.seen_logits``, logits resized to the label). Every object (a
+student predicts the first ``--images`` validation images exactly as `c2s eval` does
+(``c2s.evaluate.val_predictions``, which evaluation scores). Every object (a
 connected region of one class in the label) gets its *own share*: the share of its interior pixels (``--interior``
 pixels in from its edge, at least ``--min-pixels`` of them) that the student reads as its class. One JSON line
 per class:
@@ -80,10 +80,7 @@ def probe_run(run_dir: Path, images: int, min_pixels: int, interior: int, class_
 
     from c2s.config import from_dict
     from c2s.data.catalog import get_dataset_info, list_split
-    from c2s.data.readers import decode_pair
-    from c2s.data.transforms import eval_transform
-    from c2s.evaluate import find_checkpoint, load_student_from_checkpoint
-    from c2s.infer import predict
+    from c2s.evaluate import find_checkpoint, load_student_from_checkpoint, val_predictions
     from c2s.inputs import resolve_inputs
     from c2s.train.resolve import text_embeddings_for
 
@@ -95,13 +92,9 @@ def probe_run(run_dir: Path, images: int, min_pixels: int, interior: int, class_
     student, _, _ = load_student_from_checkpoint(find_checkpoint(run_dir))  # as `c2s eval` loads it (eval mode)
     shares: dict[int, list[tuple[float, int]]] = {c: [] for c in ids}
     reads = {c: np.zeros(len(info.classes), dtype=np.int64) for c in ids}
-    rng = np.random.default_rng(0)  # eval_transform is deterministic; the argument is its signature's
+    pairs = list_split(info, Path(inputs.data_root), "val").pairs[:images]
     with torch.no_grad():
-        for image_path, label_path in list_split(info, Path(inputs.data_root), "val").pairs[:images]:
-            image, label = decode_pair(info, image_path, label_path)
-            image, label = eval_transform(image, label, cfg.data, rng)
-            pred = predict(student, image, text, float(cfg.loss.alpha), cfg.evaluation, "cpu",
-                           str(cfg.loss.seen_logits), out_size=label.shape)
+        for _, label, pred in val_predictions(student, text, cfg, info, pairs):
             for c in ids:
                 shares[c] += object_shares(label, pred, c, min_pixels, interior)
                 reads[c] += np.bincount(pred[label == c], minlength=len(info.classes))
