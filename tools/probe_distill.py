@@ -104,15 +104,17 @@ def pair_cosines(tokens: torch.Tensor, protos: torch.Tensor, cls: torch.Tensor, 
     their mean student prototype (rows L2-normalised, averaged over the class's regions), with each class's region
     count. ``tokens``, ``protos`` ``(N, D)`` and ``cls (N,)`` as from :func:`collect_regions`; a class without
     regions gives nan."""
-    def class_mean(x: torch.Tensor, c: int) -> torch.Tensor:
-        rows = F.normalize(x.float(), dim=-1)[cls == c]
-        return F.normalize(rows.mean(0), dim=0) if len(rows) else torch.full((x.shape[1],), float("nan"))
+    unit_tokens, unit_protos = F.normalize(tokens.float(), dim=-1), F.normalize(protos.float(), dim=-1)
+
+    def class_mean(units: torch.Tensor, c: int) -> torch.Tensor:
+        rows = units[cls == c]
+        return F.normalize(rows.mean(0), dim=0) if len(rows) else torch.full((units.shape[1],), float("nan"))
 
     out = []
     for a, b in pairs:
         out.append({"pair": (a, b), "regions": (int((cls == a).sum()), int((cls == b).sum())),
-                    "teacher_cos": float(class_mean(tokens, a) @ class_mean(tokens, b)),
-                    "student_cos": float(class_mean(protos, a) @ class_mean(protos, b))})
+                    "teacher_cos": float(class_mean(unit_tokens, a) @ class_mean(unit_tokens, b)),
+                    "student_cos": float(class_mean(unit_protos, a) @ class_mean(unit_protos, b))})
     return out
 
 

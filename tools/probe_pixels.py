@@ -76,8 +76,6 @@ def probe_run(run_dir: Path, images: int, min_pixels: int, interior: int, class_
               ) -> list[dict]:
     """One :func:`class_row` per class (all, or ``class_ids``) of the run's student on its first ``images``
     validation images, each with ``class_id``."""
-    import torch
-
     from c2s.config import from_dict
     from c2s.data.catalog import get_dataset_info, list_split
     from c2s.evaluate import find_checkpoint, load_student_from_checkpoint, val_predictions
@@ -93,11 +91,10 @@ def probe_run(run_dir: Path, images: int, min_pixels: int, interior: int, class_
     shares: dict[int, list[tuple[float, int]]] = {c: [] for c in ids}
     reads = {c: np.zeros(len(info.classes), dtype=np.int64) for c in ids}
     pairs = list_split(info, Path(inputs.data_root), "val").pairs[:images]
-    with torch.no_grad():
-        for _, label, pred in val_predictions(student, text, cfg, info, pairs):
-            for c in ids:
-                shares[c] += object_shares(label, pred, c, min_pixels, interior)
-                reads[c] += np.bincount(pred[label == c], minlength=len(info.classes))
+    for _, label, pred in val_predictions(student, text, cfg, info, pairs):  # no_grad inside
+        for c in ids:
+            shares[c] += object_shares(label, pred, c, min_pixels, interior)
+            reads[c] += np.bincount(pred[label == c], minlength=len(info.classes))
     return [{"class_id": c, **class_row(shares[c], reads[c], c)} for c in ids]
 
 
