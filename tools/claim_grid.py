@@ -107,6 +107,11 @@ def run_draw(out: Path, clip_seed: int, run_seed: int, overrides: Sequence[str],
     return json.loads(result.read_text())
 
 
+def is_override(word: str) -> bool:
+    """A dotted ``key=value`` override (``optim.lr=6e-4``), not an option (``--goal=10``) or a seed."""
+    return not word.startswith("-") and "=" in word
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the grid's folder (one sub-folder per draw)")
@@ -115,7 +120,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--goal", type=float, default=15.0, help="the claim, in IoU points (default 15)")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="per demo (default 1800)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides for every draw's demo, e.g. optim.lr=6e-4")
-    args = parser.parse_args(argv)
+    # An override after --run-seeds would be read as one more seed ("invalid int value"), so the key=value words
+    # are taken out before argparse sees the options, wherever they stand.
+    overrides = [word for word in argv if is_override(word)]
+    args = parser.parse_args([word for word in argv if not is_override(word)])
+    args.overrides = [*args.overrides, *overrides]
     draws = [(s, r) for s in args.clip_seeds for r in args.run_seeds]
     started = time.perf_counter()
     rows = []

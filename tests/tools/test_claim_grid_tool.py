@@ -48,3 +48,20 @@ def test_a_finished_draw_is_read_and_another_commands_draw_is_refused(tmp_path):
     assert grid.run_draw(tmp_path, 0, 0, [], timeout_s=1)["c2s"]["uIoU"] == 3.0  # no demo run
     with pytest.raises(SystemExit, match="holds a draw of another command"):
         grid.run_draw(tmp_path, 0, 0, ["optim.lr=6e-4"], timeout_s=1)
+
+
+def test_overrides_after_the_seed_lists_are_overrides_not_seeds(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run_draw(out, clip_seed, run_seed, overrides, timeout_s):
+        calls.append((clip_seed, run_seed, overrides))
+        return _result(10.0, 10.0, 30.0, 28.0)
+
+    monkeypatch.setattr(grid, "run_draw", fake_run_draw)
+    monkeypatch.setattr(grid, "clip_accuracy", lambda overrides, seed: {"acc": 0.995, "acc_unseen": 0.99})
+    argv = ["optim.lr=6e-4", "--out", str(tmp_path), "--clip-seeds", "1", "--run-seeds", "0", "2",
+            "train.batch_size=8", "--goal=17"]
+    assert grid.main(argv) == 0
+    assert calls == [(1, 0, ["optim.lr=6e-4", "train.batch_size=8"]), (1, 2, ["optim.lr=6e-4", "train.batch_size=8"])]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["goal"], summary["draws_reaching_goal"], summary["min_claim_uIoU"]) == (17.0, 2, 20.0)
