@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -108,8 +109,9 @@ def run_draw(out: Path, clip_seed: int, run_seed: int, overrides: Sequence[str],
 
 
 def is_override(word: str) -> bool:
-    """A dotted ``key=value`` override (``optim.lr=6e-4``), not an option (``--goal=10``) or a seed."""
-    return not word.startswith("-") and "=" in word
+    """A dotted ``key=value`` override (``optim.lr=6e-4``), not an option (``--goal=10``), a seed or a path with an
+    ``=`` in it (``/tmp/lr=2e-3``)."""
+    return re.match(r"[A-Za-z_]\w*(\.\w+)*=", word) is not None
 
 
 def main(argv: list[str]) -> int:

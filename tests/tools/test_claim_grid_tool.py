@@ -65,3 +65,8 @@ def test_overrides_after_the_seed_lists_are_overrides_not_seeds(tmp_path, monkey
     assert calls == [(1, 0, ["optim.lr=6e-4", "train.batch_size=8"]), (1, 2, ["optim.lr=6e-4", "train.batch_size=8"])]
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (summary["goal"], summary["draws_reaching_goal"], summary["min_claim_uIoU"]) == (17.0, 2, 20.0)
+
+
+def test_only_dotted_key_value_words_are_overrides():
+    assert [grid.is_override(w) for w in ("optim.lr=6e-4", "train.batch_size=8", "teacher.actors=[2,4]")] == [True] * 3
+    assert [grid.is_override(w) for w in ("--goal=17", "/tmp/lr=2e-3", "runs/a=b", "3", "=1")] == [False] * 5
