@@ -12,7 +12,13 @@ seen texts alone, already scores the unseen class without ever seeing it: zero-s
 split such as COCO-Stuff's (frisbee, cow, ... among 171 classes) does not offer. One JSON line per unseen
 class and a summary line.
 
-Written for issue 29 item 3; the findings are in docs/table3-toy.md.
+Each unseen line also gives the *analogy margin*: for unseen "c s", every seen trio "c s'", "c' s", "c' s'"
+gives the analogy text(c s') + text(c' s) - text(c' s'); the margin is its cosine with "c s"'s text minus its
+largest cosine with any other class's (background included), averaged over the trios. A positive margin means
+the analogy picks the unseen class out of all the others, as an argmax over texts does at evaluation.
+
+Written for issue 29 item 3; the findings are in docs/table3-toy.md. The analogy margin was added for issue
+27: docs/demo.md relates it to the baseline's unseen IoU over toy CLIPs.
 """
 
 from __future__ import annotations
@@ -48,6 +54,32 @@ def compositional_fit(text: np.ndarray, names: list[str], fit_ids: list[int],
     return {c: design(c) @ coef for c in predict_ids}
 
 
+def analogy_margin(text: np.ndarray, names: list[str], seen_ids: list[int], target: int) -> float:
+    """Mean over seen trios of cos(analogy, text[target]) - max over classes k != target of cos(analogy, text[k]).
+
+    ``text (C, D)`` L2-normalised rows; ``names[c]`` = "<colour> <shape>" for object classes (others, such as
+    "background", are only competitors). For ``target`` = "c s", each pair c' != c, s' != s whose three classes
+    "c s'", "c' s", "c' s'" are all in ``seen_ids`` gives ``a = text[c s'] + text[c' s] - text[c' s']``. No such
+    trio raises ValueError."""
+    colour, shape = names[target].split()
+    by_name = {n: i for i, n in enumerate(names)}
+    seen = set(seen_ids)
+    margins = []
+    for i in seen_ids:
+        parts = names[i].split()
+        if len(parts) != 2 or parts[0] == colour or parts[1] == shape:
+            continue
+        trio = (by_name.get(f"{colour} {parts[1]}"), by_name.get(f"{parts[0]} {shape}"), i)
+        if not all(t in seen for t in trio):
+            continue
+        a = text[trio[0]] + text[trio[1]] - text[trio[2]]
+        sims = text @ (a / np.linalg.norm(a))
+        margins.append(float(sims[target] - np.delete(sims, target).max()))
+    if not margins:
+        raise ValueError(f"class {names[target]!r}: no seen trio spells it by analogy")
+    return float(np.mean(margins))
+
+
 def main(argv: list[str]) -> int:
     from c2s.config import load_config
     from c2s.data.catalog import get_dataset_info
@@ -68,7 +100,8 @@ def main(argv: list[str]) -> int:
     for c in unseen:
         guess = torch.nn.functional.normalize(torch.from_numpy(predicted[c]), dim=0).numpy()
         rows.append({"class": names[c], "cos_prediction_to_text": float(guess @ text[c]),
-                     "max_cos_to_a_seen_text": float(max(text[c] @ text[s] for s in seen))})
+                     "max_cos_to_a_seen_text": float(max(text[c] @ text[s] for s in seen)),
+                     "analogy_margin": analogy_margin(text, names, seen, c)})
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}))
     # the same fit, leaving each seen class out in turn: how well it predicts classes it did see
     held = []
@@ -82,6 +115,7 @@ def main(argv: list[str]) -> int:
     print(json.dumps({"summary": True, "config": config, "unseen": len(rows),
                       "mean_cos_prediction_to_text": round(float(np.mean([r["cos_prediction_to_text"] for r in rows])), 4),
                       "mean_max_cos_to_a_seen_text": round(float(np.mean([r["max_cos_to_a_seen_text"] for r in rows])), 4),
+                      "mean_analogy_margin": round(float(np.mean([r["analogy_margin"] for r in rows])), 4),
                       "seen_left_out_mean_cos": round(float(np.mean(held)), 4) if held else None}))
     return 0
 
