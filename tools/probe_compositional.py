@@ -18,7 +18,7 @@ largest cosine with any other class's (background included), averaged over the t
 the analogy picks the unseen class out of all the others, as an argmax over texts does at evaluation.
 
 Written for issue 29 item 3; the findings are in docs/table3-toy.md. The analogy margin was added for issue
-27: docs/demo.md relates it to the baseline's unseen IoU over toy CLIPs.
+27: docs/demo.md relates it to both students' unseen IoU over four toy CLIPs.
 """
 
 from __future__ import annotations
