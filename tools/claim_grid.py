@@ -114,6 +114,23 @@ def is_override(word: str) -> bool:
     return re.match(r"[A-Za-z_]\w*(\.\w+)*=", word) is not None
 
 
+# The options that take exactly one word: that word is the option's value, even when it looks like an override
+# (``--out grid_lr=2e-3`` is a folder). The seed lists take ints, which never look like one.
+_ONE_VALUE_OPTIONS = ("--out", "--goal", "--timeout-s")
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``argv`` as (what argparse reads, the dotted overrides), each in its order: a ``key=value`` word is an
+    override wherever it stands, unless it is the value of an option in ``_ONE_VALUE_OPTIONS``."""
+    options: list[str] = []
+    overrides: list[str] = []
+    is_value = False
+    for word in argv:
+        (options if is_value or not is_override(word) else overrides).append(word)
+        is_value = word in _ONE_VALUE_OPTIONS
+    return options, overrides
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the grid's folder (one sub-folder per draw)")
@@ -124,8 +141,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted overrides for every draw's demo, e.g. optim.lr=6e-4")
     # An override after --run-seeds would be read as one more seed ("invalid int value"), so the key=value words
     # are taken out before argparse sees the options, wherever they stand.
-    overrides = [word for word in argv if is_override(word)]
-    args = parser.parse_args([word for word in argv if not is_override(word)])
+    options, overrides = split_overrides(argv)
+    args = parser.parse_args(options)
     args.overrides = [*args.overrides, *overrides]
     draws = [(s, r) for s in args.clip_seeds for r in args.run_seeds]
     started = time.perf_counter()

@@ -70,3 +70,27 @@ def test_overrides_after_the_seed_lists_are_overrides_not_seeds(tmp_path, monkey
 def test_only_dotted_key_value_words_are_overrides():
     assert [grid.is_override(w) for w in ("optim.lr=6e-4", "train.batch_size=8", "teacher.actors=[2,4]")] == [True] * 3
     assert [grid.is_override(w) for w in ("--goal=17", "/tmp/lr=2e-3", "runs/a=b", "3", "=1")] == [False] * 5
+
+
+def test_an_options_value_that_looks_like_an_override_stays_that_options_value():
+    argv = ["--out", "grid_lr=2e-3", "optim.lr=2e-3", "--goal", "12", "--timeout-s", "a=1", "--run-seeds", "0",
+            "train.seed=3"]
+    assert grid.split_overrides(argv) == (
+        ["--out", "grid_lr=2e-3", "--goal", "12", "--timeout-s", "a=1", "--run-seeds", "0"],
+        ["optim.lr=2e-3", "train.seed=3"])
+
+
+def test_a_grid_folder_named_like_an_override_is_the_grid_folder(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake_run_draw(out, clip_seed, run_seed, overrides, timeout_s):
+        seen.append((out, overrides))
+        return _result(10.0, 15.0, 30.0, 35.0)
+
+    monkeypatch.setattr(grid, "run_draw", fake_run_draw)
+    monkeypatch.setattr(grid, "clip_accuracy", lambda overrides, seed: {"acc": 0.995, "acc_unseen": 0.99})
+    monkeypatch.chdir(tmp_path)  # a relative folder, as a user types it: an absolute path never looks like a key
+    Path("grid_lr=2e-3").mkdir()
+    assert grid.main(["--out", "grid_lr=2e-3", "--clip-seeds", "0", "--run-seeds", "0", "optim.lr=2e-3"]) == 0
+    assert seen == [(Path("grid_lr=2e-3"), ["optim.lr=2e-3"])]
+    assert json.loads((tmp_path / "grid_lr=2e-3" / "grid.json").read_text())["summary"]["min_claim_uIoU"] == 20.0
