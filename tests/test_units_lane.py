@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from units_lane import warnings_summary
+
 TESTS = Path(__file__).resolve().parent
 
 CONFTEST = f'''
@@ -65,6 +67,33 @@ def test_ray_free_modules_run_niced_in_another_process_and_are_counted(tmp_path)
     assert "1 passed" in out  # the session ran only the ray-marked test
     assert "[units lane] 3 tests in 2 modules beside the session, nice 19: 3 passed" in out
     assert _kept_logs(tmp_path) == []  # a lane that passed leaves no folder behind
+
+
+def test_a_lanes_warnings_reach_the_sessions_output(tmp_path):
+    warns = ("import warnings\n\ndef test_warns():\n    warnings.warn('a warning raised in the lane', UserWarning)\n"
+             "\ndef test_quiet():\n    pass\n")
+    done = _session(tmp_path, {"test_a_warns.py": warns, "test_c_ray.py": RAY})
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "[units lane] 2 tests in 1 modules beside the session, nice 19: 2 passed, 1 warning" in out
+    section = out[out.index("units lane: warnings summary"):out.index("[units lane] 2 tests")]
+    assert "test_a_warns.py::test_warns" in section
+    assert section.count("UserWarning: a warning raised in the lane") == 1
+    assert "test_quiet" not in section and "-- Docs:" not in section
+
+
+def test_a_lane_without_warnings_prints_no_warnings_section(tmp_path):
+    done = _session(tmp_path, {"test_a_unit.py": UNIT, "test_c_ray.py": RAY})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "units lane: warnings summary" not in done.stdout
+
+
+def test_the_warnings_summary_is_read_from_header_to_docs_link():
+    log = ["..  [100%]", "==== warnings summary ====", "t.py::a", "  t.py:4: UserWarning: w", "    warn('w')", "",
+           "-- Docs: https://docs.pytest.org/en/stable/how-to/capture-warnings.html", "==== slowest 10 durations ====",
+           "2 passed, 1 warning in 0.01s"]
+    assert warnings_summary(log) == ["t.py::a", "  t.py:4: UserWarning: w", "    warn('w')"]
+    assert warnings_summary(["..", "2 passed in 0.01s"]) == []
 
 
 def test_a_failing_lane_fails_the_session_and_prints_its_failure(tmp_path):

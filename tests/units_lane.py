@@ -17,8 +17,8 @@ its subprocesses' time-outs (300 s) bound a hang, and speed targets stay in benc
 
 The lane runs whole modules (every module whose tests all start no Ray: tests/conftest.py's ``_lane_items``) with
 the session's ``-m``, ``-k`` and ``--timeout``, and logs to its own file. Its result joins the session's:
-pytest's summary ends with the lane's last line, a failing lane prints its failures and makes the session
-exit 1. A session that stops early (``-x``, ``--maxfail``, Ctrl-C) stops the lane and says so.
+pytest's summary ends with the lane's last line (after the lane's warnings, if it had any), a failing lane
+prints its failures and makes the session exit 1. A session that stops early (``-x``, ``--maxfail``, Ctrl-C) stops the lane and says so.
 """
 
 from __future__ import annotations
@@ -36,6 +36,22 @@ import pytest
 # How long the session waits for the lane: the lane starts with the session, and its modules took ~2.5 min alone
 # and 8 min beside the Ray tests (2026-12-06), so only a hung lane (whose tests pytest-timeout bounds) reaches it.
 FINISH_TIMEOUT_S = 1800
+
+
+def warnings_summary(log: list[str]) -> list[str]:
+    """The body of pytest's "warnings summary" section in a lane's log (each warning's test, place and message),
+    without its header and its closing "-- Docs:" link; none when the lane warned nothing."""
+    start = next((i for i, line in enumerate(log) if line.startswith("=") and " warnings summary " in line), None)
+    if start is None:
+        return []
+    body = []
+    for line in log[start + 1:]:
+        if line.startswith("-- Docs:") or line.startswith("="):
+            break
+        body.append(line)
+    while body and not body[-1].strip():
+        body.pop()
+    return body
 
 
 class UnitsLane:
@@ -110,6 +126,11 @@ class UnitsLane:
         lines = [line for line in log if line.strip()]
         last = lines[-1] if lines else "(no output)"
         if self.rc == pytest.ExitCode.OK:
+            warned = warnings_summary(log)
+            if warned:  # the session's own summary shows only its warnings: the lane's would go unread
+                terminalreporter.write_sep("=", "units lane: warnings summary")
+                for line in warned:
+                    terminalreporter.write_line(line)
             terminalreporter.write_line(f"[units lane] {self.count} tests in {len(self.files)} modules beside the "
                                         f"session, nice 19: {last.strip('= ')}")
             shutil.rmtree(self.dir, ignore_errors=True)
