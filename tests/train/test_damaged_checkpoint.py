@@ -408,7 +408,7 @@ def test_snapshot_is_rewritten_to_the_newest_intact_checkpoint(toy_state, tmp_pa
 
     run, (c2, c4, c6) = _run(tmp_path, toy_state)
     original = _snapshot(run, [c2, c4, c6])
-    _CheckpointManagerState.parse_obj(original)  # the hand-built snapshot is in Ray's schema
+    _CheckpointManagerState.model_validate(original)  # the hand-built snapshot is in Ray's schema
     original_text = (run / RAY_CHECKPOINT_SNAPSHOT).read_text()
     assert _ray_restores(run) == (str(c6), 6, [str(c2), str(c4), str(c6)])
 
