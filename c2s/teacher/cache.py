@@ -334,8 +334,10 @@ def read_token_cache(cfg: Mapping[str, Any], data_root: str | os.PathLike, root:
     import ray
 
     folder, info, pairs = _checked_cache(cfg, data_root, root)
-    ds = ray.data.read_parquet(str(folder / "data"), columns=list(STORED_COLUMNS),
-                               num_cpus=float(cfg["data"]["num_cpus"]))
+    # The stored columns by select_columns, not read_parquet's deprecated columns= (Ray 2.60: ray/data/read_api.py
+    # applies columns= as this very select_columns after the read, and warns).
+    ds = ray.data.read_parquet(str(folder / "data"), num_cpus=float(cfg["data"]["num_cpus"]))
+    ds = ds.select_columns(list(STORED_COLUMNS))
     return ds.map_batches(replay_batch, batch_format="numpy", num_cpus=float(cfg["data"]["num_cpus"]),
                           fn_kwargs={"info": info, "data_cfg": dict(cfg["data"]), "pairs": pairs,
                                      "seed": int(cfg["train"]["seed"]),
