@@ -18,7 +18,8 @@ its subprocesses' time-outs (300 s) bound a hang, and speed targets stay in benc
 The lane runs whole modules (every module whose tests all start no Ray: tests/conftest.py's ``_lane_items``) with
 the session's ``-m``, ``-k`` and ``--timeout``, and logs to its own file. Its result joins the session's:
 pytest's summary ends with the lane's last line (after the lane's warnings, if it had any), a failing lane
-prints its failures and makes the session exit 1. A session that stops early (``-x``, ``--maxfail``, Ctrl-C) stops the lane and says so.
+prints its failures and makes the session exit 1. A session that stops early (``-x``, ``--maxfail``, Ctrl-C)
+stops the lane and says so.
 """
 
 from __future__ import annotations
