@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,9 +36,22 @@ def pytest_unconfigure(config):
         running.stop()
 
 
+REPO = Path(__file__).resolve().parents[1]
+# Python hides deprecations outside __main__ by default, so in Ray's workers they were never seen. The session's
+# Ray shows them in its log files, and its teardown names those that a file of this repository caused.
+WORKER_PYTHONWARNINGS = "default::DeprecationWarning,default::PendingDeprecationWarning,default::FutureWarning"
+# What Python's warnings.formatwarning writes: "<file>:<line>: <Category>: <message>".
+WARNING_LINE = re.compile(r"(?P<file>/\S+?\.py):(?P<line>\d+): (?P<category>\w+): (?P<message>.*)")
+
+
+class RayWorkerDeprecation(UserWarning):
+    """A deprecation that c2s's code, a job or a test caused inside one of the session Ray's worker processes."""
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray for the whole session, 2 CPUs like CI; shut down at the end."""
+    """One local Ray for the whole session, 2 CPUs like CI; shut down at the end. Its workers show deprecations
+    (WORKER_PYTHONWARNINGS); at the end, those caused by this repository's files become warnings of the session."""
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -45,10 +60,45 @@ def ray_local():
         # (a `ray start` head, the multinode scenarios' Cluster: /tmp/ray/ray_current_cluster) and then
         # refuses num_cpus ("When connecting to an existing cluster, num_cpus and num_gpus must not be
         # provided"): every integration test errored while a developer's `ray start` head was up.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        # PYTHONWARNINGS only for the processes ray.init starts (the raylet, whose workers inherit it): the
+        # subprocesses tests start later (`c2s train`, a `ray start` head) keep the user's environment.
+        saved = os.environ.get("PYTHONWARNINGS")
+        os.environ["PYTHONWARNINGS"] = WORKER_PYTHONWARNINGS
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        finally:
+            if saved is None:
+                del os.environ["PYTHONWARNINGS"]
+            else:
+                os.environ["PYTHONWARNINGS"] = saved
+    logs_dir = Path(ray._private.worker._global_node.get_logs_dir_path())
     yield ray
     ray.shutdown()
+    for line in own_deprecations(logs_dir, REPO):
+        warnings.warn(f"in a Ray worker: {line}", RayWorkerDeprecation, stacklevel=1)
+
+
+def own_deprecations(logs_dir: Path, repo: Path, limit: int = 20) -> list[str]:
+    """The deprecation warnings (a category naming one, or FutureWarning) in the Ray log files directly under
+    ``logs_dir`` that point at a file of ``repo`` outside its ``.venv``: each distinct line once, sorted, at
+    most ``limit``. Those pointing into the libraries (Ray's own settings, Ray Serve's pydantic fields) are
+    not ours to mend."""
+    root, venv = f"{repo}/", f"{repo / '.venv'}/"
+    found: set[str] = set()
+    for path in sorted(logs_dir.glob("*")):
+        try:
+            if not path.is_file() or path.stat().st_size > 50_000_000:
+                continue
+            text = path.read_text(errors="replace")
+        except OSError:  # rotated or removed meanwhile
+            continue
+        for line in text.splitlines():
+            match = WARNING_LINE.search(line)
+            if (match and ("Deprecat" in match["category"] or match["category"] == "FutureWarning")
+                    and match["file"].startswith(root) and not match["file"].startswith(venv)):
+                found.add(match.group(0).strip())
+    return sorted(found)[:limit]
 
 
 @pytest.fixture

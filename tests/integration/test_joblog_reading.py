@@ -75,3 +75,30 @@ def test_crash_lines_in_ray_log_files_since_the_test_started(tmp_path):
     assert lines == [f"python-core-worker-1.log: {CRASH_DUMP[1]}", f"python-core-worker-1.log: {CRASH_DUMP[2]}"]
     assert ray_crash_lines(tmp_path, since=0.0)[0] == f"python-core-worker-1.log: {CRASH_DUMP[1]}"
     assert len(ray_crash_lines(tmp_path, since=0.0)) == 3
+
+
+def test_deprecations_in_ray_log_files_that_point_at_this_repository(tmp_path):
+    """conftest's end-of-session check reads the session Ray's worker logs: a deprecation that a file of the
+    repository caused is named once (however many workers printed it); one inside the libraries, a user
+    warning, a repository-like path elsewhere, and a nested folder's file are not."""
+    from conftest import own_deprecations
+
+    repo = tmp_path / "repo"
+    logs = tmp_path / "logs"
+    (logs / "ray-data").mkdir(parents=True)
+    ours = f"{repo}/c2s/teacher/cache.py:337: DeprecationWarning: columns= on read_parquet is deprecated."
+    pydantic = f"{repo}/tests/test_x.py:12: PydanticDeprecatedSince20: The `parse_obj` method is deprecated"
+    future = f"{repo}/jobs/train.py:40: FutureWarning: `torch.cuda.amp.autocast(args...)` is deprecated."
+    noise = [
+        f"{repo}/.venv/lib/python3.11/site-packages/ray/data/context.py:1285: DeprecationWarning: "
+        "`use_push_based_shuffle` is deprecated! Configure `shuffle_strategy` instead.",
+        f"{repo}/c2s/student/zoo.py:80: UserWarning: a user warning is not a deprecation",
+        f"{tmp_path}/repo-old/c2s/x.py:1: DeprecationWarning: another checkout's file",
+        "  warnings.warn(",
+    ]
+    (logs / "worker-aa-01000000-11.err").write_text("\n".join([ours, *noise, pydantic]) + "\n")
+    (logs / "worker-bb-01000000-12.err").write_text(f"(pid=12) {ours}\n{future}\n")
+    (logs / "ray-data" / "ray-data.log").write_text(f"{repo}/c2s/data/readers.py:5: DeprecationWarning: nested\n")
+    assert own_deprecations(logs, repo) == sorted([ours, pydantic, future])
+    assert own_deprecations(logs, repo, limit=1) == [ours]
+    assert own_deprecations(logs, tmp_path / "elsewhere") == []
