@@ -61,7 +61,7 @@ def ray_local():
         # refuses num_cpus ("When connecting to an existing cluster, num_cpus and num_gpus must not be
         # provided"): every integration test errored while a developer's `ray start` head was up.
         # PYTHONWARNINGS only for the processes ray.init starts (the raylet, whose workers inherit it): the
-        # subprocesses tests start later (`c2s train`, a `ray start` head) keep the user's environment.
+        # subprocesses tests start later (`python jobs/train.py`, a `ray start` head) keep the user's environment.
         saved = os.environ.get("PYTHONWARNINGS")
         os.environ["PYTHONWARNINGS"] = WORKER_PYTHONWARNINGS
         try:
@@ -72,10 +72,11 @@ def ray_local():
                 del os.environ["PYTHONWARNINGS"]
             else:
                 os.environ["PYTHONWARNINGS"] = saved
-    logs_dir = Path(ray._private.worker._global_node.get_logs_dir_path())
+    node = ray._private.worker._global_node  # None only for a Ray reached through Ray Client: no local logs
+    logs_dir = Path(node.get_logs_dir_path()) if node is not None else None
     yield ray
     ray.shutdown()
-    for line in own_deprecations(logs_dir, REPO):
+    for line in own_deprecations(logs_dir, REPO) if logs_dir is not None else []:
         warnings.warn(f"in a Ray worker: {line}", RayWorkerDeprecation, stacklevel=1)
 
 
