@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,13 +87,7 @@ def own_deprecations(logs_dir: Path, repo: Path, limit: int = 20) -> list[str]:
     not ours to mend."""
     root, venv = f"{repo}/", f"{repo / '.venv'}/"
     found: set[str] = set()
-    for path in sorted(logs_dir.glob("*")):
-        try:
-            if not path.is_file() or path.stat().st_size > 50_000_000:
-                continue
-            text = path.read_text(errors="replace")
-        except OSError:  # rotated or removed meanwhile
-            continue
+    for _, text in ray_log_texts(logs_dir):
         for line in text.splitlines():
             match = WARNING_LINE.search(line)
             if (match and ("Deprecat" in match["category"] or match["category"] == "FutureWarning")
@@ -214,10 +208,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("[multinode] scenarios (s): " + ", ".join(f"{k} {v}" for k, v in running.timing.items()))
 
 
-def ray_crash_lines(logs_dir: Path, since: float, limit: int = 8) -> list[str]:
-    """Crash lines (tests/joblog.py's CRASH: a fatal signal, a failed check) in the Ray log files under
-    ``logs_dir`` written since ``since`` (a time.time()), each prefixed with its file's name."""
-    found: list[str] = []
+def ray_log_texts(logs_dir: Path, since: float = 0.0) -> Iterator[tuple[str, str]]:
+    """(name, text) of each Ray log file directly under ``logs_dir``, in name order, last written at or after
+    ``since`` (a time.time()); files over 50 MB and files gone meanwhile are skipped."""
     for path in sorted(logs_dir.glob("*")):
         try:
             if not path.is_file() or path.stat().st_mtime < since or path.stat().st_size > 50_000_000:
@@ -225,7 +218,15 @@ def ray_crash_lines(logs_dir: Path, since: float, limit: int = 8) -> list[str]:
             text = path.read_text(errors="replace")
         except OSError:  # rotated or removed meanwhile
             continue
-        found += [f"{path.name}: {line.strip()}" for line in text.splitlines() if CRASH.search(line)]
+        yield path.name, text
+
+
+def ray_crash_lines(logs_dir: Path, since: float, limit: int = 8) -> list[str]:
+    """Crash lines (tests/joblog.py's CRASH: a fatal signal, a failed check) in the Ray log files under
+    ``logs_dir`` written since ``since`` (a time.time()), each prefixed with its file's name."""
+    found: list[str] = []
+    for name, text in ray_log_texts(logs_dir, since):
+        found += [f"{name}: {line.strip()}" for line in text.splitlines() if CRASH.search(line)]
         if len(found) >= limit:
             break
     return found[:limit]
