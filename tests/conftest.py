@@ -80,11 +80,12 @@ def ray_local():
         warnings.warn(f"in a Ray worker: {line}", RayWorkerDeprecation, stacklevel=1)
 
 
-def own_deprecations(logs_dir: Path, repo: Path, limit: int = 20) -> list[str]:
+def own_deprecations(logs_dir: Path, repo: Path, limit: int = 20, shown_as: Path | None = None) -> list[str]:
     """The deprecation warnings (a category naming one, or FutureWarning) in the Ray log files directly under
     ``logs_dir`` that point at a file of ``repo`` outside its ``.venv``: each distinct line once, sorted, at
     most ``limit``. Those pointing into the libraries (Ray's own settings, Ray Serve's pydantic fields) are
-    not ours to mend."""
+    not ours to mend. ``shown_as``: the folder to name instead of ``repo`` (a job's copy of the repository
+    in Ray's package folder is named as the repository itself)."""
     root, venv = f"{repo}/", f"{repo / '.venv'}/"
     found: set[str] = set()
     for _, text in ray_log_texts(logs_dir):
@@ -93,6 +94,8 @@ def own_deprecations(logs_dir: Path, repo: Path, limit: int = 20) -> list[str]:
             if (match and ("Deprecat" in match["category"] or match["category"] == "FutureWarning")
                     and match["file"].startswith(root) and not match["file"].startswith(venv)):
                 found.add(match.group(0).strip())
+    if shown_as is not None:
+        found = {f"{shown_as}/{line.removeprefix(root)}" for line in found}
     return sorted(found)[:limit]
 
 

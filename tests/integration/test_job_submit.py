@@ -20,9 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+from conftest import WORKER_PYTHONWARNINGS, RayWorkerDeprecation, own_deprecations
 from joblog import read_job_log
 
 from c2s.train.curves import read_scalars
@@ -130,7 +132,19 @@ def head():
             os.killpg(proc.pid, signal.SIGKILL)
         _kill_leftovers(str(temp_dir))
         log.close()
+        for line in _job_deprecations(temp_dir):
+            warnings.warn(f"in a job on the `ray start` head: {line}", RayWorkerDeprecation, stacklevel=1)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _job_deprecations(temp_dir: Path) -> list[str]:
+    """The deprecations that the repository's files caused in the jobs' processes (their driver and workers
+    show them: `_run_job` sets PYTHONWARNINGS), read from the head's log files. A job runs from Ray's copy of
+    the repository (its `working_dir` package); the lines name the repository's own files instead."""
+    session = (temp_dir / "session_latest").resolve()  # the lines name the session's own folder, not the link
+    packages = sorted((session / "runtime_resources" / "working_dir_files").glob("_ray_pkg_*"))
+    return sorted({line for package in packages
+                   for line in own_deprecations(session / "logs", package, shown_as=REPO)})
 
 
 def _agent_healthy(agent_url: str, headers: dict[str, str]) -> str | None:
@@ -189,8 +203,9 @@ def _run_job(address, headers, entrypoint: str, env_vars: dict[str, str], timeou
     agent_deadline = time.monotonic() + 30.0
     while True:
         try:
-            job_id = client.submit_job(entrypoint=entrypoint,
-                                       runtime_env={"working_dir": str(REPO), "env_vars": env_vars})
+            # PYTHONWARNINGS: the job's driver and workers show deprecations (the head fixture names ours)
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env={
+                "working_dir": str(REPO), "env_vars": {"PYTHONWARNINGS": WORKER_PYTHONWARNINGS, **env_vars}})
             break
         except RuntimeError as err:
             if "No available agent" not in str(err):

@@ -80,7 +80,8 @@ def test_crash_lines_in_ray_log_files_since_the_test_started(tmp_path):
 def test_deprecations_in_ray_log_files_that_point_at_this_repository(tmp_path):
     """conftest's end-of-session check reads the session Ray's worker logs: a deprecation that a file of the
     repository caused is named once (however many workers printed it); one inside the libraries, a user
-    warning, a repository-like path elsewhere, and a nested folder's file are not."""
+    warning, a repository-like path elsewhere, and a nested folder's file are not. A job's package copy of the
+    repository is named as the repository (tests/integration/test_job_submit.py's head)."""
     from conftest import own_deprecations
 
     repo = tmp_path / "repo"
@@ -102,3 +103,7 @@ def test_deprecations_in_ray_log_files_that_point_at_this_repository(tmp_path):
     assert own_deprecations(logs, repo) == sorted([ours, pydantic, future])
     assert own_deprecations(logs, repo, limit=1) == [ours]
     assert own_deprecations(logs, tmp_path / "elsewhere") == []
+    # a job's copy of the repository (Ray's working_dir package) is named as the repository
+    checkout = tmp_path / "checkout"
+    assert own_deprecations(logs, repo, limit=1, shown_as=checkout) == [
+        f"{checkout}/c2s/teacher/cache.py:337: DeprecationWarning: columns= on read_parquet is deprecated."]
