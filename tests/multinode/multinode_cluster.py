@@ -422,13 +422,18 @@ class Scenarios:
         self.out, self.work, self.timeout = Path(out), Path(work), float(timeout)
         self.out.mkdir(parents=True, exist_ok=True)
         self.work.mkdir(parents=True, exist_ok=True)
+        from conftest import WORKER_PYTHONWARNINGS
+
         env = dict(os.environ)
         env.pop("RAY_ADDRESS", None)
+        # the driver and the cluster's processes (each inherits it) show deprecations; deprecations() names ours
+        env["PYTHONWARNINGS"] = WORKER_PYTHONWARNINGS
         self.address_before = _address_file_text()
         self.log_path = self.out / "scenarios.log"
         self._log = self.log_path.open("w")
         self.started = time.monotonic()
         self.timing: dict[str, float] = {}  # wait(): seconds of the whole run, the wait, each scenario
+        self.ray_logs_dir: str | None = None  # wait(): the cluster's Ray log folder, from result.json
         # its own session: a Ctrl-C in pytest's terminal reaches pytest, which stops this (stop()) in order
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(self.out), str(self.work)],
                                      cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -447,12 +452,21 @@ class Scenarios:
         result_file = self.out / "result.json"
         assert result_file.is_file(), f"the scenarios wrote no result (rc {rc}):\n{self._tail()}"
         results = json.loads(result_file.read_text())
+        self.ray_logs_dir = results.get("ray_logs_dir")
         results["address_file"] = {"before": self.address_before, "after": _address_file_text()}
         results["waited_s"] = round(time.monotonic() - t0, 1)
         results["run_s"] = round(time.monotonic() - self.started, 1)
         self.timing = {k: results.get(k) for k in ("run_s", "waited_s", "cluster_start_s")} | {
             name: results[name]["scenario_wall_s"] for name in SCENARIOS if "scenario_wall_s" in results.get(name, {})}
         return results
+
+    def deprecations(self) -> list[str]:
+        """The deprecations a file of the repository caused in the driver (its output, ``out``) or in the
+        cluster's processes (the log files of its Ray session, which main() names in result.json)."""
+        from conftest import own_deprecations
+
+        folders = [self.out] + ([Path(self.ray_logs_dir)] if self.ray_logs_dir else [])
+        return sorted({line for folder in folders for line in own_deprecations(folder, REPO)})
 
     def _tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -495,6 +509,7 @@ def main(argv: list[str]) -> int:
     results: dict[str, Any] = {}
     sim = SimCluster([0, 1, 1, 1])
     results["cluster_start_s"] = round(time.perf_counter() - started, 1)
+    results["ray_logs_dir"] = sim.cluster.head_node.get_logs_dir_path()
     try:
         for name, scenario in SCENARIOS.items():
             t0 = time.perf_counter()

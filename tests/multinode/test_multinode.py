@@ -13,9 +13,11 @@ job's resources fit again. The sweep runs on three
 from __future__ import annotations
 
 import re
+import warnings
 
 import multinode_cluster
 import pytest
+from conftest import RayWorkerDeprecation
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(1200)]
 
@@ -29,7 +31,10 @@ def scenarios():
     try:
         yield running.wait()
     finally:
+        found = running.deprecations()  # before stop() removes the driver's output
         running.stop()
+        for line in found:
+            warnings.warn(f"in the multi-node scenarios: {line}", RayWorkerDeprecation, stacklevel=1)
 
 
 def part(scenarios: dict, name: str) -> dict:
