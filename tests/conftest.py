@@ -45,7 +45,14 @@ WARNING_LINE = re.compile(r"(?P<file>/\S+?\.py):(?P<line>\d+): (?P<category>\w+)
 
 
 class RayWorkerDeprecation(UserWarning):
-    """A deprecation that c2s's code, a job or a test caused inside one of the session Ray's worker processes."""
+    """A deprecation that c2s's code, a job or a test caused in a process of a Ray the suite started (the
+    session's, the job-submit head's, the multi-node scenarios' cluster and driver), where pytest sees none."""
+
+
+def warn_deprecations(where: str, lines: list[str]) -> None:
+    """Each of ``lines`` (own_deprecations') as a RayWorkerDeprecation of the session, ``in <where>: <line>``."""
+    for line in lines:
+        warnings.warn(f"in {where}: {line}", RayWorkerDeprecation, stacklevel=2)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +68,8 @@ def ray_local():
         # refuses num_cpus ("When connecting to an existing cluster, num_cpus and num_gpus must not be
         # provided"): every integration test errored while a developer's `ray start` head was up.
         # PYTHONWARNINGS only for the processes ray.init starts (the raylet, whose workers inherit it): the
-        # subprocesses tests start later (`python jobs/train.py`, a `ray start` head) keep the user's environment.
+        # subprocesses tests start later (`python jobs/train.py`, a `ray start` head) keep the user's environment
+        # (the job-submit test's jobs and the multi-node scenarios' process are given it where they start).
         saved = os.environ.get("PYTHONWARNINGS")
         os.environ["PYTHONWARNINGS"] = WORKER_PYTHONWARNINGS
         try:
@@ -76,13 +84,13 @@ def ray_local():
     logs_dir = Path(node.get_logs_dir_path()) if node is not None else None
     yield ray
     ray.shutdown()
-    for line in own_deprecations(logs_dir, REPO) if logs_dir is not None else []:
-        warnings.warn(f"in a Ray worker: {line}", RayWorkerDeprecation, stacklevel=1)
+    if logs_dir is not None:
+        warn_deprecations("a Ray worker", own_deprecations(logs_dir, REPO))
 
 
 def own_deprecations(logs_dir: Path, repo: Path, limit: int = 20, shown_as: Path | None = None) -> list[str]:
-    """The deprecation warnings (a category naming one, or FutureWarning) in the Ray log files directly under
-    ``logs_dir`` that point at a file of ``repo`` outside its ``.venv``: each distinct line once, sorted, at
+    """The deprecation warnings (a category naming one, or FutureWarning) in the log files directly under
+    ``logs_dir`` (a Ray session's, or a driver's output) that point at a file of ``repo`` outside its ``.venv``: each distinct line once, sorted, at
     most ``limit``. Those pointing into the libraries (Ray's own settings, Ray Serve's pydantic fields) are
     not ours to mend. ``shown_as``: the folder to name instead of ``repo`` (a job's copy of the repository
     in Ray's package folder is named as the repository itself)."""

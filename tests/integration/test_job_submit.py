@@ -20,11 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import pytest
-from conftest import WORKER_PYTHONWARNINGS, RayWorkerDeprecation, own_deprecations
+from conftest import WORKER_PYTHONWARNINGS, own_deprecations, warn_deprecations
 from joblog import read_job_log
 
 from c2s.train.curves import read_scalars
@@ -132,8 +131,7 @@ def head():
             os.killpg(proc.pid, signal.SIGKILL)
         _kill_leftovers(str(temp_dir))
         log.close()
-        for line in _job_deprecations(temp_dir):
-            warnings.warn(f"in a job on the `ray start` head: {line}", RayWorkerDeprecation, stacklevel=1)
+        warn_deprecations("a job on the `ray start` head", _job_deprecations(temp_dir))
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

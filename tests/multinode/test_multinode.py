@@ -13,11 +13,10 @@ job's resources fit again. The sweep runs on three
 from __future__ import annotations
 
 import re
-import warnings
 
 import multinode_cluster
 import pytest
-from conftest import RayWorkerDeprecation
+from conftest import warn_deprecations
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(1200)]
 
@@ -33,8 +32,7 @@ def scenarios():
     finally:
         found = running.deprecations()  # before stop() removes the driver's output
         running.stop()
-        for line in found:
-            warnings.warn(f"in the multi-node scenarios: {line}", RayWorkerDeprecation, stacklevel=1)
+        warn_deprecations("the multi-node scenarios", found)
 
 
 def part(scenarios: dict, name: str) -> dict:
