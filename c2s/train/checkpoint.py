@@ -2,7 +2,7 @@
 
 Also the driver's check of a checkpoint before it is used (:func:`checkpoint_damage`) and the choice of the
 newest intact one under a run directory (:func:`newest_intact_checkpoint`), for ``c2s eval`` and
-``c2s train --resume`` (which rewrites Ray Train's snapshot with it: c2s.train.trainer.resume_from_intact).
+``c2s train --resume`` (which rewrites Ray Train's snapshot with it: c2s.train.snapshot.resume_from_intact).
 """
 
 from __future__ import annotations

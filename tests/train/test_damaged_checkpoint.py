@@ -2,7 +2,7 @@
 
 The check of one ``state.pt`` (c2s.train.checkpoint.inspect_checkpoint) on copies of a real toy checkpoint
 damaged each way a user met or may meet; the newest intact checkpoint of a run; Ray Train's snapshot rewritten
-by ``--resume`` (c2s.train.trainer.resume_from_intact) and read back by Ray's own CheckpointManager; ``c2s eval``
+by ``--resume`` (c2s.train.snapshot.resume_from_intact) and read back by Ray's own CheckpointManager; ``c2s eval``
 and ``c2s train --resume`` on the console. The resumed training run on a truncated checkpoint is in
 tests/integration/test_train_job.py (it shares that file's Train runs).
 """
@@ -34,7 +34,7 @@ from c2s.train.checkpoint import (
     newest_intact_checkpoint,
 )
 from c2s.train.pipeline import RAY_CHECKPOINT_SNAPSHOT, restored_step
-from c2s.train.trainer import SNAPSHOT_BACKUP_SUFFIX, resume_from_intact
+from c2s.train.snapshot import SNAPSHOT_BACKUP_SUFFIX, resume_from_intact
 
 
 @pytest.fixture(scope="module")
