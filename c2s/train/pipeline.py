@@ -14,7 +14,6 @@ read epoch after epoch instead (:func:`repeats_epochs`).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,40 +107,10 @@ def build_train_dataset(cfg: Mapping[str, Any], info: DatasetInfo, root: Path, *
     return ds.map_batches(TeacherActor, **map_batches_kwargs(cfg, len(info.seen_ids), calls_dir))
 
 
-# Ray Train V2 (2.60) keeps its checkpoint bookkeeping in <storage_path>/<name>/ under this name and restores
-# ``latest_checkpoint_result`` from it (ray/train/v2/_internal/execution/checkpoint/checkpoint_manager.py,
-# CheckpointManager._maybe_load_state_from_storage / _save_state; constants.CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).
-RAY_CHECKPOINT_SNAPSHOT = "checkpoint_manager_snapshot.json"
-
-
-def restored_step(run_dir: str | Path) -> int:
-    """The step of the checkpoint Ray Train restores for ``run_dir`` (0 when it restores none).
-
-    Read from Ray Train's own snapshot, which it writes when it registers a checkpoint and reads on
-    (re)start, so the stream starts where the restored state does. The step is the ``step`` metric the
-    training loop reports with every checkpoint.
-    """
-    path = Path(run_dir) / RAY_CHECKPOINT_SNAPSHOT
-    if not path.is_file():
-        return 0
-    try:
-        latest = json.loads(path.read_text()).get("latest_checkpoint_result")
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{path}: Ray Train's checkpoint snapshot is not a JSON object ({err}); cannot tell "
-                         "which step the run resumes from") from err
-    if latest is None:
-        return 0
-    step = latest.get("metrics", {}).get("step")
-    if not isinstance(step, int) or step < 0:
-        raise ValueError(f"{path}: the latest checkpoint ({latest.get('checkpoint_dir_name')!r}) has no "
-                         f"integer 'step' metric (got {step!r}); expected a checkpoint reported by c2s's loop")
-    return step
-
-
 class TrainDatasetFactory:
     """``TorchTrainer(datasets={"train": factory})``: Ray Train V2 calls it on its controller each time it
     starts the worker group (first start, restart after a worker failure, ``--resume``), so the stream starts
-    at the step it restores (:func:`restored_step`). Ray 2.60: ``GenDataset = Dataset | Callable[[], Dataset]``
+    at the step it restores (:func:`c2s.train.snapshot.restored_step`). Ray 2.60: ``GenDataset = Dataset | Callable[[], Dataset]``
     (ray/train/v2/_internal/data_integration/interfaces.py; called in callbacks/datasets.py)."""
 
     def __init__(self, cfg_dict: dict[str, Any], root: Path, run_dir: Path, *, calls_dir: Path | None = None,
@@ -152,6 +121,7 @@ class TrainDatasetFactory:
     def __call__(self, start_step: int | None = None):
         from c2s.config import from_dict
         from c2s.data.catalog import get_dataset_info
+        from c2s.train.snapshot import restored_step  # torch (via the checkpoint module) only where it runs
 
         cfg = from_dict(self.cfg_dict)
         step = restored_step(self.run_dir) if start_step is None else int(start_step)

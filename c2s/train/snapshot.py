@@ -1,6 +1,7 @@
-"""Ray Train's checkpoint snapshot, pointed at an intact checkpoint before ``c2s train --resume`` starts Ray.
+"""Ray Train's checkpoint snapshot: the step a run restores, and an intact checkpoint for ``--resume``.
 
-Ray Train V2 resumes a run from ``RUN/checkpoint_manager_snapshot.json``; when the checkpoint it names is damaged
+Ray Train V2 resumes a run from ``RUN/checkpoint_manager_snapshot.json``. :func:`restored_step` reads the step
+of the checkpoint it names (where the run's batch stream starts); when that checkpoint is damaged
 (c2s.train.checkpoint.inspect_checkpoint), :func:`resume_from_intact` rewrites the snapshot to name the newest
 intact one. Within one ``fit()`` no rewrite is needed: Ray Train's own retry restores only checkpoints it has
 registered, and it registers one only after every file is copied into the run (see docs/training.md).
@@ -20,7 +21,36 @@ from c2s.train.checkpoint import (
     damage_summary,
     inspect_checkpoint,
 )
-from c2s.train.pipeline import RAY_CHECKPOINT_SNAPSHOT
+
+# Ray Train V2 (2.60) keeps its checkpoint bookkeeping in <storage_path>/<name>/ under this name and restores
+# ``latest_checkpoint_result`` from it (ray/train/v2/_internal/execution/checkpoint/checkpoint_manager.py,
+# CheckpointManager._maybe_load_state_from_storage / _save_state; constants.CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).
+RAY_CHECKPOINT_SNAPSHOT = "checkpoint_manager_snapshot.json"
+
+
+def restored_step(run_dir: str | Path) -> int:
+    """The step of the checkpoint Ray Train restores for ``run_dir`` (0 when it restores none).
+
+    Read from Ray Train's own snapshot, which it writes when it registers a checkpoint and reads on
+    (re)start, so the stream starts where the restored state does. The step is the ``step`` metric the
+    training loop reports with every checkpoint.
+    """
+    path = Path(run_dir) / RAY_CHECKPOINT_SNAPSHOT
+    if not path.is_file():
+        return 0
+    try:
+        latest = json.loads(path.read_text()).get("latest_checkpoint_result")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{path}: Ray Train's checkpoint snapshot is not a JSON object ({err}); cannot tell "
+                         "which step the run resumes from") from err
+    if latest is None:
+        return 0
+    step = latest.get("metrics", {}).get("step")
+    if not isinstance(step, int) or step < 0:
+        raise ValueError(f"{path}: the latest checkpoint ({latest.get('checkpoint_dir_name')!r}) has no "
+                         f"integer 'step' metric (got {step!r}); expected a checkpoint reported by c2s's loop")
+    return step
+
 
 SNAPSHOT_BACKUP_SUFFIX = ".before-fallback"
 

@@ -22,8 +22,8 @@ import torch
 from c2s import evaluate
 from c2s.config import load_config
 from c2s.train.checkpoint import STATE_FILE, checkpoints_newest_first, latest_checkpoint, load_state
-from c2s.train.pipeline import restored_step
 from c2s.train.schedule import lr_factor
+from c2s.train.snapshot import restored_step
 from c2s.train.trainer import run_training
 
 pytestmark = pytest.mark.integration

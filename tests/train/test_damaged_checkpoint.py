@@ -33,8 +33,12 @@ from c2s.train.checkpoint import (
     latest_checkpoint,
     newest_intact_checkpoint,
 )
-from c2s.train.pipeline import RAY_CHECKPOINT_SNAPSHOT, restored_step
-from c2s.train.snapshot import SNAPSHOT_BACKUP_SUFFIX, resume_from_intact
+from c2s.train.snapshot import (
+    RAY_CHECKPOINT_SNAPSHOT,
+    SNAPSHOT_BACKUP_SUFFIX,
+    restored_step,
+    resume_from_intact,
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,8 @@ from c2s.config import load_config
 from c2s.data.catalog import get_dataset_info, list_split
 from c2s.data.readers import _Loader, stream_position
 from c2s.train.loop import FirstBatchAhead, _batches
-from c2s.train.pipeline import (
-    RAY_CHECKPOINT_SNAPSHOT,
-    repeats_epochs,
-    restored_step,
-    stream_epochs,
-    stream_span,
-)
+from c2s.train.pipeline import repeats_epochs, stream_epochs, stream_span
+from c2s.train.snapshot import RAY_CHECKPOINT_SNAPSHOT, restored_step
 from c2s.world.generate import generate_world
 
 N = 6  # training images of the test world
