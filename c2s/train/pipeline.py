@@ -110,8 +110,9 @@ def build_train_dataset(cfg: Mapping[str, Any], info: DatasetInfo, root: Path, *
 class TrainDatasetFactory:
     """``TorchTrainer(datasets={"train": factory})``: Ray Train V2 calls it on its controller each time it
     starts the worker group (first start, restart after a worker failure, ``--resume``), so the stream starts
-    at the step it restores (:func:`c2s.train.snapshot.restored_step`). Ray 2.60: ``GenDataset = Dataset | Callable[[], Dataset]``
-    (ray/train/v2/_internal/data_integration/interfaces.py; called in callbacks/datasets.py)."""
+    at the step it restores (:func:`c2s.train.snapshot.restored_step`). Ray 2.60: ``GenDataset = Dataset |
+    Callable[[], Dataset]`` (ray/train/v2/_internal/data_integration/interfaces.py; called in
+    callbacks/datasets.py)."""
 
     def __init__(self, cfg_dict: dict[str, Any], root: Path, run_dir: Path, *, calls_dir: Path | None = None,
                  cache_root: Path | None = None) -> None:
