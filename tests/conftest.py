@@ -90,10 +90,10 @@ def ray_local():
 
 def own_deprecations(logs_dir: Path, repo: Path, limit: int = 20, shown_as: Path | None = None) -> list[str]:
     """The deprecation warnings (a category naming one, or FutureWarning) in the log files directly under
-    ``logs_dir`` (a Ray session's, or a driver's output) that point at a file of ``repo`` outside its ``.venv``: each distinct line once, sorted, at
-    most ``limit``. Those pointing into the libraries (Ray's own settings, Ray Serve's pydantic fields) are
-    not ours to mend. ``shown_as``: the folder to name instead of ``repo`` (a job's copy of the repository
-    in Ray's package folder is named as the repository itself)."""
+    ``logs_dir`` (a Ray session's, or a driver's output) that point at a file of ``repo`` outside its
+    ``.venv``: each distinct line once, sorted, at most ``limit``. Those pointing into the libraries (Ray's
+    own settings, Ray Serve's pydantic fields) are not ours to mend. ``shown_as``: the folder to name instead
+    of ``repo`` (a job's copy of the repository in Ray's package folder is named as the repository itself)."""
     root, venv = f"{repo}/", f"{repo / '.venv'}/"
     found: set[str] = set()
     for _, text in ray_log_texts(logs_dir):
